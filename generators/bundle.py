@@ -1,0 +1,92 @@
+"""Bundle-level files: PLAN.md, secrets.env.example and MANIFEST.sha256."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import Artifact, Context
+from .render import render
+from .semantics import effective_resources
+from .slurm import slurm_minutes, submission_order
+from .validate import Loaded
+
+DESCRIPTIONS = {
+    ".sbatch": "Slurm batch script",
+    ".params.tsv": "sweep points, one shell-quoted row per array task",
+    "submit_all.sh": "submits the cluster's jobs in dependency order; records ledger.tsv",
+}
+
+
+def _money(value: float) -> str:
+    """A cost with at most two decimals.
+
+    >>> [_money(v) for v in (120.0, 0.5, 1 / 3)]
+    ['120', '0.5', '0.33']
+    """
+    return f"{value:.2f}".rstrip("0").rstrip(".")
+
+
+def job_rows(loaded: Loaded) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    """One row per job for PLAN.md, and the estimated total per cost unit."""
+    rows, totals = [], {}
+    for cname, cluster in loaded.project.clusters.items():
+        names = [n for n, j in loaded.project.jobs.items() if j.cluster == cname]
+        for name in submission_order(loaded, names):
+            job = loaded.project.jobs[name]
+            res = effective_resources(loaded, job)
+            nodes = res.nodes or 1
+            gpus = res.gpus if res.gpus is not None else (res.gpus_per_node or 0) * nodes
+            minutes = slurm_minutes(res.time)
+            points = loaded.points[name].size
+            cost = "–"
+            if cluster.rates and minutes is not None:
+                hours = minutes / 60 * points
+                value = hours * (nodes * cluster.rates.node_hour + gpus * cluster.rates.gpu_hour)
+                totals[cluster.rates.unit] = totals.get(cluster.rates.unit, 0.0) + value
+                cost = f"{_money(value)} {cluster.rates.unit}"
+            elif cluster.rates:
+                cost = "unbounded (no time limit)"
+            rows.append({"name": name, "cluster": cname, "nodes": nodes, "gpus": gpus or "–",
+                         "time": res.time or "default", "points": points,
+                         "throttle": job.sweep.throttle if job.sweep else None,
+                         "after": ", ".join(job.after) or "–", "cost": cost,
+                         "launcher": job.launcher, "description": job.description or ""})
+    return rows, totals
+
+
+def describe(path: str) -> str:
+    for suffix, text in DESCRIPTIONS.items():
+        if path.endswith(suffix):
+            return text
+    return {"PLAN.md": "this plan", "MANIFEST.sha256": "sha256 of every file in the bundle",
+            "secrets.env.example": "names of the secrets the scripts read at run time"}.get(
+                path.rsplit("/", 1)[-1], "")
+
+
+def plan(loaded: Loaded, ctx: Context, files: list[str]) -> Artifact:
+    rows, totals = job_rows(loaded)
+    listing = sorted({*files, "PLAN.md", "MANIFEST.sha256", "secrets.env.example"})
+    context = {"header": ctx.header(), "project": loaded.project, "rows": rows,
+               "totals": [f"{_money(v)} {u}" for u, v in sorted(totals.items())],
+               "files": [(f, describe(f)) for f in listing],
+               "clusters": sorted(loaded.project.clusters)}
+    return Artifact("PLAN.md", render(ctx.env, "bundle/PLAN.md.j2", context))
+
+
+def secrets_example(loaded: Loaded, ctx: Context) -> Artifact:
+    context = {"header": ctx.header(), "secrets": loaded.project.secrets}
+    return Artifact("secrets.env.example",
+                    render(ctx.env, "bundle/secrets.env.example.j2", context))
+
+
+def manifest(header: list[str], digests: dict[str, str]) -> str:
+    """``sha256sum``-format lines for every file, sorted; ``sha256sum -c`` checks them.
+
+    >>> print(manifest(["h"], {"b": "2" * 64, "a": "1" * 64}), end="")
+    # h
+    1111111111111111111111111111111111111111111111111111111111111111  a
+    2222222222222222222222222222222222222222222222222222222222222222  b
+    """
+    lines = ["# " + " ".join(header)]
+    lines += [f"{digests[p]}  {p}" for p in sorted(digests) if p != "MANIFEST.sha256"]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,89 @@
+"""The ``jobpack`` command: build, check and plan a project from any folder."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+DOIT_COMMANDS = ("list", "info", "clean", "forget")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="jobpack",
+        description="Compile project.yaml into a bundle of portable job scripts in out/.")
+    p.add_argument("-p", "--project", type=Path, default=Path("project.yaml"),
+                   help="project file (default: ./project.yaml)")
+    p.add_argument("-o", "--out", type=Path, default=None,
+                   help="output folder (default: ./out)")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.add_parser("build", help="render, lint and write what changed into out/ (default)")
+    sub.add_parser("check", help="exit 1 and name the files when out/ is stale")
+    sub.add_parser("plan", help="print PLAN.md")
+    for name in DOIT_COMMANDS:
+        sub.add_parser(name, help=f"doit {name}", add_help=False)
+    return p
+
+
+def _paths(args: argparse.Namespace) -> object:
+    from .build import Paths
+
+    out = args.out if args.out is not None else Path("out")
+    return Paths(args.project.absolute(), out.absolute())
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, rest = _parser().parse_known_args(argv)
+    command = args.command or "build"
+    if rest and command not in DOIT_COMMANDS:
+        _parser().error(f"unrecognized arguments: {' '.join(rest)}")
+    from .errors import JobpackError
+
+    paths = _paths(args)
+    try:
+        if command == "check":
+            return _check(paths)
+        if command == "plan":
+            return _plan(paths)
+        return _doit(paths, ["run"] if command == "build" else [command, *rest])
+    except JobpackError as exc:
+        print(exc.render(), file=sys.stderr)
+        return exc.exit_status
+
+
+def _doit(paths: object, argv: list[str]) -> int:
+    from doit.cmd_base import ModuleTaskLoader
+    from doit.doit_cmd import DoitMain
+
+    from .tasks import LAST_ERROR, doit_config, make_tasks
+
+    namespace = dict(make_tasks(paths.project, paths.out))  # type: ignore[attr-defined]
+    namespace["DOIT_CONFIG"] = doit_config(paths)  # type: ignore[arg-type]
+    code = DoitMain(ModuleTaskLoader(namespace)).run(argv)
+    if code and LAST_ERROR:
+        return int(LAST_ERROR[-1].exit_status)
+    return int(code)
+
+
+def _check(paths: object) -> int:
+    from .build import stale_files
+
+    stale = stale_files(paths)  # type: ignore[arg-type]
+    if stale:
+        print(f"{paths.out} is stale; rebuild with `jobpack build`:",  # type: ignore[attr-defined]
+              *("  " + s for s in stale), sep="\n", file=sys.stderr)
+        return 1
+    print(f"{paths.out} is up to date")  # type: ignore[attr-defined]
+    return 0
+
+
+def _plan(paths: object) -> int:
+    from .build import expected_files
+
+    sys.stdout.write(expected_files(paths)["PLAN.md"])  # type: ignore[arg-type]
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

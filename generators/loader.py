@@ -1,0 +1,176 @@
+"""YAML -> plain Python values, remembering FILE:LINE:COL of every key and value.
+
+The project file is composed into nodes with PyYAML's C parser and turned into values by our
+own walk, so that:
+- every mapping key and value keeps its position (``Source.where(path)``);
+- scalars resolve as YAML 1.2 does: ``24:00:00`` stays a string (YAML 1.1 would read it as
+  the integer 86400) and ``no``/``on`` stay strings;
+- duplicate keys are errors instead of silently keeping the last one.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import Problem, ProjectError
+
+Loc = tuple[str | int, ...]
+
+try:
+    _BaseLoader: type = yaml.CSafeLoader
+except AttributeError:  # pragma: no cover - libyaml missing
+    _BaseLoader = yaml.SafeLoader
+
+_INT = re.compile(r"[-+]?(0|[1-9][0-9]*)$|0o[0-7]+$|0x[0-9a-fA-F]+$")
+_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$")
+_SPECIAL_FLOAT = {".inf": float("inf"), "+.inf": float("inf"), "-.inf": float("-inf"),
+                  ".nan": float("nan")}
+_BOOL = {"true": True, "false": False}
+_NULL = {"", "~", "null"}
+
+
+def dotted(loc: Loc) -> str:
+    """Render a value path the way error messages show it.
+
+    >>> dotted(("jobs", "train", "after", 0))
+    'jobs.train.after[0]'
+    >>> dotted(())
+    '(top)'
+    """
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top)"
+
+
+@dataclass
+class Source:
+    """Positions of every value of one loaded file."""
+
+    file: str
+    positions: dict[Loc, tuple[int, int]] = field(default_factory=dict)
+    key_positions: dict[Loc, tuple[int, int]] = field(default_factory=dict)
+
+    def where(self, loc: Loc, *, key: bool = False) -> tuple[int, int]:
+        """Line and column of the value at ``loc`` (or of its key), else of its nearest parent."""
+        table = self.key_positions if key else self.positions
+        loc = tuple(loc)
+        while loc:
+            if loc in table:
+                return table[loc]
+            if loc in self.positions:
+                return self.positions[loc]
+            loc = loc[:-1]
+        return self.positions.get((), (1, 1))
+
+    def problem(self, loc: Loc, message: str, *, key: bool = False) -> Problem:
+        line, col = self.where(loc, key=key)
+        return Problem(self.file, line, col, dotted(loc), message)
+
+
+def _scalar(node: yaml.ScalarNode) -> Any:
+    text = node.value
+    if node.style or node.tag not in ("tag:yaml.org,2002:str", "tag:yaml.org,2002:int",
+                                      "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool",
+                                      "tag:yaml.org,2002:null", "tag:yaml.org,2002:timestamp"):
+        return text  # quoted or block scalars, and unknown tags, are strings
+    low = text.lower()
+    if low in _NULL:
+        return None
+    if low in _BOOL:
+        return _BOOL[low]
+    if _INT.match(text):
+        return int(text, 0) if text[:2] in ("0o", "0x") else int(text)
+    if _FLOAT.match(text):
+        return float(text)
+    if low in _SPECIAL_FLOAT:
+        return _SPECIAL_FLOAT[low]
+    return text
+
+
+class _Walker:
+    def __init__(self, source: Source) -> None:
+        self.source = source
+        self.problems: list[Problem] = []
+
+    def value(self, node: yaml.Node, loc: Loc) -> Any:
+        self.source.positions[loc] = (node.start_mark.line + 1, node.start_mark.column + 1)
+        if isinstance(node, yaml.ScalarNode):
+            return _scalar(node)
+        if isinstance(node, yaml.SequenceNode):
+            return [self.value(child, (*loc, i)) for i, child in enumerate(node.value)]
+        if isinstance(node, yaml.MappingNode):
+            return self.mapping(node, loc)
+        raise AssertionError(f"unexpected YAML node {node!r}")
+
+    def mapping(self, node: yaml.MappingNode, loc: Loc) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            pos = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+            if not isinstance(key_node, yaml.ScalarNode):
+                self.problems.append(Problem(
+                    self.source.file, *pos, dotted(loc),
+                    "a key must be a plain name; a value that starts with '{' (such as "
+                    "'{{ name }}') must be quoted, because YAML reads '{' as a mapping"))
+                continue
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                self.problems.append(Problem(self.source.file, *pos, dotted(loc),
+                                             "YAML merge keys ('<<') are not supported"))
+                continue
+            key = str(_scalar(key_node)) if key_node.value else ""
+            if key in out:
+                first = self.source.key_positions[(*loc, key)]
+                self.problems.append(Problem(
+                    self.source.file, *pos, dotted((*loc, key)),
+                    f"duplicate key (first given at line {first[0]})"))
+                continue
+            self.source.key_positions[(*loc, key)] = pos
+            out[key] = self.value(value_node, (*loc, key))
+        return out
+
+
+def _syntax_problem(file: str, text: str, exc: yaml.MarkedYAMLError) -> Problem:
+    mark = exc.problem_mark or exc.context_mark
+    line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+    msg = exc.problem or "invalid YAML"
+    if exc.context:
+        msg = f"{msg} ({exc.context})"
+    lines = text.splitlines()
+    near = " ".join(lines[max(0, line - 2):line]) if lines else ""
+    if "{{" in near or "${" in near or "{" in near:
+        msg += ("; quote values that start with '{' or that contain '{{' or '${' inside a "
+                "'{ ... }' mapping, e.g. command: \"{{ name }}\"")
+    return Problem(file, line, col, "yaml", f"syntax error: {msg}")
+
+
+def load_yaml(path: Path, display: str | None = None) -> tuple[Any, Source]:
+    """Load one YAML file into plain values and their positions; raise ProjectError."""
+    display = display or path.name
+    source = Source(display)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ProjectError([Problem(display, 1, 1, "(file)", "file not found")]) from None
+    except UnicodeDecodeError as exc:
+        raise ProjectError([Problem(display, 1, 1, "(file)", f"not UTF-8 text: {exc}")]) from None
+    try:
+        node = yaml.compose(text, Loader=_BaseLoader)
+    except yaml.MarkedYAMLError as exc:
+        raise ProjectError([_syntax_problem(display, text, exc)]) from None
+    except yaml.YAMLError as exc:
+        raise ProjectError([Problem(display, 1, 1, "yaml", f"syntax error: {exc}")]) from None
+    if node is None:
+        return None, source
+    walker = _Walker(source)
+    data = walker.value(node, ())
+    if walker.problems:
+        raise ProjectError(walker.problems)
+    return data, source

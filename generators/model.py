@@ -1,0 +1,132 @@
+"""The typed Project: what a valid project.yaml means.
+
+Every model forbids unknown keys and is frozen. Values stay as the user wrote them; parsing
+into shell words, times and sweep points happens in ``validate`` and the generators.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Scalar = str | int | float | bool
+NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+PROJECT = r"^[a-z0-9][a-z0-9-]*$"
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+def _scalar_text(value: Any) -> str:
+    """The text a scalar stands for in a script.
+
+    >>> [_scalar_text(v) for v in ("a", 3, 0.1, True)]
+    ['a', '3', '0.1', 'true']
+    """
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value) if isinstance(value, str | int) else repr(value)
+
+
+class Resources(Model):
+    """Scheduler resources of one job (or a cluster's defaults)."""
+
+    nodes: int | None = Field(None, ge=1)
+    ntasks_per_node: int | None = Field(None, ge=1)
+    gpus: int | None = Field(None, ge=0)
+    gpus_per_node: int | None = Field(None, ge=0)
+    gpu_type: str | None = Field(None, pattern=NAME)
+    cpus_per_task: int | None = Field(None, ge=1)
+    mem: str | int | None = None
+    time: str | int | None = None
+    signal: str | None = None
+    requeue: bool | None = None
+
+    @field_validator("mem")
+    @classmethod
+    def _mem(cls, v: str | int | None) -> str | int | None:
+        import re
+
+        if isinstance(v, str) and not re.fullmatch(r"[0-9]+[KMGT]?", v):
+            raise ValueError("memory is a number with an optional unit K, M, G or T (e.g. 32G)")
+        if isinstance(v, int) and v < 0:
+            raise ValueError("memory must not be negative")
+        return v
+
+
+class Rates(Model):
+    """Prices used for PLAN.md's cost estimate."""
+
+    node_hour: float | int = 0
+    gpu_hour: float | int = 0
+    unit: str = "credits"
+
+
+class SlurmCluster(Model):
+    kind: Literal["slurm"]
+    account: str | None = None
+    partition: str | None = None
+    qos: str | None = None
+    modules: list[str] = []
+    conda: str | None = None
+    env: dict[str, Scalar] = {}
+    rates: Rates | None = None
+    max_array_size: int = Field(1001, ge=1)
+    login: str | None = None
+    resources: Resources = Resources()
+    sbatch: dict[str, Scalar] = {}
+    description: str | None = None
+
+
+class Sweep(Model):
+    """Points of a sweep: the product of its sources (sequences x list x matrix)."""
+
+    matrix: dict[str, list[Scalar]] | None = None
+    points: list[dict[str, Scalar]] | None = Field(None, alias="list")
+    sequences: str | None = None
+    throttle: int | None = Field(None, ge=1)
+    chunk: bool = True
+
+
+class Job(Model):
+    cluster: str
+    command: Any
+    description: str | None = None
+    resources: Resources = Resources()
+    sweep: Sweep | None = None
+    after: list[str] = []
+    env: dict[str, Scalar] = {}
+    account: str | None = None
+    partition: str | None = None
+    qos: str | None = None
+    launcher: Literal["none", "srun", "ray"] = "none"
+    sbatch: dict[str, Scalar] = {}
+
+    @field_validator("command")
+    @classmethod
+    def _command(cls, v: Any) -> str | tuple[str, ...]:
+        if isinstance(v, str) and v.strip():
+            return v
+        if isinstance(v, list) and v and all(isinstance(x, str) for x in v):
+            return tuple(v)
+        raise ValueError("expected shell code (a non-empty string) or an argv list of strings")
+
+
+class Project(Model):
+    project: str = Field(pattern=PROJECT)
+    user: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9-]*$")
+    secrets: list[str] = []
+    env: dict[str, Scalar] = {}
+    clusters: dict[str, SlurmCluster] = {}
+    jobs: dict[str, Job] = {}
+    description: str | None = None
+
+
+TOP_LEVEL = ("project", "user", "description", "secrets", "env", "images", "storage",
+             "clusters", "jobs", "syncs", "dev")
+NOT_YET = ("images", "storage", "syncs", "dev")
+KINDS_SUPPORTED = ("slurm",)
+KINDS_KNOWN = ("slurm", "ngc", "runai", "azureml")

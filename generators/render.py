@@ -1,0 +1,101 @@
+"""The one Jinja environment, its filters, and atomic writes."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterable
+from functools import cache
+from pathlib import Path
+
+import jinja2
+
+from .errors import RenderError
+from .shell import shquote
+
+
+def builtin_templates() -> Path:
+    """The templates shipped with jobpack: the source tree's, or the installed copy."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parent / "templates", here / "templates"):
+        if (candidate / "_base").is_dir():
+            return candidate
+    raise RenderError(f"jobpack's templates are missing (looked in {here.parent / 'templates'})")
+
+
+def template_dirs(project_dir: Path) -> list[Path]:
+    """Template search path: the project's own ``templates/`` overrides built-ins."""
+    user = project_dir / "templates"
+    return [user, builtin_templates()] if user.is_dir() else [builtin_templates()]
+
+
+def _lines(value: str) -> list[str]:
+    return value.splitlines()
+
+
+@cache
+def make_env(search_path: tuple[str, ...]) -> jinja2.Environment:
+    """The one Jinja environment: strict, whitespace-controlled, with jobpack's filters."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(list(search_path)),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+        auto_reload=False,
+    )
+    env.filters["shquote"] = shquote
+    env.filters["lines"] = _lines
+    return env
+
+
+def render(env: jinja2.Environment, name: str, context: dict[str, object]) -> str:
+    """Render one template; template bugs become RenderError naming the template and line."""
+    try:
+        return env.get_template(name).render(context)
+    except jinja2.TemplateSyntaxError as exc:
+        raise RenderError(f"{exc.filename or exc.name}:{exc.lineno}: {exc.message}") from None
+    except jinja2.UndefinedError as exc:
+        raise RenderError(f"template {name}: {exc.message}") from None
+
+
+def digest_files(paths: Iterable[Path]) -> str:
+    """One sha256 over the names and contents of ``paths``."""
+    h = hashlib.sha256()
+    for p in sorted(paths):
+        h.update(p.as_posix().encode())
+        h.update(b"\0")
+        h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def write_atomic(path: Path, text: str, *, executable: bool = False) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename, never half-written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o755 if executable else 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_if_changed(path: Path, text: str, *, executable: bool = False) -> bool:
+    """Write only when the content (or mode) differs; return whether the file was written."""
+    try:
+        same = path.read_bytes() == text.encode("utf-8")
+        if same and bool(path.stat().st_mode & 0o100) == executable:
+            return False
+    except FileNotFoundError:
+        pass
+    write_atomic(path, text, executable=executable)
+    return True

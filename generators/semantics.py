@@ -1,0 +1,292 @@
+"""Checks that need the whole project: references, cycles, placeholders, sweeps, times."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from typing import TYPE_CHECKING, Any
+
+from . import model as m
+from .errors import Problem
+from .shell import Param, parse_text, var_refs
+from .validate import BUILTINS, PLATFORM_VARS, SLURM_TIME, Loaded, Points, suggest
+
+if TYPE_CHECKING:
+    from .loader import Loc
+    from .validate import _Checker
+
+# sbatch options that resources/cluster keys manage; setting them through `sbatch:` would clash.
+MANAGED = {"job-name", "account", "partition", "qos", "nodes", "ntasks-per-node", "gpus",
+           "gpus-per-node", "cpus-per-task", "mem", "time", "output", "error", "signal",
+           "requeue", "no-requeue", "array", "dependency", "parsable", "export"}
+SIGNAL = re.compile(r"((R|B|RB):)?[A-Z0-9]+(@\d{1,5})?")
+DIRECTIVE_VALUE = re.compile(r"[A-Za-z0-9_@%+=:,./-]+")
+
+
+def effective_resources(loaded: Loaded, job: m.Job) -> m.Resources:
+    """A job's resources over its cluster's defaults."""
+    base = loaded.project.clusters[job.cluster].resources
+    return base.model_copy(update=job.resources.model_dump(exclude_unset=True))
+
+
+def merged_env(loaded: Loaded, job: m.Job) -> dict[str, str]:
+    """Project env, then the cluster's, then the job's (later ones win)."""
+    out: dict[str, str] = {}
+    for env in (loaded.project.env, loaded.project.clusters[job.cluster].env, job.env):
+        out.update({k: m._scalar_text(v) for k, v in env.items()})
+    return out
+
+
+def check(ck: _Checker, loaded: Loaded, cluster_names: set[str], job_names: set[str]) -> None:
+    """Add every semantic problem of ``loaded`` to ``ck``; fill ``loaded.points``."""
+    proj = loaded.project
+    _names(ck, proj)
+    known_vars = set(proj.secrets) | set(proj.env)
+    for name, cl in proj.clusters.items():
+        _directives(ck, ("clusters", name), cl, known_vars | set(cl.env))
+        _strings(ck, ("clusters", name), cl.model_dump(by_alias=True), known_vars | set(cl.env))
+    _strings(ck, ("env",), proj.env, known_vars)
+    for name, job in proj.jobs.items():
+        _job(ck, loaded, name, job, cluster_names, job_names)
+    _cycles(ck, proj)
+
+
+def _names(ck: _Checker, proj: m.Project) -> None:
+    seen: set[str] = set()
+    for i, name in enumerate(proj.secrets):
+        if not re.fullmatch(m.ENV_NAME, name):
+            ck.add(("secrets", i), f"{name!r} is not a valid environment variable name")
+        if name in seen:
+            ck.add(("secrets", i), f"secret {name!r} is listed twice")
+        seen.add(name)
+    envs: list[tuple[Loc, dict[str, Any]]] = [(("env",), proj.env)]
+    envs += [(("clusters", n, "env"), c.env) for n, c in proj.clusters.items()]
+    envs += [(("jobs", n, "env"), j.env) for n, j in proj.jobs.items()]
+    for loc, env in envs:
+        for key in env:
+            if not re.fullmatch(m.ENV_NAME, key):
+                ck.add((*loc, key), f"{key!r} is not a valid environment variable name", key=True)
+            if key in seen:
+                ck.add((*loc, key), f"{key!r} is a secret; secrets are never given values in "
+                       "project.yaml (set them in secrets.env at run time)", key=True)
+
+
+def _directives(ck: _Checker, loc: Loc, obj: m.SlurmCluster | m.Job, known: set[str]) -> None:
+    for key in ("account", "partition", "qos"):
+        value = getattr(obj, key)
+        if value is not None and not (DIRECTIVE_VALUE.fullmatch(value)
+                                      or re.fullmatch(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}", value)):
+            ck.add((*loc, key), f"{value!r} is not a valid Slurm {key} name; use letters, digits "
+                   "and _.-, or a single ${SECRET} reference")
+    for key, value in obj.sbatch.items():
+        if not re.fullmatch(r"[a-z][a-z0-9-]*", key):
+            ck.add((*loc, "sbatch", key), f"{key!r} is not an sbatch long option name "
+                   "(write it without the leading '--')", key=True)
+        elif key in MANAGED:
+            ck.add((*loc, "sbatch", key), f"--{key} is set by jobpack itself; use the "
+                   "resources/cluster keys instead", key=True)
+        text = m._scalar_text(value)
+        if not DIRECTIVE_VALUE.fullmatch(text):
+            ck.add((*loc, "sbatch", key), f"{text!r} cannot be written in an #SBATCH line "
+                   "(no spaces, quotes or shell syntax)")
+
+
+def _strings(ck: _Checker, loc: Loc, value: Any, known: set[str], *,
+             params: set[str] | None = None) -> None:
+    """Check every string below ``value``: NUL bytes, placeholders, ``${NAME}`` references.
+
+    ``params`` is the set of ``{{ names }}`` allowed there; None means none are allowed.
+    """
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _strings(ck, (*loc, k), v, known, params=params)
+    elif isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            _strings(ck, (*loc, i), v, known, params=params)
+    elif isinstance(value, str):
+        _text(ck, loc, value, known, params)
+
+
+def _text(ck: _Checker, loc: Loc, text: str, known: set[str], params: set[str] | None) -> None:
+    if "\x00" in text:
+        ck.add(loc, "a NUL byte cannot reach a shell script")
+        return
+    parts, errors = parse_text(text)
+    for err in errors:
+        ck.add(loc, err)
+    for part in parts:
+        if isinstance(part, Param):
+            if params is None:
+                ck.add(loc, f"'{{{{ {part.name} }}}}' is not allowed here; parameters may be "
+                       "used in command and env")
+            elif part.name not in params:
+                ck.add(loc, f"undefined parameter '{{{{ {part.name} }}}}'"
+                       f"{suggest(part.name, params)}; defined here: {', '.join(sorted(params))}")
+    for name in var_refs(text):
+        if name not in known and not PLATFORM_VARS.fullmatch(name):
+            ck.add(loc, f"'${{{name}}}' is not declared in 'secrets'{suggest(name, known)}; "
+                   "list it there (its value is read at run time, never written to out/)")
+
+
+def _job(ck: _Checker, loaded: Loaded, name: str, job: m.Job, cluster_names: set[str],
+         job_names: set[str]) -> None:
+    proj, loc = loaded.project, ("jobs", name)
+    for i, dep in enumerate(job.after):
+        if dep == name:
+            ck.add((*loc, "after", i), "a job cannot run after itself")
+        elif dep not in job_names:
+            ck.add((*loc, "after", i), f"unknown step {dep!r}{suggest(dep, job_names)}")
+        elif (dep in proj.jobs and proj.jobs[dep].cluster != job.cluster
+              and {job.cluster, proj.jobs[dep].cluster} <= set(proj.clusters)):
+            ck.add((*loc, "after", i), f"step {dep!r} runs on cluster "
+                   f"{proj.jobs[dep].cluster!r}; Slurm dependencies work within one cluster")
+    if job.cluster not in cluster_names:
+        ck.add((*loc, "cluster"), f"unknown cluster {job.cluster!r}"
+               f"{suggest(job.cluster, cluster_names)}")
+    points = _sweep(ck, loaded, loc, job)
+    loaded.points[name] = points
+    cluster = proj.clusters.get(job.cluster)
+    known = set(proj.secrets) | set(proj.env) | set(job.env) | set(cluster.env if cluster else ())
+    params = set(points.names) | {b for b in BUILTINS if b != "user" or proj.user}
+    _strings(ck, (*loc, "env"), job.env, known, params=params)
+    _command(ck, loc, job, known, params)
+    rest = job.model_dump(by_alias=True, exclude={"command", "env", "sweep"})
+    _strings(ck, loc, rest, known)
+    _directives(ck, loc, job, known)
+    if cluster is None:
+        return
+    _resources(ck, loc, effective_resources(loaded, job), job)
+    if job.sweep and not job.sweep.chunk and points.size > cluster.max_array_size:
+        ck.add((*loc, "sweep"), f"{points.size} points exceed cluster {job.cluster!r}'s "
+               f"max_array_size {cluster.max_array_size}; remove 'chunk: false' to split the "
+               "array into chunks")
+
+
+def _command(ck: _Checker, loc: Loc, job: m.Job, known: set[str], params: set[str]) -> None:
+    if isinstance(job.command, str):
+        # Shell code: ${NAME} is checked, $name (a shell variable of the code itself) is not.
+        _text(ck, (*loc, "command"), job.command, known, params)
+    else:
+        _strings(ck, (*loc, "command"), list(job.command), known, params=params)
+
+
+def _resources(ck: _Checker, loc: Loc, res: m.Resources, job: m.Job) -> None:
+    rloc = (*loc, "resources")
+    if res.time is not None:
+        text = str(res.time)
+        if isinstance(res.time, int) and res.time < 0 or not SLURM_TIME.fullmatch(text):
+            hint = " (Slurm takes no units: write 24:00:00 or 1-00:00:00)" if re.search(
+                r"[hmsd]", text, re.I) else ""
+            ck.add((*rloc, "time"), f"Slurm would reject time {text!r}: use minutes, M:S, "
+                   f"H:M:S, D-H, D-H:M or D-H:M:S{hint}")
+    if res.gpus is not None and res.gpus_per_node is not None:
+        ck.add(rloc, "give either gpus (for the whole job) or gpus_per_node, not both")
+    if res.gpu_type and res.gpus is None and res.gpus_per_node is None:
+        ck.add((*rloc, "gpu_type"), "gpu_type needs gpus or gpus_per_node")
+    if res.signal is not None and not SIGNAL.fullmatch(res.signal):
+        ck.add((*rloc, "signal"), f"{res.signal!r} is not [R:|B:]SIG[@SECONDS] (e.g. B:USR1@120)")
+    if job.launcher == "ray" and res.ntasks_per_node not in (None, 1):
+        ck.add((*rloc, "ntasks_per_node"), "the ray launcher starts one Ray node per host; "
+               "leave ntasks_per_node unset")
+
+
+def _sweep(ck: _Checker, loaded: Loaded, loc: Loc, job: m.Job) -> Points:
+    sweep = job.sweep
+    if sweep is None:
+        return Points()
+    sloc = (*loc, "sweep")
+    errors_before = len(ck.problems)
+    sources: list[Points] = []
+    if sweep.sequences is not None:
+        sources.append(_sequences(ck, loaded, (*sloc, "sequences"), sweep.sequences))
+    if sweep.points is not None:
+        sources.append(_point_list(ck, (*sloc, "list"), sweep.points))
+    if sweep.matrix is not None:
+        sources.append(_matrix(ck, (*sloc, "matrix"), sweep.matrix))
+    if not sources:
+        ck.add(sloc, "a sweep needs at least one of matrix, list or sequences")
+        return Points()
+    names: list[str] = []
+    for src in sources:
+        for n in src.names:
+            if n in names:
+                ck.add(sloc, f"parameter {n!r} is defined by two sweep sources")
+            if n in BUILTINS:
+                ck.add(sloc, f"parameter {n!r} would hide the built-in '{{{{ {n} }}}}'")
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", n):
+                ck.add(sloc, f"parameter name {n!r} is not an identifier")
+            names.append(n)
+    rows = [tuple(itertools.chain.from_iterable(combo))
+            for combo in itertools.product(*(s.rows for s in sources))]
+    if not rows and len(ck.problems) == errors_before:
+        ck.add(sloc, "the sweep has no points")
+    return Points(tuple(names), tuple(rows))
+
+
+def _matrix(ck: _Checker, loc: Loc, matrix: dict[str, list[m.Scalar]]) -> Points:
+    for key, values in matrix.items():
+        if not values:
+            ck.add((*loc, key), "a matrix axis needs at least one value")
+    rows = itertools.product(*([m._scalar_text(v) for v in vals] for vals in matrix.values()))
+    return Points(tuple(matrix), tuple(rows))
+
+
+def _point_list(ck: _Checker, loc: Loc, points: list[dict[str, m.Scalar]]) -> Points:
+    if not points:
+        return Points((), ())
+    names = tuple(points[0])
+    for i, point in enumerate(points):
+        if set(point) != set(names):
+            ck.add((*loc, i), f"every point must set the same parameters ({', '.join(names)})")
+    rows = tuple(tuple(m._scalar_text(p.get(n, "")) for n in names) for p in points)
+    return Points(names, rows)
+
+
+def _sequences(ck: _Checker, loaded: Loaded, loc: Loc, rel: str) -> Points:
+    path = loaded.root / rel
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        ck.add(loc, f"sequences file {rel!r} not found (paths are relative to the project file)")
+        return Points(("sequence", "length"), ())
+    ck.inputs.append(path)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        ck.problems.append(Problem(rel, exc.lineno, exc.colno, "(json)",
+                                   f"invalid JSON: {exc.msg}"))
+        return Points(("sequence", "length"), ())
+    if not isinstance(data, dict) or not data:
+        ck.add(loc, f"sequences file {rel!r} must be a non-empty JSON object "
+               "{\"<sequence>\": <length>, ...}")
+        return Points(("sequence", "length"), ())
+    bad = [k for k, v in data.items() if isinstance(v, bool) or not isinstance(v, int) or v < 0]
+    if bad:
+        ck.add(loc, f"sequences file {rel!r}: length of {bad[0]!r} is not a non-negative integer"
+               + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""))
+    return Points(("sequence", "length"), tuple((k, str(v)) for k, v in data.items()))
+
+
+def _cycles(ck: _Checker, proj: m.Project) -> None:
+    state: dict[str, int] = {}
+    reported: set[frozenset[str]] = set()
+
+    def visit(name: str, trail: list[str]) -> None:
+        state[name] = 1
+        for i, dep in enumerate(proj.jobs[name].after):
+            if dep not in proj.jobs:
+                continue
+            if state.get(dep) == 1:
+                cycle = [*trail[trail.index(dep):], name, dep] if dep in trail else [name, dep]
+                if frozenset(cycle) not in reported:
+                    reported.add(frozenset(cycle))
+                    ck.add(("jobs", name, "after", i),
+                           f"dependency cycle: {' -> '.join(cycle)}")
+            elif dep not in state:
+                visit(dep, [*trail, name])
+        state[name] = 2
+
+    for name in proj.jobs:
+        if name not in state:
+            visit(name, [])

@@ -1,0 +1,266 @@
+"""Slurm backend: one sbatch script per job (sweeps as one array), submit_all.sh per cluster."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from . import model as m
+from .base import Artifact, Context, Generator, Group
+from .render import render
+from .semantics import effective_resources, merged_env
+from .shell import Param, Segment, parse_text, shell_code, shquote, var_refs, word, word_code
+from .validate import Loaded, Points
+
+
+def slurm_minutes(time: str | int | None) -> float | None:
+    """Minutes a Slurm time string stands for (None when unlimited or unset).
+
+    >>> [slurm_minutes(t) for t in ("90", "1:30", "2:00:00", "1-12", "1-0:30", "0-0:0:30", 0)]
+    [90.0, 1.5, 120.0, 2160.0, 1470.0, 1.0, None]
+    """
+    if time is None:
+        return None
+    text = str(time)
+    if text.upper() in ("UNLIMITED", "INFINITE") or text == "0":
+        return None
+    days, _, rest = text.rpartition("-")
+    nums = [int(x) for x in rest.split(":")]
+    if days:
+        h, mi, s = (nums + [0, 0])[:3]
+    else:
+        h, mi, s = {1: (0, nums[0], 0), 2: (0, nums[0], nums[1]), 3: tuple(nums)}[len(nums)]
+    secs = (int(days or 0) * 24 + h) * 3600 + mi * 60 + s
+    return max(1.0, -(-secs // 60)) if secs else None
+
+
+def chunks(size: int, max_array: int) -> list[tuple[int, int]]:
+    """(offset, count) pairs splitting ``size`` points into arrays Slurm accepts.
+
+    >>> chunks(2500, 1001)
+    [(0, 1001), (1001, 1001), (2002, 498)]
+    """
+    return [(off, min(max_array, size - off)) for off in range(0, size, max_array)]
+
+
+def static_params(loaded: Loaded, job: str) -> dict[str, str]:
+    out = {"project": loaded.project.project, "job": job}
+    if loaded.project.user:
+        out["user"] = loaded.project.user
+    return out
+
+
+def command_segments(command: str | tuple[str, ...], static: dict[str, str],
+                     columns: dict[str, int]) -> list[Segment]:
+    """Shell code for the job's command with parameters spliced in, safely quoted."""
+    if isinstance(command, str):
+        parts, _ = parse_text(command, vars_in_code=True)
+        return shell_code(command, parts, static, columns)
+    out: list[Segment] = []
+    for i, arg in enumerate(command):
+        out += ([" "] if i else []) + word_code(parse_text(arg)[0], static, columns)
+    return _merge(out)
+
+
+def _merge(segs: list[Segment]) -> list[Segment]:
+    out: list[Segment] = []
+    for s in segs:
+        if isinstance(s, str) and out and isinstance(out[-1], str):
+            out[-1] += s
+        else:
+            out.append(s)
+    return out
+
+
+def _has_params(text: str, columns: dict[str, int]) -> bool:
+    return any(isinstance(p, Param) and p.name in columns for p in parse_text(text)[0])
+
+
+def directives(loaded: Loaded, name: str, job: m.Job, res: m.Resources) -> list[str]:
+    """The ``#SBATCH`` options of a job, in a fixed order (values validated as safe)."""
+    cluster = loaded.project.clusters[job.cluster]
+    points = loaded.points[name]
+    d = [f"--job-name={loaded.project.project}-{name}"]
+    for key in ("account", "partition", "qos"):
+        value = getattr(job, key) or getattr(cluster, key)
+        if value and "${" not in value:
+            d.append(f"--{key}={value}")
+    gpu = f"{res.gpu_type}:" if res.gpu_type else ""
+    pairs: list[tuple[str, Any]] = [
+        ("nodes", res.nodes), ("ntasks-per-node", res.ntasks_per_node),
+        ("gpus", res.gpus is not None and f"{gpu}{res.gpus}"),
+        ("gpus-per-node", res.gpus_per_node is not None and f"{gpu}{res.gpus_per_node}"),
+        ("cpus-per-task", res.cpus_per_task), ("mem", res.mem), ("time", res.time)]
+    d += [f"--{k}={v}" for k, v in pairs if v is not None and v is not False]
+    pattern = "%x_%A_%a" if loaded.project.jobs[name].sweep else "%x_%j"
+    d += [f"--output=logs/{pattern}.out", f"--error=logs/{pattern}.err"]
+    if res.signal:
+        d.append(f"--signal={res.signal}")
+    if res.requeue is not None:
+        d.append("--requeue" if res.requeue else "--no-requeue")
+    if job.sweep:
+        first = chunks(points.size, cluster.max_array_size)[0][1]
+        throttle = f"%{job.sweep.throttle}" if job.sweep.throttle else ""
+        d.append(f"--array=0-{first - 1}{throttle}")
+    extra = {**cluster.sbatch, **job.sbatch}
+    d += [f"--{k}={m._scalar_text(v)}" for k, v in sorted(extra.items())]
+    return d
+
+
+def submit_options(loaded: Loaded, job: m.Job) -> list[str]:
+    """Options passed on the sbatch command line: directives whose value is a secret."""
+    cluster = loaded.project.clusters[job.cluster]
+    out = []
+    for key in ("account", "partition", "qos"):
+        value = getattr(job, key) or getattr(cluster, key)
+        if value and "${" in value:
+            out.append(word(parse_text(f"--{key}={value}")[0], {}))
+    return out
+
+
+@dataclass(frozen=True)
+class JobView:
+    """Everything the sbatch template shows for one job."""
+
+    name: str
+    job: m.Job
+    res: m.Resources
+    points: Points
+
+
+class SlurmGenerator(Generator):
+    name = "slurm"
+    template_dirs = ("slurm", "_base", "_macros")
+
+    def groups(self, loaded: Loaded, ctx: Context) -> list[Group]:
+        out: list[Group] = []
+        for cname, cluster in loaded.project.clusters.items():
+            names = [n for n, j in loaded.project.jobs.items() if j.cluster == cname]
+            for name in names:
+                out.append(self._job_group(loaded, ctx, cname, name))
+            if names:
+                out.append(self._cluster_group(loaded, ctx, cname, cluster, names))
+        return out
+
+    def _job_group(self, loaded: Loaded, ctx: Context, cname: str, name: str) -> Group:
+        job = loaded.project.jobs[name]
+        points = loaded.points[name]
+        rows = hashlib.sha256(repr(points).encode()).hexdigest()
+        piece = {"job": job.model_dump(mode="json", by_alias=True), "name": name,
+                 "cluster": loaded.project.clusters[cname].model_dump(mode="json"),
+                 "project": loaded.project.model_dump(mode="json",
+                                                      include={"project", "user", "secrets",
+                                                               "env"}),
+                 "points": rows, "file": ctx.project_file}
+        return Group(f"slurm/{cname}/{name}", piece,
+                     lambda: self.render_job(loaded, ctx, cname, name), ("jobs", name))
+
+    def _cluster_group(self, loaded: Loaded, ctx: Context, cname: str, cluster: m.SlurmCluster,
+                       names: list[str]) -> Group:
+        summary = [(n, loaded.project.jobs[n].after, loaded.points[n].size,
+                    loaded.project.jobs[n].sweep and loaded.project.jobs[n].sweep.model_dump(),
+                    loaded.project.jobs[n].model_dump(include={"account", "partition", "qos"}))
+                   for n in names]
+        piece = {"cluster": cluster.model_dump(mode="json"), "jobs": summary,
+                 "project": loaded.project.project, "secrets": loaded.project.secrets,
+                 "file": ctx.project_file}
+        return Group(f"slurm/{cname}", piece,
+                     lambda: self.render_cluster(loaded, ctx, cname, names), ("clusters", cname))
+
+    def job_context(self, loaded: Loaded, ctx: Context, name: str) -> dict[str, Any]:
+        job = loaded.project.jobs[name]
+        cluster = loaded.project.clusters[job.cluster]
+        res = effective_resources(loaded, job)
+        points = loaded.points[name]
+        static = static_params(loaded, name)
+        columns = {p: i + 1 for i, p in enumerate(points.names)}
+        env = merged_env(loaded, job)
+        static_env, point_env = [], []
+        for key, value in env.items():
+            parts = parse_text(value)[0]
+            if _has_params(value, columns):
+                point_env.append((key, word_code(parts, static, columns)))
+            else:
+                static_env.append((key, word(parts, static)))
+        texts = [*env.values(), *(job.command if isinstance(job.command, tuple)
+                                  else [job.command])]
+        used = sorted({v for t in texts for v in var_refs(t)} & set(loaded.project.secrets))
+        return {
+            "header": ctx.header(name), "name": name, "job": job, "res": res,
+            "project": loaded.project.project, "cluster_name": job.cluster,
+            "directives": directives(loaded, name, job, res),
+            "submit_options": submit_options(loaded, job),
+            "modules": [shquote(mod) for mod in cluster.modules],
+            "conda": shquote(cluster.conda) if cluster.conda else None,
+            "static_env": static_env, "point_env": point_env, "secrets": used,
+            "command": command_segments(job.command, static, columns),
+            "sweep": job.sweep is not None, "size": points.size,
+            "params": list(points.names), "tsv": f"{name}.params.tsv",
+            "launcher": job.launcher,
+        }
+
+    def render_job(self, loaded: Loaded, ctx: Context, cname: str, name: str) -> list[Artifact]:
+        context = self.job_context(loaded, ctx, name)
+        base = f"slurm/{cname}/{name}"
+        out = [Artifact(f"{base}.sbatch", render(ctx.env, "slurm/job.sbatch.j2", context),
+                        executable=True, lint="shellcheck")]
+        if loaded.project.jobs[name].sweep:
+            out.append(Artifact(f"{base}.params.tsv", params_tsv(ctx.header(name),
+                                                                  loaded.points[name])))
+        return out
+
+    def render_cluster(self, loaded: Loaded, ctx: Context, cname: str,
+                       names: list[str]) -> list[Artifact]:
+        cluster = loaded.project.clusters[cname]
+        steps: list[dict[str, Any]] = []
+        var = {n: f"jp_ids_{i}" for i, n in enumerate(names, start=1)}
+        for step, name in enumerate(submission_order(loaded, names), start=1):
+            job = loaded.project.jobs[name]
+            size = loaded.points[name].size
+            parts = chunks(size, cluster.max_array_size) if job.sweep else []
+            dependency = ":".join(f"${{{var[a]}}}" for a in job.after)
+            steps.append({"name": name, "step": step, "after": job.after, "var": var[name],
+                          "dependency": f"afterok:{dependency}" if dependency else "",
+                          "chunks": parts, "throttle": job.sweep.throttle if job.sweep else None,
+                          "options": submit_options(loaded, job), "size": size})
+        used = sorted({v for n in names for o in submit_options(loaded, loaded.project.jobs[n])
+                       for v in var_refs(o)})
+        context = {"header": ctx.header(), "cluster_name": cname, "steps": steps,
+                   "secrets": used, "project": loaded.project.project}
+        return [Artifact(f"slurm/{cname}/submit_all.sh",
+                         render(ctx.env, "slurm/submit_all.sh.j2", context),
+                         executable=True, lint="shellcheck")]
+
+
+def submission_order(loaded: Loaded, names: list[str]) -> list[str]:
+    """Jobs in an order where every job comes after the jobs it depends on (YAML order
+    otherwise)."""
+    done: list[str] = []
+    pending = list(names)
+    while pending:
+        for name in pending:
+            if all(d in done for d in loaded.project.jobs[name].after):
+                done.append(name)
+                pending.remove(name)
+                break
+        else:  # pragma: no cover - cycles are rejected by validation
+            raise AssertionError(f"dependency cycle among {pending}")
+    return done
+
+
+def params_tsv(header: list[str], points: Points) -> str:
+    """The sweep table an array task reads its point from: one shell-quoted row per point.
+
+    Line 3 + i holds point i; values are shell-quoted on one line, so tabs and newlines in
+    values cannot break the table.
+
+    >>> print(params_tsv(["h"], Points(("lr",), (("0.1",), ("a b",)))), end="")
+    # h
+    index	lr
+    0	0.1
+    1	'a b'
+    """
+    lines = ["# " + " ".join(header), "\t".join(("index", *points.names))]
+    lines += ["\t".join((str(i), *(shquote(v) for v in row))) for i, row in enumerate(points.rows)]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,66 @@
+"""doit task definitions, used by dodo.py and by the ``jobpack`` command.
+
+Three tasks: ``render`` (validate + render changed groups into a stage), ``lint``
+(shellcheck what was staged) and ``bundle`` (publish into out/). Importing this module is
+cheap: a no-op build stats files and never loads the project.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from doit.exceptions import TaskFailed
+
+from .build import Paths, outputs_intact
+
+# The last user-facing error raised inside a task, for the CLI's exit status and message.
+LAST_ERROR: list[Any] = []
+
+
+def _guard(fn: Callable[[Paths], str], paths: Paths) -> Callable[[], Any]:
+    def action() -> Any:
+        from .errors import JobpackError
+
+        try:
+            print(fn(paths))
+            return None
+        except JobpackError as exc:
+            LAST_ERROR.append(exc)
+            return TaskFailed(exc.render())
+    action.__name__ = fn.__name__
+    return action
+
+
+def make_tasks(project: Path, out: Path) -> dict[str, Callable[[], dict[str, Any]]]:
+    """``task_*`` functions for a project file and an output folder."""
+    from .build import clean, publish, stage_lint, stage_render
+
+    paths = Paths(Path(project), Path(out))
+
+    def task_render() -> dict[str, Any]:
+        """Validate the project and render what changed (out/ is not touched)."""
+        deps = [paths.project, *paths.inputs(), *paths.code_files()]
+        return {"actions": [_guard(stage_render, paths)],
+                "file_dep": [str(p) for p in deps if p.exists()],
+                "uptodate": [lambda: outputs_intact(paths)],
+                "clean": [_guard(clean, paths)], "verbosity": 2}
+
+    def task_lint() -> dict[str, Any]:
+        """shellcheck every staged script not checked before."""
+        return {"actions": [_guard(stage_lint, paths)], "task_dep": ["render"],
+                "uptodate": [lambda: not paths.pending.exists()], "verbosity": 2}
+
+    def task_bundle() -> dict[str, Any]:
+        """Publish staged files into out/ and write MANIFEST.sha256."""
+        return {"actions": [_guard(publish, paths)], "task_dep": ["lint"],
+                "uptodate": [lambda: not paths.pending.exists()], "verbosity": 2}
+
+    return {"task_render": task_render, "task_lint": task_lint, "task_bundle": task_bundle}
+
+
+def doit_config(paths: Paths) -> dict[str, Any]:
+    paths.state.mkdir(parents=True, exist_ok=True)
+    return {"default_tasks": ["render", "lint", "bundle"], "backend": "json",
+            "dep_file": str(paths.state / "doit.json"), "verbosity": 2}
