@@ -30,6 +30,7 @@ from .render import (
 
 CODE_DIR = Path(__file__).resolve().parent
 RUNTIME_FILES = ("ledger.tsv", "secrets.env", "logs")
+STATE_FORMAT = 2  # bump when state.json changes shape; older states are ignored
 
 
 def generators() -> list[Generator]:
@@ -64,11 +65,6 @@ class Paths:
             files += sorted(p for p in d.rglob("*.j2"))
         return files
 
-    def inputs(self) -> list[Path]:
-        """Files the project read last time (sequences files), besides project.yaml."""
-        state = read_json(self.state / "state.json")
-        return [self.project.parent / p for p in state.get("inputs", [])]
-
 
 def read_json(path: Path) -> dict[str, Any]:
     try:
@@ -76,6 +72,12 @@ def read_json(path: Path) -> dict[str, Any]:
         return data if isinstance(data, dict) else {}
     except (FileNotFoundError, ValueError):
         return {}
+
+
+def read_state(paths: Paths) -> dict[str, Any]:
+    """The published build state, or {} when there is none or it is of another format."""
+    state = read_json(paths.state / "state.json")
+    return state if state.get("format") == STATE_FORMAT else {}
 
 
 def make_context(paths: Paths) -> Context:
@@ -101,12 +103,19 @@ def _intact(out: Path, files: dict[str, list[Any]]) -> bool:
 
 
 def outputs_intact(paths: Paths) -> bool:
-    """doit up-to-date check: nothing staged, and every published file untouched."""
+    """doit up-to-date check: nothing staged, every published file untouched, and every
+    file the project read besides project.yaml (sequences files) unchanged."""
     if paths.pending.exists():
         return False
-    state = read_json(paths.state / "state.json")
+    state = read_state(paths)
     files = state.get("files")
-    return bool(files) and _intact(paths.out, files)
+    return bool(files) and _intact(paths.out, files) and \
+        _intact(paths.project.parent, state.get("inputs", {}))
+
+
+def _stat_record(path: Path) -> list[Any]:
+    st = path.stat()
+    return ["", st.st_size, st.st_mtime_ns]
 
 
 def _on_disk(out: Path, art: Artifact) -> bool:
@@ -124,7 +133,7 @@ def render_all(paths: Paths, loaded: Any, *, only_changed: bool) -> tuple[dict[s
     """
     ctx = make_context(paths)
     code = digest_files(paths.code_files())
-    old = read_json(paths.state / "state.json").get("groups", {}) if only_changed else {}
+    old = read_state(paths).get("groups", {}) if only_changed else {}
     new: dict[str, Any] = {}
     arts: list[Artifact] = []
     owners: dict[str, Group] = {}
@@ -170,7 +179,7 @@ def stage_render(paths: Paths) -> str:
 
     loaded = load_project(paths.project)
     groups, arts, rendered = render_all(paths, loaded, only_changed=True)
-    old_files = read_json(paths.state / "state.json").get("files", {})
+    old_files = read_state(paths).get("files", {})
     changed = [a for a in arts if not _on_disk(paths.out, a)]
     keep = {p for g in groups.values() for p in g["files"]}
     removed = sorted(set(old_files) - keep - {"MANIFEST.sha256"})
@@ -178,7 +187,8 @@ def stage_render(paths: Paths) -> str:
         shutil.rmtree(paths.stage)
     for art in changed:
         write_atomic(paths.stage / art.path, art.text, executable=art.executable)
-    inputs = sorted(str(p.relative_to(paths.project.parent)) for p in loaded.inputs[1:])
+    inputs = {str(p.relative_to(paths.project.parent)): _stat_record(p)
+              for p in loaded.inputs[1:]}
     write_atomic(paths.pending, json.dumps({
         "write": [[a.path, a.executable, a.lint] for a in changed], "delete": removed,
         "groups": groups, "inputs": inputs,
@@ -236,7 +246,7 @@ def publish(paths: Paths) -> str:
             st = (out / rel).stat()
             rec[1:] = [st.st_size, st.st_mtime_ns]
             files[rel] = rec
-    state = {"version": __version__, "groups": groups, "files": files,
+    state = {"format": STATE_FORMAT, "version": __version__, "groups": groups, "files": files,
              "inputs": pending["inputs"]}
     write_atomic(paths.state / "state.json", json.dumps(state, indent=1, sort_keys=True))
     shutil.rmtree(paths.stage, ignore_errors=True)
@@ -282,7 +292,7 @@ def stale_files(paths: Paths) -> list[str]:
 
 def clean(paths: Paths) -> str:
     """Remove every file the build recorded, and the build state."""
-    state = read_json(paths.state / "state.json")
+    state = read_state(paths)
     for rel in state.get("files", {}):
         (paths.out / rel).unlink(missing_ok=True)
         _prune(paths.out, (paths.out / rel).parent)

@@ -9,28 +9,37 @@ from pathlib import Path
 DOIT_COMMANDS = ("list", "info", "clean", "forget")
 
 
+def _options(defaults: bool) -> argparse.ArgumentParser:
+    """-p/-o, accepted before and after the command (given twice, the later one wins)."""
+    p = argparse.ArgumentParser(add_help=False)
+    keep = argparse.SUPPRESS
+    p.add_argument("-p", "--project", type=Path,
+                   default=Path("project.yaml") if defaults else keep,
+                   help="project file (default: ./project.yaml)")
+    p.add_argument("-o", "--out", type=Path, default=Path("out") if defaults else keep,
+                   help="output folder (default: ./out)")
+    return p
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="jobpack",
+        prog="jobpack", parents=[_options(True)],
         description="Compile project.yaml into a bundle of portable job scripts in out/.")
-    p.add_argument("-p", "--project", type=Path, default=Path("project.yaml"),
-                   help="project file (default: ./project.yaml)")
-    p.add_argument("-o", "--out", type=Path, default=None,
-                   help="output folder (default: ./out)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    sub.add_parser("build", help="render, lint and write what changed into out/ (default)")
-    sub.add_parser("check", help="exit 1 and name the files when out/ is stale")
-    sub.add_parser("plan", help="print PLAN.md")
+    later = [_options(False)]
+    sub.add_parser("build", parents=later,
+                   help="render, lint and write what changed into out/ (default)")
+    sub.add_parser("check", parents=later, help="exit 1 and name the files when out/ is stale")
+    sub.add_parser("plan", parents=later, help="print PLAN.md")
     for name in DOIT_COMMANDS:
-        sub.add_parser(name, help=f"doit {name}", add_help=False)
+        sub.add_parser(name, parents=later, help=f"doit {name}")
     return p
 
 
 def _paths(args: argparse.Namespace) -> object:
     from .build import Paths
 
-    out = args.out if args.out is not None else Path("out")
-    return Paths(args.project.absolute(), out.absolute())
+    return Paths(args.project.absolute(), args.out.absolute())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,6 +67,7 @@ def _doit(paths: object, argv: list[str]) -> int:
 
     from .tasks import LAST_ERROR, doit_config, make_tasks
 
+    LAST_ERROR.clear()
     namespace = dict(make_tasks(paths.project, paths.out))  # type: ignore[attr-defined]
     namespace["DOIT_CONFIG"] = doit_config(paths)  # type: ignore[arg-type]
     code = DoitMain(ModuleTaskLoader(namespace)).run(argv)

@@ -145,7 +145,7 @@ def _syntax_problem(file: str, text: str, exc: yaml.MarkedYAMLError) -> Problem:
         msg = f"{msg} ({exc.context})"
     lines = text.splitlines()
     near = " ".join(lines[max(0, line - 2):line]) if lines else ""
-    if "{{" in near or "${" in near or "{" in near:
+    if "{{" in near or "${" in near:
         msg += ("; quote values that start with '{' or that contain '{{' or '${' inside a "
                 "'{ ... }' mapping, e.g. command: \"{{ name }}\"")
     return Problem(file, line, col, "yaml", f"syntax error: {msg}")

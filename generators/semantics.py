@@ -43,10 +43,14 @@ def check(ck: _Checker, loaded: Loaded, cluster_names: set[str], job_names: set[
     proj = loaded.project
     _names(ck, proj)
     known_vars = set(proj.secrets) | set(proj.env)
+    builtins = {b for b in BUILTINS if b != "user" or proj.user}
     for name, cl in proj.clusters.items():
         _directives(ck, ("clusters", name), cl, known_vars | set(cl.env))
-        _strings(ck, ("clusters", name), cl.model_dump(by_alias=True), known_vars | set(cl.env))
-    _strings(ck, ("env",), proj.env, known_vars)
+        _time(ck, ("clusters", name, "resources", "time"), cl.resources.time)
+        _strings(ck, ("clusters", name), cl.model_dump(by_alias=True, exclude={"env"}),
+                 known_vars | set(cl.env))
+        _strings(ck, ("clusters", name, "env"), cl.env, known_vars | set(cl.env), params=builtins)
+    _strings(ck, ("env",), proj.env, known_vars, params=builtins)
     for name, job in proj.jobs.items():
         _job(ck, loaded, name, job, cluster_names, job_names)
     _cycles(ck, proj)
@@ -64,10 +68,10 @@ def _names(ck: _Checker, proj: m.Project) -> None:
     envs += [(("clusters", n, "env"), c.env) for n, c in proj.clusters.items()]
     envs += [(("jobs", n, "env"), j.env) for n, j in proj.jobs.items()]
     for loc, env in envs:
-        for key in env:
+        for key, value in env.items():
             if not re.fullmatch(m.ENV_NAME, key):
                 ck.add((*loc, key), f"{key!r} is not a valid environment variable name", key=True)
-            if key in seen:
+            if key in seen and "${" not in str(value):
                 ck.add((*loc, key), f"{key!r} is a secret; secrets are never given values in "
                        "project.yaml (set them in secrets.env at run time)", key=True)
 
@@ -158,9 +162,9 @@ def _job(ck: _Checker, loaded: Loaded, name: str, job: m.Job, cluster_names: set
         return
     _resources(ck, loc, effective_resources(loaded, job), job)
     if job.sweep and not job.sweep.chunk and points.size > cluster.max_array_size:
-        ck.add((*loc, "sweep"), f"{points.size} points exceed cluster {job.cluster!r}'s "
-               f"max_array_size {cluster.max_array_size}; remove 'chunk: false' to split the "
-               "array into chunks")
+        ck.add((*loc, "sweep"), f"{points.size} points exceed the max_array_size "
+               f"({cluster.max_array_size}) of cluster {job.cluster!r}; remove 'chunk: false' "
+               "to split the array into chunks")
 
 
 def _command(ck: _Checker, loc: Loc, job: m.Job, known: set[str], params: set[str]) -> None:
@@ -173,13 +177,8 @@ def _command(ck: _Checker, loc: Loc, job: m.Job, known: set[str], params: set[st
 
 def _resources(ck: _Checker, loc: Loc, res: m.Resources, job: m.Job) -> None:
     rloc = (*loc, "resources")
-    if res.time is not None:
-        text = str(res.time)
-        if isinstance(res.time, int) and res.time < 0 or not SLURM_TIME.fullmatch(text):
-            hint = " (Slurm takes no units: write 24:00:00 or 1-00:00:00)" if re.search(
-                r"[hmsd]", text, re.I) else ""
-            ck.add((*rloc, "time"), f"Slurm would reject time {text!r}: use minutes, M:S, "
-                   f"H:M:S, D-H, D-H:M or D-H:M:S{hint}")
+    if "time" in job.resources.model_fields_set:
+        _time(ck, (*rloc, "time"), res.time)
     if res.gpus is not None and res.gpus_per_node is not None:
         ck.add(rloc, "give either gpus (for the whole job) or gpus_per_node, not both")
     if res.gpu_type and res.gpus is None and res.gpus_per_node is None:
@@ -189,6 +188,17 @@ def _resources(ck: _Checker, loc: Loc, res: m.Resources, job: m.Job) -> None:
     if job.launcher == "ray" and res.ntasks_per_node not in (None, 1):
         ck.add((*rloc, "ntasks_per_node"), "the ray launcher starts one Ray node per host; "
                "leave ntasks_per_node unset")
+
+
+def _time(ck: _Checker, loc: Loc, time: str | int | None) -> None:
+    if time is None:
+        return
+    text = str(time)
+    if not SLURM_TIME.fullmatch(text):
+        hint = " (Slurm takes no units: write 24:00:00 or 1-00:00:00)" if re.search(
+            r"[hmsd]", text, re.I) else ""
+        ck.add(loc, f"Slurm would reject time {text!r}: use minutes, M:S, H:M:S, D-H, D-H:M "
+               f"or D-H:M:S{hint}")
 
 
 def _sweep(ck: _Checker, loaded: Loaded, loc: Loc, job: m.Job) -> Points:
@@ -275,8 +285,8 @@ def _cycles(ck: _Checker, proj: m.Project) -> None:
     def visit(name: str, trail: list[str]) -> None:
         state[name] = 1
         for i, dep in enumerate(proj.jobs[name].after):
-            if dep not in proj.jobs:
-                continue
+            if dep not in proj.jobs or dep == name:
+                continue  # unknown steps and self-dependencies are reported by _job
             if state.get(dep) == 1:
                 cycle = [*trail[trail.index(dep):], name, dep] if dep in trail else [name, dep]
                 if frozenset(cycle) not in reported:

@@ -18,7 +18,7 @@ def slurm_minutes(time: str | int | None) -> float | None:
     """Minutes a Slurm time string stands for (None when unlimited or unset).
 
     >>> [slurm_minutes(t) for t in ("90", "1:30", "2:00:00", "1-12", "1-0:30", "0-0:0:30", 0)]
-    [90.0, 1.5, 120.0, 2160.0, 1470.0, 1.0, None]
+    [90.0, 2.0, 120.0, 2160.0, 1470.0, 1.0, None]
     """
     if time is None:
         return None
@@ -27,12 +27,12 @@ def slurm_minutes(time: str | int | None) -> float | None:
         return None
     days, _, rest = text.rpartition("-")
     nums = [int(x) for x in rest.split(":")]
-    if days:
+    if days:  # D-H, D-H:M, D-H:M:S
         h, mi, s = (nums + [0, 0])[:3]
-    else:
-        h, mi, s = {1: (0, nums[0], 0), 2: (0, nums[0], nums[1]), 3: tuple(nums)}[len(nums)]
+    else:  # M, M:S, H:M:S
+        h, mi, s = ([0] * (3 - len(nums)) + nums) if len(nums) == 3 else (0, *(nums + [0])[:2])
     secs = (int(days or 0) * 24 + h) * 3600 + mi * 60 + s
-    return max(1.0, -(-secs // 60)) if secs else None
+    return float(max(1, -(-secs // 60))) if secs else None  # Slurm rounds seconds up
 
 
 def chunks(size: int, max_array: int) -> list[tuple[int, int]]:
@@ -214,13 +214,14 @@ class SlurmGenerator(Generator):
                        names: list[str]) -> list[Artifact]:
         cluster = loaded.project.clusters[cname]
         steps: list[dict[str, Any]] = []
-        var = {n: f"jp_ids_{i}" for i, n in enumerate(names, start=1)}
+        needed = {a for n in names for a in loaded.project.jobs[n].after}
+        var = {n: f"jp_ids_{i}" for i, n in enumerate(names, start=1) if n in needed}
         for step, name in enumerate(submission_order(loaded, names), start=1):
             job = loaded.project.jobs[name]
             size = loaded.points[name].size
             parts = chunks(size, cluster.max_array_size) if job.sweep else []
             dependency = ":".join(f"${{{var[a]}}}" for a in job.after)
-            steps.append({"name": name, "step": step, "after": job.after, "var": var[name],
+            steps.append({"name": name, "step": step, "after": job.after, "var": var.get(name),
                           "dependency": f"afterok:{dependency}" if dependency else "",
                           "chunks": parts, "throttle": job.sweep.throttle if job.sweep else None,
                           "options": submit_options(loaded, job), "size": size})
@@ -255,11 +256,11 @@ def params_tsv(header: list[str], points: Points) -> str:
     Line 3 + i holds point i; values are shell-quoted on one line, so tabs and newlines in
     values cannot break the table.
 
-    >>> print(params_tsv(["h"], Points(("lr",), (("0.1",), ("a b",)))), end="")
+    >>> print(params_tsv(["h"], Points(("lr",), (("0.1",), ("a b",)))).replace(chr(9), "|"), end="")
     # h
-    index	lr
-    0	0.1
-    1	'a b'
+    index|lr
+    0|0.1
+    1|'a b'
     """
     lines = ["# " + " ".join(header), "\t".join(("index", *points.names))]
     lines += ["\t".join((str(i), *(shquote(v) for v in row))) for i, row in enumerate(points.rows)]

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from doit.exceptions import TaskFailed
+from doit.reporter import ConsoleReporter
 
 from .build import Paths, outputs_intact
 
@@ -41,7 +42,7 @@ def make_tasks(project: Path, out: Path) -> dict[str, Callable[[], dict[str, Any
 
     def task_render() -> dict[str, Any]:
         """Validate the project and render what changed (out/ is not touched)."""
-        deps = [paths.project, *paths.inputs(), *paths.code_files()]
+        deps = [paths.project, *paths.code_files()]
         return {"actions": [_guard(stage_render, paths)],
                 "file_dep": [str(p) for p in deps if p.exists()],
                 "uptodate": [lambda: outputs_intact(paths)],
@@ -60,7 +61,26 @@ def make_tasks(project: Path, out: Path) -> dict[str, Callable[[], dict[str, Any
     return {"task_render": task_render, "task_lint": task_lint, "task_bundle": task_bundle}
 
 
+class Reporter(ConsoleReporter):  # type: ignore[misc]
+    """doit's console reporter, but a user error prints as itself, on stderr, nothing more."""
+
+    def add_failure(self, task: Any, fail: Any) -> None:
+        if isinstance(fail, TaskFailed) and LAST_ERROR:
+            import sys
+
+            self.failures.append({"task": task, "exception": fail})
+            sys.stderr.write(LAST_ERROR[-1].render() + "\n")
+            return
+        super().add_failure(task, fail)
+
+    def complete_run(self) -> None:
+        if LAST_ERROR:
+            self.failures = []
+        super().complete_run()
+
+
 def doit_config(paths: Paths) -> dict[str, Any]:
     paths.state.mkdir(parents=True, exist_ok=True)
     return {"default_tasks": ["render", "lint", "bundle"], "backend": "json",
-            "dep_file": str(paths.state / "doit.json"), "verbosity": 2}
+            "dep_file": str(paths.state / "doit.json"), "verbosity": 2,
+            "reporter": Reporter}

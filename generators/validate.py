@@ -92,6 +92,13 @@ _TYPE_WORDS = {"string_type": "a string", "int_type": "an integer", "float_type"
                "model_type": "a mapping", "int_from_float": "an integer"}
 
 
+PATTERN_WORDS = {
+    m.PROJECT: "is not a valid name: use lowercase letters, digits and '-', starting with a "
+               "letter or digit",
+    m.NAME: "is not a valid name: use letters, digits, '_', '.' and '-'",
+}
+
+
 def _describe(value: Any) -> str:
     kinds = {str: "string", int: "integer", float: "number", bool: "boolean", list: "list",
              dict: "mapping", type(None): "nothing"}
@@ -122,6 +129,8 @@ def _pydantic_problems(exc: ValidationError, cls: type[BaseModel], prefix: Loc,
             if isinstance(err["input"], dict) and any(
                     isinstance(k, str) and k.startswith("{") for k in err["input"]):
                 msg += "; quote values that start with '{{'"
+        elif kind == "string_pattern_mismatch":
+            msg = f"{err['input']!r} {PATTERN_WORDS.get(err['ctx']['pattern'], 'is not valid')}"
         else:
             msg = err["msg"].removeprefix("Value error, ")
         problems.append(source.problem(full, msg))

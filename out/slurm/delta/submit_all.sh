@@ -117,9 +117,7 @@ jp_ids_3=$jp_id
 jp_submit webtiles 4 '' 0 "afterok:${jp_ids_3}" --account="${DELTA_ACCOUNT}"
 jp_ids_4=$jp_id
 # 5. zoom_check
-jp_ids_5=''
 jp_submit zoom_check 5 0-17%6 0 "afterok:${jp_ids_4}" --account="${DELTA_ACCOUNT}"
-jp_ids_5+="${jp_ids_5:+:}$jp_id"
 
 if ((jp_dry_run)); then
   printf '# dry run: nothing submitted (run id %s)\n' "$RUN_ID"

@@ -1,0 +1,91 @@
+"""Shared fixtures: golden-file comparison (rewritten only with --update-golden) and builds."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PROJECTS = ROOT / "tests" / "projects"
+GOLDEN = ROOT / "tests" / "golden"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--update-golden", action="store_true",
+                     help="rewrite tests/golden from the current output (review the diff!)")
+
+
+@pytest.fixture
+def update_golden(request: pytest.FixtureRequest) -> bool:
+    return bool(request.config.getoption("--update-golden"))
+
+
+def read_tree(root: Path) -> dict[str, str]:
+    """Every file below ``root`` by relative path, as text."""
+    return {p.relative_to(root).as_posix(): p.read_text(encoding="utf-8")
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def assert_golden(actual: dict[str, str], golden: Path, update: bool) -> None:
+    """Compare whole files with the reviewed copies in ``golden``; rewrite them on request."""
+    if update:
+        shutil.rmtree(golden, ignore_errors=True)
+        for rel, text in actual.items():
+            (golden / rel).parent.mkdir(parents=True, exist_ok=True)
+            (golden / rel).write_text(text, encoding="utf-8")
+        return
+    assert golden.is_dir(), f"no golden files at {golden}; run pytest --update-golden and review"
+    expected = read_tree(golden)
+    assert sorted(actual) == sorted(expected), "the set of files differs from the golden set"
+    for rel in expected:
+        if actual[rel] != expected[rel]:
+            diff = "".join(difflib.unified_diff(
+                expected[rel].splitlines(True), actual[rel].splitlines(True),
+                f"golden/{rel}", f"actual/{rel}"))
+            pytest.fail(f"{rel} differs from its golden copy:\n{diff}")
+
+
+@dataclass
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+
+def jobpack(*args: str | os.PathLike[str], cwd: Path | None = None,
+            env: dict[str, str] | None = None) -> Result:
+    """Run the jobpack command in a fresh interpreter, as a user would."""
+    proc = subprocess.run([sys.executable, "-m", "generators.cli", *map(str, args)],
+                          cwd=cwd or ROOT, capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, check=False)
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def build(project: Path, out: Path) -> Result:
+    return jobpack("build", "-p", project, "-o", out)
+
+
+def snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
+    """Content and mtime of every file below ``root`` (to prove nothing was touched)."""
+    return {p.relative_to(root).as_posix(): (p.read_bytes(), p.stat().st_mtime_ns)
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def copy_project(name: str, dest: Path) -> Path:
+    """A private copy of tests/projects/NAME; returns its project.yaml."""
+    shutil.copytree(PROJECTS / name, dest)
+    return dest / "project.yaml"
+
+
+@pytest.fixture
+def project_copy(tmp_path: Path):  # type: ignore[no-untyped-def]
+    def make(name: str) -> Path:
+        return copy_project(name, tmp_path / name)
+    return make

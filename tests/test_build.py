@@ -1,0 +1,184 @@
+"""What a user notices about builds: incremental, deterministic, gated, overridable."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, build, jobpack, read_tree, snapshot
+
+
+def _changed(before: dict[str, tuple[bytes, int]], after: dict[str, tuple[bytes, int]]) -> set[str]:
+    return {p for p in set(before) | set(after) if before.get(p) != after.get(p)}
+
+
+def test_noop_build_renders_and_rewrites_nothing(project_copy, tmp_path: Path) -> None:
+    project = project_copy("full")
+    out = tmp_path / "out"
+    assert build(project, out).code == 0
+    before = snapshot(out)
+    again = build(project, out)
+    assert again.code == 0
+    assert "-- render" in again.stdout, again.stdout  # doit: up to date, nothing rendered
+    assert snapshot(out) == before
+
+
+def test_changing_one_job_rerenders_only_that_job(project_copy, tmp_path: Path) -> None:
+    project = project_copy("full")
+    out = tmp_path / "out"
+    assert build(project, out).code == 0
+    before = snapshot(out)
+    text = project.read_text().replace("python prepare.py", "python prepare2.py")
+    project.write_text(text)
+    result = build(project, out)
+    assert result.code == 0
+    assert "render: 1 group(s) rendered" in result.stdout
+    assert _changed(before, snapshot(out)) == {"slurm/hpc/prepare.sbatch", "MANIFEST.sha256"}
+
+
+def test_changing_one_sweep_point_rewrites_only_its_table(project_copy, tmp_path: Path) -> None:
+    project = project_copy("full")
+    out = tmp_path / "out"
+    assert build(project, out).code == 0
+    before = snapshot(out)
+    seqs = project.parent / "sequences.json"
+    data = json.loads(seqs.read_text())
+    data["seq-c"] = 301
+    seqs.write_text(json.dumps(data))
+    assert build(project, out).code == 0
+    assert _changed(before, snapshot(out)) == {"slurm/hpc/train.params.tsv", "MANIFEST.sha256"}
+
+
+def test_deleted_or_edited_output_is_restored_once(project_copy, tmp_path: Path) -> None:
+    project = project_copy("minimal")
+    out = tmp_path / "out"
+    assert build(project, out).code == 0
+    want = read_tree(out)
+    (out / "slurm/local/hello.sbatch").unlink()
+    (out / "PLAN.md").write_text("edited by hand\n")
+    assert build(project, out).code == 0
+    assert read_tree(out) == want
+    before = snapshot(out)
+    assert build(project, out).code == 0
+    assert snapshot(out) == before
+
+
+def test_removed_job_files_are_removed(project_copy, tmp_path: Path) -> None:
+    project = project_copy("full")
+    out = tmp_path / "out"
+    assert build(project, out).code == 0
+    text = project.read_text()
+    project.write_text(text[:text.index("  evaluate:")])
+    assert build(project, out).code == 0
+    assert not (out / "slurm/hpc/evaluate.sbatch").exists()
+    assert jobpack("check", "-p", project, "-o", out).code == 0
+
+
+def test_template_override_beside_project(project_copy, tmp_path: Path) -> None:
+    project = project_copy("minimal")
+    override = project.parent / "templates" / "slurm" / "job.sbatch.j2"
+    override.parent.mkdir(parents=True)
+    builtin = (ROOT / "templates/slurm/job.sbatch.j2").read_text()
+    override.write_text(builtin.replace("# Command\n", "# Command (site override)\n"))
+    out = tmp_path / "out"
+    assert build(project, out).code == 0
+    assert "# Command (site override)" in (out / "slurm/local/hello.sbatch").read_text()
+    override.write_text(builtin)  # a template is a dependency: editing it rebuilds
+    assert build(project, out).code == 0
+    assert "site override" not in (out / "slurm/local/hello.sbatch").read_text()
+
+
+def test_shellcheck_finding_fails_build_and_leaves_out_alone(project_copy,
+                                                            tmp_path: Path) -> None:
+    project = project_copy("minimal")
+    out = tmp_path / "out"
+    assert build(project, out).code == 0
+    before = snapshot(out)
+    override = project.parent / "templates" / "slurm" / "job.sbatch.j2"
+    override.parent.mkdir(parents=True)
+    builtin = (ROOT / "templates/slurm/job.sbatch.j2").read_text()
+    override.write_text(builtin.replace("# Command\n", "# Command\necho \"$jp_never_set\"\n"))
+    result = build(project, out)
+    assert result.code == 1
+    assert "out/slurm/local/hello.sbatch:" in result.stderr and "SC2154" in result.stderr
+    assert snapshot(out) == before
+    assert build(project, out).code == 1, "a failed lint must not be forgotten on rebuild"
+
+
+def test_check_names_stale_files(project_copy, tmp_path: Path) -> None:
+    project = project_copy("minimal")
+    out = tmp_path / "out"
+    assert build(project, out).code == 0
+    assert jobpack("check", "-p", project, "-o", out).code == 0
+    (out / "slurm/local/hello.sbatch").write_text("#!/bin/sh\n")
+    (out / "stray.txt").write_text("x")
+    result = jobpack("check", "-p", project, "-o", out)
+    assert result.code == 1
+    assert "changed: slurm/local/hello.sbatch" in result.stderr
+    assert "extra:   stray.txt" in result.stderr
+
+
+def test_plan_prints_cost_estimate(project_copy) -> None:
+    result = jobpack("plan", "-p", project_copy("full"))
+    assert result.code == 0
+    assert "| train | hpc | none | 1 | 1 | 2:00:00 | 5 (≤ 2 at once) | prepare | 25 SU |" \
+        in result.stdout
+    assert "Estimated total: 1565 SU." in result.stdout  # 25 + 1 + 1536 + 3
+
+
+def test_two_clones_build_identical_bytes(tmp_path: Path) -> None:
+    """Committed out/ equals what two clones at different paths build."""
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    trees = []
+    for name in ("one", "two two"):
+        dest = tmp_path / name / "jobpack"
+        subprocess.run(["git", "clone", "-q", str(ROOT), str(dest)], check=True)
+        for rel in ("generators", "templates", "project.yaml"):  # the working tree's state
+            src, dst = ROOT / rel, dest / rel
+            if src.is_dir():
+                shutil.rmtree(dst, ignore_errors=True)
+                shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                shutil.copy2(src, dst)
+        shutil.rmtree(dest / "out", ignore_errors=True)
+        assert jobpack("build", cwd=dest).code == 0
+        trees.append({p: (dest / "out" / p).read_bytes() for p in read_tree(dest / "out")})
+    assert trees[0] == trees[1]
+    assert trees[0] == {p: (ROOT / "out" / p).read_bytes() for p in read_tree(ROOT / "out")}
+
+
+def test_every_generated_script_has_help_and_is_executable(project_copy, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert build(project_copy("full"), out).code == 0
+    scripts = sorted(p for p in out.rglob("*") if p.suffix in (".sh", ".sbatch"))
+    assert len(scripts) == 5
+    for script in scripts:
+        assert os.access(script, os.X_OK)
+        result = subprocess.run([str(script), "-h"], capture_output=True, text=True, check=False)
+        assert result.returncode == 0 and result.stdout.startswith("Usage: "), script
+        bad = subprocess.run([str(script), "--bogus"], capture_output=True, text=True,
+                             check=False)
+        assert bad.returncode == 2 and "unknown option: --bogus" in bad.stderr
+
+
+def test_installed_without_editable_finds_its_templates(tmp_path: Path) -> None:
+    """A plain (non -e) install carries the templates and builds from any folder."""
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
+                    "--target", str(target), str(ROOT)],
+                   check=True, capture_output=True)
+    assert (target / "generators" / "templates" / "slurm" / "job.sbatch.j2").exists()
+    work = tmp_path / "elsewhere"
+    shutil.copytree(ROOT / "tests/projects/minimal", work)
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    proc = subprocess.run([sys.executable, "-c", "from generators.cli import main; main()",
+                           "build"], cwd=work, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert (work / "out/slurm/local/hello.sbatch").exists()
