@@ -108,7 +108,7 @@ def outputs_intact(paths: Paths) -> bool:
     if paths.pending.exists():
         return False
     state = read_state(paths)
-    files = state.get("files")
+    files: dict[str, list[Any]] = state.get("files", {})
     return bool(files) and _intact(paths.out, files) and \
         _intact(paths.project.parent, state.get("inputs", {}))
 
@@ -125,7 +125,8 @@ def _on_disk(out: Path, art: Artifact) -> bool:
         return False
 
 
-def render_all(paths: Paths, loaded: Any, *, only_changed: bool) -> tuple[dict[str, Any], list[Artifact], int]:
+def render_all(paths: Paths, loaded: Any, *,
+               only_changed: bool) -> tuple[dict[str, Any], list[Artifact], int]:
     """Render groups (all, or those whose digest or files changed).
 
     Returns the new per-group state (files without stat), the rendered artifacts and the

@@ -28,7 +28,8 @@ def _money(value: float) -> str:
 
 def job_rows(loaded: Loaded) -> tuple[list[dict[str, Any]], dict[str, float]]:
     """One row per job for PLAN.md, and the estimated total per cost unit."""
-    rows, totals = [], {}
+    rows: list[dict[str, Any]] = []
+    totals: dict[str, float] = {}
     for cname, cluster in loaded.project.clusters.items():
         names = [n for n, j in loaded.project.jobs.items() if j.cluster == cname]
         for name in submission_order(loaded, names):

@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .build import Paths
 
 DOIT_COMMANDS = ("list", "info", "clean", "forget")
 
@@ -36,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _paths(args: argparse.Namespace) -> object:
+def _paths(args: argparse.Namespace) -> Paths:
     from .build import Paths
 
     return Paths(args.project.absolute(), args.out.absolute())
@@ -61,37 +65,37 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_status
 
 
-def _doit(paths: object, argv: list[str]) -> int:
+def _doit(paths: Paths, argv: list[str]) -> int:
     from doit.cmd_base import ModuleTaskLoader
     from doit.doit_cmd import DoitMain
 
     from .tasks import LAST_ERROR, doit_config, make_tasks
 
     LAST_ERROR.clear()
-    namespace = dict(make_tasks(paths.project, paths.out))  # type: ignore[attr-defined]
-    namespace["DOIT_CONFIG"] = doit_config(paths)  # type: ignore[arg-type]
+    namespace: dict[str, object] = dict(make_tasks(paths.project, paths.out))
+    namespace["DOIT_CONFIG"] = doit_config(paths)
     code = DoitMain(ModuleTaskLoader(namespace)).run(argv)
     if code and LAST_ERROR:
         return int(LAST_ERROR[-1].exit_status)
     return int(code)
 
 
-def _check(paths: object) -> int:
+def _check(paths: Paths) -> int:
     from .build import stale_files
 
-    stale = stale_files(paths)  # type: ignore[arg-type]
+    stale = stale_files(paths)
     if stale:
-        print(f"{paths.out} is stale; rebuild with `jobpack build`:",  # type: ignore[attr-defined]
+        print(f"{paths.out} is stale; rebuild with `jobpack build`:",
               *("  " + s for s in stale), sep="\n", file=sys.stderr)
         return 1
-    print(f"{paths.out} is up to date")  # type: ignore[attr-defined]
+    print(f"{paths.out} is up to date")
     return 0
 
 
-def _plan(paths: object) -> int:
+def _plan(paths: Paths) -> int:
     from .build import expected_files
 
-    sys.stdout.write(expected_files(paths)["PLAN.md"])  # type: ignore[arg-type]
+    sys.stdout.write(expected_files(paths)["PLAN.md"])
     return 0
 
 

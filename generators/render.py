@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import jinja2
 
@@ -51,7 +52,7 @@ def make_env(search_path: tuple[str, ...]) -> jinja2.Environment:
     return env
 
 
-def render(env: jinja2.Environment, name: str, context: dict[str, object]) -> str:
+def render(env: jinja2.Environment, name: str, context: Mapping[str, Any]) -> str:
     """Render one template; template bugs become RenderError naming the template and line."""
     try:
         return env.get_template(name).render(context)

@@ -217,21 +217,25 @@ def _sweep(ck: _Checker, loaded: Loaded, loc: Loc, job: m.Job) -> Points:
     if not sources:
         ck.add(sloc, "a sweep needs at least one of matrix, list or sequences")
         return Points()
-    names: list[str] = []
-    for src in sources:
-        for n in src.names:
-            if n in names:
-                ck.add(sloc, f"parameter {n!r} is defined by two sweep sources")
-            if n in BUILTINS:
-                ck.add(sloc, f"parameter {n!r} would hide the built-in '{{{{ {n} }}}}'")
-            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", n):
-                ck.add(sloc, f"parameter name {n!r} is not an identifier")
-            names.append(n)
+    names = _param_names(ck, sloc, sources)
     rows = [tuple(itertools.chain.from_iterable(combo))
             for combo in itertools.product(*(s.rows for s in sources))]
     if not rows and len(ck.problems) == errors_before:
         ck.add(sloc, "the sweep has no points")
     return Points(tuple(names), tuple(rows))
+
+
+def _param_names(ck: _Checker, loc: Loc, sources: list[Points]) -> list[str]:
+    names: list[str] = []
+    for n in (n for src in sources for n in src.names):
+        if n in names:
+            ck.add(loc, f"parameter {n!r} is defined by two sweep sources")
+        if n in BUILTINS:
+            ck.add(loc, f"parameter {n!r} would hide the built-in '{{{{ {n} }}}}'")
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", n):
+            ck.add(loc, f"parameter name {n!r} is not an identifier")
+        names.append(n)
+    return names
 
 
 def _matrix(ck: _Checker, loc: Loc, matrix: dict[str, list[m.Scalar]]) -> Points:

@@ -99,7 +99,8 @@ def _literal(text: str, parts: list[Part], errors: list[str]) -> None:
     bad = _ANY_TEMPLATE.search(text)
     if bad:
         snippet = text[bad.start():bad.start() + 20]
-        errors.append(f"unsupported template syntax near {snippet!r}: only {{{{ name }}}} is allowed")
+        errors.append(f"unsupported template syntax near {snippet!r}: "
+                      "only {{ name }} is allowed")
     if parts and isinstance(parts[-1], Lit):
         parts[-1] = Lit(parts[-1].text + text)
     else:
@@ -186,22 +187,18 @@ def quote_states(code: str, offsets: list[int]) -> list[str]:
     return [found[o] for o in offsets]
 
 
+_OPENERS = {"'": "S", '"': "D", "`": "B"}
+
+
 def _step(code: str, i: int, stack: list[str]) -> int:
     """Advance the quote-state machine by one token; return the next offset."""
-    top, ch, two = stack[-1], code[i], code[i:i + 2]
-    if top == "S":
-        if ch == "'":
-            stack.pop()
-        return i + 1
-    if top == "A":
-        if ch == "\\":
-            return i + 2
-        if ch == "'":
-            stack.pop()
-        return i + 1
+    top = stack[-1]
+    if top in "SA":
+        return _step_quoted(code, i, stack)
+    ch = code[i]
     if ch == "\\":
         return i + 2
-    if two == "$(":
+    if code.startswith("$(", i):
         stack.append("C")
         return i + 2
     if top == "D":
@@ -210,17 +207,23 @@ def _step(code: str, i: int, stack: list[str]) -> int:
         elif ch == "`":
             stack.append("B")
         return i + 1
-    if top == "C" and ch == ")":
+    if (top, ch) in (("C", ")"), ("B", "`")):
         stack.pop()
         return i + 1
-    if top == "B" and ch == "`":
-        stack.pop()
-        return i + 1
-    if two == "$'":
+    if code.startswith("$'", i):
         stack.append("A")
         return i + 2
-    if ch in "'\"`":
-        stack.append({"'": "S", '"': "D", "`": "B"}[ch])
+    if ch in _OPENERS:
+        stack.append(_OPENERS[ch])
+    return i + 1
+
+
+def _step_quoted(code: str, i: int, stack: list[str]) -> int:
+    """Inside '...' nothing escapes; inside $'...' a backslash escapes the next character."""
+    if stack[-1] == "A" and code[i] == "\\":
+        return i + 2
+    if code[i] == "'":
+        stack.pop()
     return i + 1
 
 

@@ -158,9 +158,9 @@ class SlurmGenerator(Generator):
 
     def _cluster_group(self, loaded: Loaded, ctx: Context, cname: str, cluster: m.SlurmCluster,
                        names: list[str]) -> Group:
-        summary = [(n, loaded.project.jobs[n].after, loaded.points[n].size,
-                    loaded.project.jobs[n].sweep and loaded.project.jobs[n].sweep.model_dump(),
-                    loaded.project.jobs[n].model_dump(include={"account", "partition", "qos"}))
+        jobs = loaded.project.jobs
+        summary = [(n, jobs[n].after, loaded.points[n].size,
+                    jobs[n].model_dump(include={"sweep", "account", "partition", "qos"}))
                    for n in names]
         piece = {"cluster": cluster.model_dump(mode="json"), "jobs": summary,
                  "project": loaded.project.project, "secrets": loaded.project.secrets,

@@ -61,7 +61,7 @@ def make_tasks(project: Path, out: Path) -> dict[str, Callable[[], dict[str, Any
     return {"task_render": task_render, "task_lint": task_lint, "task_bundle": task_bundle}
 
 
-class Reporter(ConsoleReporter):  # type: ignore[misc]
+class Reporter(ConsoleReporter):  # type: ignore[misc]  # doit ships no type hints
     """doit's console reporter, but a user error prints as itself, on stderr, nothing more."""
 
     def add_failure(self, task: Any, fail: Any) -> None:
@@ -75,7 +75,7 @@ class Reporter(ConsoleReporter):  # type: ignore[misc]
 
     def complete_run(self) -> None:
         if LAST_ERROR:
-            self.failures = []
+            self.failures: list[Any] = []
         super().complete_run()
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from conftest import GOLDEN, PROJECTS, ROOT, assert_golden, build, jobpack, read_tree, snapshot
 
 VALID = ["minimal", "full", "hostile"]

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import PROJECTS, build
 
 HOSTILE_DIR = "we ird 'dir' \"q\" $(touch pwned) ü"
