@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from generators.build import Paths
+from generators.paths import Paths
 from generators.tasks import doit_config, make_tasks
 
 _HERE = Path(__file__).resolve().parent

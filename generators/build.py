@@ -12,72 +12,29 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import __version__
 from .base import Artifact, Context, Generator, Group, file_header
 from .errors import LintError, Problem, ProjectError
-from .render import (
-    digest_files,
-    make_env,
-    sha256_text,
+from .paths import (
+    RUNTIME_FILES,
+    STATE_FORMAT,
+    Paths,
+    files_intact,
+    read_json,
+    read_state,
+    stat_record,
     template_dirs,
-    write_atomic,
-    write_if_changed,
 )
-
-CODE_DIR = Path(__file__).resolve().parent
-RUNTIME_FILES = ("ledger.tsv", "secrets.env", "logs")
-STATE_FORMAT = 2  # bump when state.json changes shape; older states are ignored
+from .render import digest_files, make_env, sha256_text, write_atomic, write_if_changed
 
 
 def generators() -> list[Generator]:
     from .slurm import SlurmGenerator
 
     return [SlurmGenerator()]
-
-
-@dataclass(frozen=True)
-class Paths:
-    """Where a build reads and writes."""
-
-    project: Path
-    out: Path
-
-    @property
-    def state(self) -> Path:
-        return self.out.parent / ".jobpack" / self.out.name
-
-    @property
-    def stage(self) -> Path:
-        return self.state / "stage"
-
-    @property
-    def pending(self) -> Path:
-        return self.state / "pending.json"
-
-    def code_files(self) -> list[Path]:
-        """Generator code and every template a build may read: dependencies of the build."""
-        files = sorted(CODE_DIR.glob("*.py"))
-        for d in template_dirs(self.project.parent):
-            files += sorted(p for p in d.rglob("*.j2"))
-        return files
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-        return data if isinstance(data, dict) else {}
-    except (FileNotFoundError, ValueError):
-        return {}
-
-
-def read_state(paths: Paths) -> dict[str, Any]:
-    """The published build state, or {} when there is none or it is of another format."""
-    state = read_json(paths.state / "state.json")
-    return state if state.get("format") == STATE_FORMAT else {}
 
 
 def make_context(paths: Paths) -> Context:
@@ -88,34 +45,6 @@ def make_context(paths: Paths) -> Context:
 def _group_digest(group: Group, code: str) -> str:
     blob = json.dumps(group.slice, sort_keys=True, default=repr, ensure_ascii=False)
     return hashlib.sha256(f"{code}\0{group.key}\0{blob}".encode()).hexdigest()
-
-
-def _intact(out: Path, files: dict[str, list[Any]]) -> bool:
-    """Whether every recorded file is still on disk with the size and mtime we wrote."""
-    for rel, (_sha, size, mtime) in files.items():
-        try:
-            st = (out / rel).stat()
-        except FileNotFoundError:
-            return False
-        if st.st_size != size or st.st_mtime_ns != mtime:
-            return False
-    return True
-
-
-def outputs_intact(paths: Paths) -> bool:
-    """doit up-to-date check: nothing staged, every published file untouched, and every
-    file the project read besides project.yaml (sequences files) unchanged."""
-    if paths.pending.exists():
-        return False
-    state = read_state(paths)
-    files: dict[str, list[Any]] = state.get("files", {})
-    return bool(files) and _intact(paths.out, files) and \
-        _intact(paths.project.parent, state.get("inputs", {}))
-
-
-def _stat_record(path: Path) -> list[Any]:
-    st = path.stat()
-    return ["", st.st_size, st.st_mtime_ns]
 
 
 def _on_disk(out: Path, art: Artifact) -> bool:
@@ -144,7 +73,7 @@ def render_all(paths: Paths, loaded: Any, *,
         for group in gen.groups(loaded, ctx):
             digest = _group_digest(group, code)
             prev = old.get(group.key)
-            if prev and prev["digest"] == digest and _intact(paths.out, prev["files"]):
+            if prev and prev["digest"] == digest and files_intact(paths.out, prev["files"]):
                 new[group.key] = prev
                 produced = list(prev["files"])
             else:
@@ -188,7 +117,7 @@ def stage_render(paths: Paths) -> str:
         shutil.rmtree(paths.stage)
     for art in changed:
         write_atomic(paths.stage / art.path, art.text, executable=art.executable)
-    inputs = {str(p.relative_to(paths.project.parent)): _stat_record(p)
+    inputs = {str(p.relative_to(paths.project.parent)): stat_record(p)
               for p in loaded.inputs[1:]}
     write_atomic(paths.pending, json.dumps({
         "write": [[a.path, a.executable, a.lint] for a in changed], "delete": removed,

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .build import Paths
+    from .paths import Paths
 
 DOIT_COMMANDS = ("list", "info", "clean", "forget")
 
@@ -41,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _paths(args: argparse.Namespace) -> Paths:
-    from .build import Paths
+    from .paths import Paths
 
     return Paths(args.project.absolute(), args.out.absolute())
 

@@ -16,21 +16,6 @@ from .errors import RenderError
 from .shell import shquote
 
 
-def builtin_templates() -> Path:
-    """The templates shipped with jobpack: the source tree's, or the installed copy."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here.parent / "templates", here / "templates"):
-        if (candidate / "_base").is_dir():
-            return candidate
-    raise RenderError(f"jobpack's templates are missing (looked in {here.parent / 'templates'})")
-
-
-def template_dirs(project_dir: Path) -> list[Path]:
-    """Template search path: the project's own ``templates/`` overrides built-ins."""
-    user = project_dir / "templates"
-    return [user, builtin_templates()] if user.is_dir() else [builtin_templates()]
-
-
 def _lines(value: str) -> list[str]:
     return value.splitlines()
 

@@ -14,48 +14,48 @@ from typing import Any
 from doit.exceptions import TaskFailed
 from doit.reporter import ConsoleReporter
 
-from .build import Paths, outputs_intact
+from .paths import Paths, outputs_intact
 
 # The last user-facing error raised inside a task, for the CLI's exit status and message.
 LAST_ERROR: list[Any] = []
 
 
-def _guard(fn: Callable[[Paths], str], paths: Paths) -> Callable[[], Any]:
+def _guard(name: str, paths: Paths) -> Callable[[], Any]:
+    """An action running ``generators.build.<name>(paths)``; imported only when it runs."""
     def action() -> Any:
+        from . import build
         from .errors import JobpackError
 
         try:
-            print(fn(paths))
+            print(getattr(build, name)(paths))
             return None
         except JobpackError as exc:
             LAST_ERROR.append(exc)
             return TaskFailed(exc.render())
-    action.__name__ = fn.__name__
+    action.__name__ = name
     return action
 
 
 def make_tasks(project: Path, out: Path) -> dict[str, Callable[[], dict[str, Any]]]:
     """``task_*`` functions for a project file and an output folder."""
-    from .build import clean, publish, stage_lint, stage_render
-
     paths = Paths(Path(project), Path(out))
 
     def task_render() -> dict[str, Any]:
         """Validate the project and render what changed (out/ is not touched)."""
         deps = [paths.project, *paths.code_files()]
-        return {"actions": [_guard(stage_render, paths)],
+        return {"actions": [_guard("stage_render", paths)],
                 "file_dep": [str(p) for p in deps if p.exists()],
                 "uptodate": [lambda: outputs_intact(paths)],
-                "clean": [_guard(clean, paths)], "verbosity": 2}
+                "clean": [_guard("clean", paths)], "verbosity": 2}
 
     def task_lint() -> dict[str, Any]:
         """shellcheck every staged script not checked before."""
-        return {"actions": [_guard(stage_lint, paths)], "task_dep": ["render"],
+        return {"actions": [_guard("stage_lint", paths)], "task_dep": ["render"],
                 "uptodate": [lambda: not paths.pending.exists()], "verbosity": 2}
 
     def task_bundle() -> dict[str, Any]:
         """Publish staged files into out/ and write MANIFEST.sha256."""
-        return {"actions": [_guard(publish, paths)], "task_dep": ["lint"],
+        return {"actions": [_guard("publish", paths)], "task_dep": ["lint"],
                 "uptodate": [lambda: not paths.pending.exists()], "verbosity": 2}
 
     return {"task_render": task_render, "task_lint": task_lint, "task_bundle": task_bundle}
