@@ -19,6 +19,7 @@ from . import __version__
 from .base import Artifact, Context, Generator, Group, file_header
 from .errors import LintError, Problem, ProjectError
 from .paths import (
+    CODE_DIR,
     RUNTIME_FILES,
     STATE_FORMAT,
     Paths,
@@ -62,7 +63,7 @@ def render_all(paths: Paths, loaded: Any, *,
     number of groups rendered.
     """
     ctx = make_context(paths)
-    code = digest_files(paths.code_files())
+    code = digest_files(paths.code_files(), [CODE_DIR, *template_dirs(paths.project.parent)])
     old = read_state(paths).get("groups", {}) if only_changed else {}
     new: dict[str, Any] = {}
     arts: list[Artifact] = []
@@ -226,5 +227,7 @@ def clean(paths: Paths) -> str:
     for rel in state.get("files", {}):
         (paths.out / rel).unlink(missing_ok=True)
         _prune(paths.out, (paths.out / rel).parent)
-    shutil.rmtree(paths.state, ignore_errors=True)
+    for name in ("state.json", "pending.json", "lint.json"):  # doit.json stays: doit owns it
+        (paths.state / name).unlink(missing_ok=True)
+    shutil.rmtree(paths.stage, ignore_errors=True)
     return f"clean: removed {len(state.get('files', {}))} file(s) from {paths.out}"

@@ -77,7 +77,7 @@ def _doit(paths: Paths, argv: list[str]) -> int:
     code = DoitMain(ModuleTaskLoader(namespace)).run(argv)
     if code and LAST_ERROR:
         return int(LAST_ERROR[-1].exit_status)
-    return int(code)
+    return 3 if code else 0  # not a problem of the project: doit's usage errors, or a bug
 
 
 def _check(paths: Paths) -> int:

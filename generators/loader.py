@@ -26,7 +26,25 @@ try:
 except AttributeError:  # pragma: no cover - libyaml missing
     _BaseLoader = yaml.SafeLoader
 
-_INT = re.compile(r"[-+]?(0|[1-9][0-9]*)$|0o[0-7]+$|0x[0-9a-fA-F]+$")
+_INT = re.compile(r"[-+]?[0-9]+$|0o[0-7]+$|0x[0-9a-fA-F]+$")
+
+
+class Int(int):
+    """An integer that remembers how it was written (``007`` stays ``007`` in a script)."""
+
+    text: str
+
+
+class Float(float):
+    """A number that remembers how it was written (``0.10`` stays ``0.10``)."""
+
+    text: str
+
+
+def _number(cls: type[Int] | type[Float], value: int | float, text: str) -> Int | Float:
+    out = cls(value)
+    out.text = text
+    return out
 _FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$")
 _SPECIAL_FLOAT = {".inf": float("inf"), "+.inf": float("inf"), "-.inf": float("-inf"),
                   ".nan": float("nan")}
@@ -56,7 +74,9 @@ class Source:
     """Positions of every value of one loaded file."""
 
     file: str
+    text: str = ""
     positions: dict[Loc, tuple[int, int]] = field(default_factory=dict)
+    spans: dict[Loc, tuple[int, int]] = field(default_factory=dict)
     key_positions: dict[Loc, tuple[int, int]] = field(default_factory=dict)
 
     def where(self, loc: Loc, *, key: bool = False) -> tuple[int, int]:
@@ -70,6 +90,11 @@ class Source:
                 return self.positions[loc]
             loc = loc[:-1]
         return self.positions.get((), (1, 1))
+
+    def snippet(self, loc: Loc) -> str:
+        """The YAML text of the value at ``loc`` (for digests of what a group reads)."""
+        start, end = self.spans.get(tuple(loc), (0, 0))
+        return self.text[start:end]
 
     def problem(self, loc: Loc, message: str, *, key: bool = False) -> Problem:
         line, col = self.where(loc, key=key)
@@ -88,9 +113,9 @@ def _scalar(node: yaml.ScalarNode) -> Any:
     if low in _BOOL:
         return _BOOL[low]
     if _INT.match(text):
-        return int(text, 0) if text[:2] in ("0o", "0x") else int(text)
+        return _number(Int, int(text, 0) if text[:2] in ("0o", "0x") else int(text, 10), text)
     if _FLOAT.match(text):
-        return float(text)
+        return _number(Float, float(text), text)
     if low in _SPECIAL_FLOAT:
         return _SPECIAL_FLOAT[low]
     return text
@@ -103,6 +128,8 @@ class _Walker:
 
     def value(self, node: yaml.Node, loc: Loc) -> Any:
         self.source.positions[loc] = (node.start_mark.line + 1, node.start_mark.column + 1)
+        if len(loc) <= 2:
+            self.source.spans[loc] = (node.start_mark.index, node.end_mark.index)
         if isinstance(node, yaml.ScalarNode):
             return _scalar(node)
         if isinstance(node, yaml.SequenceNode):
@@ -157,6 +184,7 @@ def load_yaml(path: Path, display: str | None = None) -> tuple[Any, Source]:
     source = Source(display)
     try:
         text = path.read_text(encoding="utf-8")
+        source.text = text
     except FileNotFoundError:
         raise ProjectError([Problem(display, 1, 1, "(file)", "file not found")]) from None
     except UnicodeDecodeError as exc:

@@ -6,11 +6,20 @@ into shell words, times and sweep points happens in ``validate`` and the generat
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, field_validator
 
-Scalar = str | int | float | bool
+
+def _scalar(value: Any) -> Any:
+    """Accept a string, number or boolean as is (numbers keep how they were written)."""
+    if isinstance(value, str | int | float | bool):
+        return value
+    raise ValueError("expected a string, number or boolean"
+                     + (" (quote it; YAML read nothing here)" if value is None else ""))
+
+
+Scalar = Annotated[str | int | float | bool, PlainValidator(_scalar)]
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 PROJECT = r"^[a-z0-9][a-z0-9-]*$"
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -28,6 +37,8 @@ def _scalar_text(value: Any) -> str:
     """
     if isinstance(value, bool):
         return "true" if value else "false"
+    if hasattr(value, "text"):  # a number as written in project.yaml
+        return str(value.text)
     return str(value) if isinstance(value, str | int) else repr(value)
 
 

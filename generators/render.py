@@ -47,11 +47,14 @@ def render(env: jinja2.Environment, name: str, context: Mapping[str, Any]) -> st
         raise RenderError(f"template {name}: {exc.message}") from None
 
 
-def digest_files(paths: Iterable[Path]) -> str:
-    """One sha256 over the names and contents of ``paths``."""
+def digest_files(paths: Iterable[Path], roots: Iterable[Path] = ()) -> str:
+    """One sha256 over the contents of ``paths`` and their names relative to ``roots``, so
+    the same files at another place digest the same."""
     h = hashlib.sha256()
+    bases = list(roots)
     for p in sorted(paths):
-        h.update(p.as_posix().encode())
+        base = next((r for r in bases if p.is_relative_to(r)), p.parent)
+        h.update(p.relative_to(base).as_posix().encode())
         h.update(b"\0")
         h.update(p.read_bytes())
     return h.hexdigest()

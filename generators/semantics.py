@@ -21,6 +21,7 @@ MANAGED = {"job-name", "account", "partition", "qos", "nodes", "ntasks-per-node"
            "gpus-per-node", "cpus-per-task", "mem", "time", "output", "error", "signal",
            "requeue", "no-requeue", "array", "dependency", "parsable", "export"}
 SIGNAL = re.compile(r"((R|B|RB):)?[A-Z0-9]+(@\d{1,5})?")
+PROSE = {"description", "login"}  # text that never reaches a shell line
 DIRECTIVE_VALUE = re.compile(r"[A-Za-z0-9_@%+=:,./-]+")
 
 
@@ -47,7 +48,7 @@ def check(ck: _Checker, loaded: Loaded, cluster_names: set[str], job_names: set[
     for name, cl in proj.clusters.items():
         _directives(ck, ("clusters", name), cl, known_vars | set(cl.env))
         _time(ck, ("clusters", name, "resources", "time"), cl.resources.time)
-        _strings(ck, ("clusters", name), cl.model_dump(by_alias=True, exclude={"env"}),
+        _strings(ck, ("clusters", name), cl.model_dump(by_alias=True, exclude=PROSE | {"env"}),
                  known_vars | set(cl.env))
         _strings(ck, ("clusters", name, "env"), cl.env, known_vars | set(cl.env), params=builtins)
     _strings(ck, ("env",), proj.env, known_vars, params=builtins)
@@ -82,7 +83,7 @@ def _directives(ck: _Checker, loc: Loc, obj: m.SlurmCluster | m.Job, known: set[
         if value is not None and not (DIRECTIVE_VALUE.fullmatch(value)
                                       or re.fullmatch(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}", value)):
             ck.add((*loc, key), f"{value!r} is not a valid Slurm {key} name; use letters, digits "
-                   "and _.-, or a single ${SECRET} reference")
+                   "and _@%+=:,./-, or a single ${SECRET} reference")
     for key, value in obj.sbatch.items():
         if not re.fullmatch(r"[a-z][a-z0-9-]*", key):
             ck.add((*loc, "sbatch", key), f"{key!r} is not an sbatch long option name "
@@ -91,7 +92,7 @@ def _directives(ck: _Checker, loc: Loc, obj: m.SlurmCluster | m.Job, known: set[
             ck.add((*loc, "sbatch", key), f"--{key} is set by jobpack itself; use the "
                    "resources/cluster keys instead", key=True)
         text = m._scalar_text(value)
-        if not DIRECTIVE_VALUE.fullmatch(text):
+        if not isinstance(value, bool) and not DIRECTIVE_VALUE.fullmatch(text):
             ck.add((*loc, "sbatch", key), f"{text!r} cannot be written in an #SBATCH line "
                    "(no spaces, quotes or shell syntax)")
 
@@ -155,7 +156,7 @@ def _job(ck: _Checker, loaded: Loaded, name: str, job: m.Job, cluster_names: set
     params = set(points.names) | {b for b in BUILTINS if b != "user" or proj.user}
     _strings(ck, (*loc, "env"), job.env, known, params=params)
     _command(ck, loc, job, known, params)
-    rest = job.model_dump(by_alias=True, exclude={"command", "env", "sweep"})
+    rest = job.model_dump(by_alias=True, exclude=PROSE | {"command", "env", "sweep"})
     _strings(ck, loc, rest, known)
     _directives(ck, loc, job, known)
     if cluster is None:

@@ -104,7 +104,9 @@ def directives(loaded: Loaded, name: str, job: m.Job, res: m.Resources) -> list[
         throttle = f"%{job.sweep.throttle}" if job.sweep.throttle else ""
         d.append(f"--array=0-{first - 1}{throttle}")
     extra = {**cluster.sbatch, **job.sbatch}
-    d += [f"--{k}={m._scalar_text(v)}" for k, v in sorted(extra.items())]
+    # true: a flag such as --exclusive; false: left out.
+    d += [f"--{k}" if v is True else f"--{k}={m._scalar_text(v)}"
+          for k, v in sorted(extra.items()) if v is not False]
     return d
 
 
@@ -152,7 +154,9 @@ class SlurmGenerator(Generator):
                  "project": loaded.project.model_dump(mode="json",
                                                       include={"project", "user", "secrets",
                                                                "env"}),
-                 "points": rows, "file": ctx.project_file}
+                 "points": rows, "file": ctx.project_file,
+                 "yaml": [loaded.source.snippet(loc) for loc in (
+                     ("jobs", name), ("clusters", cname), ("env",), ("user",), ("secrets",))]}
         return Group(f"slurm/{cname}/{name}", piece,
                      lambda: self.render_job(loaded, ctx, cname, name), ("jobs", name))
 
@@ -183,16 +187,16 @@ class SlurmGenerator(Generator):
                 point_env.append((key, word_code(parts, static, columns)))
             else:
                 static_env.append((key, word(parts, static)))
-        texts = [*env.values(), *(job.command if isinstance(job.command, tuple)
-                                  else [job.command])]
+        texts = [*env.values(), *cluster.modules, cluster.conda or "",
+                 *(job.command if isinstance(job.command, tuple) else [job.command])]
         used = sorted({v for t in texts for v in var_refs(t)} & set(loaded.project.secrets))
         return {
             "header": ctx.header(name), "name": name, "job": job, "res": res,
             "project": loaded.project.project, "cluster_name": job.cluster,
             "directives": directives(loaded, name, job, res),
             "submit_options": submit_options(loaded, job),
-            "modules": [shquote(mod) for mod in cluster.modules],
-            "conda": shquote(cluster.conda) if cluster.conda else None,
+            "modules": [word(parse_text(mod)[0], static) for mod in cluster.modules],
+            "conda": word(parse_text(cluster.conda)[0], static) if cluster.conda else None,
             "static_env": static_env, "point_env": point_env, "secrets": used,
             "command": command_segments(job.command, static, columns),
             "sweep": job.sweep is not None, "size": points.size,

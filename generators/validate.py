@@ -219,19 +219,32 @@ def _jobs(ck: _Checker, raw: Any) -> tuple[dict[str, m.Job], set[str]]:
     return valid, set(raw)
 
 
+def _partial_head(top: dict[str, Any]) -> m.Project:
+    """The valid part of the project-level keys, with a stand-in name (errors are reported)."""
+    for keep in (("secrets", "env", "user"), ("secrets",), ()):
+        try:
+            return m.Project.model_validate(
+                {**{k: top[k] for k in keep if k in top}, "project": "invalid"})
+        except ValidationError:
+            continue
+    raise AssertionError("unreachable: an empty project head is valid")
+
+
 def load_project(path: Path) -> Loaded:
     """Load and validate the project at ``path``; raise ProjectError with every problem."""
     path = Path(path)
     data, source = load_yaml(path)
     ck = _Checker(source, path.parent)
     top = _top_level(ck, data)
+    if not isinstance(data, dict):
+        raise ProjectError(ck.problems)
     clusters, cluster_names = _clusters(ck, top.pop("clusters", None))
     jobs, job_names = _jobs(ck, top.pop("jobs", None))
-    head = ck.model(m.Project, top, ()) if "project" in top or not ck.problems else None
+    head = ck.model(m.Project, top, ())
     if "project" not in top and isinstance(data, dict):
         ck.add((), "required key 'project' is missing")
-    if head is None:
-        raise ProjectError(ck.problems)
+    if head is None:  # keep checking jobs and clusters against what is valid of the rest
+        head = _partial_head(top)
     project = head.model_copy(update={"clusters": clusters, "jobs": jobs})
     loaded = Loaded(project, source, path.parent.resolve())
     from .semantics import check  # late import: semantics needs Loaded

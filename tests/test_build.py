@@ -181,3 +181,24 @@ def test_installed_without_editable_finds_its_templates(tmp_path: Path) -> None:
                            "build"], cwd=work, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert (work / "out/slurm/local/hello.sbatch").exists()
+
+
+def test_dry_run_works_without_secrets_or_scheduler(project_copy, tmp_path: Path) -> None:
+    """Reviewing a bundle on a laptop: every script's --dry-run runs with nothing set."""
+    out = tmp_path / "out"
+    assert build(project_copy("full"), out).code == 0
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    folder = out / "slurm/hpc"
+    for script in sorted(folder.glob("*.s*")):
+        proc = subprocess.run(["bash", str(script), "--dry-run"], env=env, cwd=tmp_path,
+                              capture_output=True, text=True, check=False)
+        assert proc.returncode == 0, (script.name, proc.stderr)
+        if script.name in ("submit_all.sh", "train.sbatch"):  # they need HPC_ACCOUNT, WANDB_*
+            assert "is not set; the dry run shows it unexpanded" in proc.stderr
+    grid = subprocess.run(["bash", str(folder / "grid.sbatch"), "--dry-run", "--index", "1"],
+                          env=env, capture_output=True, text=True, check=True).stdout
+    assert "+ export WANDB_DIR=/scratch/zoo" in grid  # a later value refers to an earlier one
+    assert "python grid.py --lr 0.10 --seed 2 --opt adam" in grid  # numbers as written
+    assert not (folder / "ledger.tsv").exists() and not (folder / "logs").exists()
+    sbatch = (folder / "grid.sbatch").read_text()
+    assert "#SBATCH --exclusive\n" in sbatch and "overcommit" not in sbatch

@@ -40,6 +40,11 @@ jp_print() {
 jp_run() {
   if ((jp_dry_run)); then jp_print "$@"; else "$@"; fi
 }
+# Export NAME=VALUE, and show it with --dry-run (later values may refer to it).
+jp_export() {
+  if ((jp_dry_run)); then jp_print export "$1"; fi
+  export "${1?}"
+}
 
 jp_dry_run=0
 while (($#)); do
@@ -63,7 +68,7 @@ jp_secrets=(HPC_ACCOUNT)
 for jp_secret in "${jp_secrets[@]}"; do
   if [[ -z ${!jp_secret:-} ]]; then
     ((jp_dry_run)) || jp_die "$jp_secret is not set: export it or put it in secrets.env beside this script (see secrets.env.example)"
-    printf 'warning: %s is not set; the dry run shows it as $%s\n' "$jp_secret" "$jp_secret" >&2
+    printf 'warning: %s is not set; the dry run shows it unexpanded\n' "$jp_secret" >&2
     printf -v "$jp_secret" '%s' "\${$jp_secret}"
   fi
 done

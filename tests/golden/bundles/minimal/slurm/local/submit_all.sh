@@ -37,6 +37,11 @@ jp_print() {
 jp_run() {
   if ((jp_dry_run)); then jp_print "$@"; else "$@"; fi
 }
+# Export NAME=VALUE, and show it with --dry-run (later values may refer to it).
+jp_export() {
+  if ((jp_dry_run)); then jp_print export "$1"; fi
+  export "${1?}"
+}
 
 jp_dry_run=0
 while (($#)); do
