@@ -6,6 +6,7 @@ into shell words, times and sweep points happens in ``validate`` and the generat
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, field_validator
@@ -42,6 +43,15 @@ def _scalar_text(value: Any) -> str:
     return str(value) if isinstance(value, str | int) else repr(value)
 
 
+def _memory(v: str | int | None) -> str | int | None:
+    """Slurm's --mem: a number of megabytes, or a number with a unit K, M, G or T."""
+    if isinstance(v, str) and not re.fullmatch(r"[0-9]+[KMGT]?", v):
+        raise ValueError("memory is a number with an optional unit K, M, G or T (e.g. 32G)")
+    if isinstance(v, int) and v < 0:
+        raise ValueError("memory must not be negative")
+    return v
+
+
 class Resources(Model):
     """Scheduler resources of one job (or a cluster's defaults)."""
 
@@ -56,16 +66,29 @@ class Resources(Model):
     signal: str | None = None
     requeue: bool | None = None
 
-    @field_validator("mem")
-    @classmethod
-    def _mem(cls, v: str | int | None) -> str | int | None:
-        import re
+    _mem = field_validator("mem")(classmethod(lambda cls, v: _memory(v)))
 
-        if isinstance(v, str) and not re.fullmatch(r"[0-9]+[KMGT]?", v):
-            raise ValueError("memory is a number with an optional unit K, M, G or T (e.g. 32G)")
-        if isinstance(v, int) and v < 0:
-            raise ValueError("memory must not be negative")
-        return v
+
+class Rung(Model):
+    """One step of an escalation ladder: what a resubmission asks for beyond the job's own."""
+
+    time: str | int | None = None
+    mem: str | int | None = None
+    partition: str | None = None
+    qos: str | None = None
+    gpus: int | None = Field(None, ge=0)
+    gpus_per_node: int | None = Field(None, ge=0)
+    cpus_per_task: int | None = Field(None, ge=1)
+
+    _mem = field_validator("mem")(classmethod(lambda cls, v: _memory(v)))
+
+
+class OnTimeout(Model):
+    """What a job does when its time limit nears: Slurm signals it ``before`` seconds early."""
+
+    run: str | None = None
+    before: int = Field(120, ge=1, le=65535)
+    requeue: bool = False
 
 
 class Rates(Model):
@@ -115,6 +138,9 @@ class Job(Model):
     qos: str | None = None
     launcher: Literal["none", "srun", "ray"] = "none"
     sbatch: dict[str, Scalar] = {}
+    retries: int = Field(0, ge=0, le=100)
+    escalate: list[Rung] = []
+    on_timeout: OnTimeout | None = None
 
     @field_validator("command")
     @classmethod

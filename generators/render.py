@@ -30,6 +30,9 @@ def make_env(search_path: tuple[str, ...]) -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
         autoescape=False,
+        # Bash's ${#name} would open a Jinja comment; template comments are {## ... ##}.
+        comment_start_string="{##",
+        comment_end_string="##}",
         auto_reload=False,
     )
     env.filters["shquote"] = shquote

@@ -162,10 +162,33 @@ def _job(ck: _Checker, loaded: Loaded, name: str, job: m.Job, cluster_names: set
     if cluster is None:
         return
     _resources(ck, loc, effective_resources(loaded, job), job)
+    _recovery(ck, loc, job, known, {b for b in BUILTINS if b != "user" or proj.user})
     if job.sweep and not job.sweep.chunk and points.size > cluster.max_array_size:
         ck.add((*loc, "sweep"), f"{points.size} points exceed the max_array_size "
                f"({cluster.max_array_size}) of cluster {job.cluster!r}; remove 'chunk: false' "
                "to split the array into chunks")
+
+
+def _recovery(ck: _Checker, loc: Loc, job: m.Job, known: set[str], builtins: set[str]) -> None:
+    for i, rung in enumerate(job.escalate):
+        _time(ck, (*loc, "escalate", i, "time"), rung.time)
+        for key in ("partition", "qos"):
+            value = getattr(rung, key)
+            if value is not None and not DIRECTIVE_VALUE.fullmatch(value):
+                ck.add((*loc, "escalate", i, key), f"{value!r} is not a valid Slurm {key} name")
+        if rung.gpus is not None and rung.gpus_per_node is not None:
+            ck.add((*loc, "escalate", i), "give either gpus or gpus_per_node, not both")
+    if job.escalate and not job.retries:
+        ck.add((*loc, "escalate"), "an escalation ladder needs retries (how many resubmissions "
+               "may climb it)")
+    if job.on_timeout is not None:
+        if job.resources.signal is not None:
+            ck.add((*loc, "on_timeout"), "on_timeout sets --signal itself; remove "
+                   "resources.signal")
+        if job.on_timeout.run is not None:
+            _text(ck, (*loc, "on_timeout", "run"), job.on_timeout.run, known, builtins)
+        if job.on_timeout.requeue and job.resources.requeue is False:
+            ck.add((*loc, "on_timeout", "requeue"), "requeue needs resources.requeue not false")
 
 
 def _command(ck: _Checker, loc: Loc, job: m.Job, known: set[str], params: set[str]) -> None:

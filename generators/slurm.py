@@ -95,10 +95,12 @@ def directives(loaded: Loaded, name: str, job: m.Job, res: m.Resources) -> list[
     d += [f"--{k}={v}" for k, v in pairs if v is not None and v is not False]
     pattern = "%x_%A_%a" if loaded.project.jobs[name].sweep else "%x_%j"
     d += [f"--output=logs/{pattern}.out", f"--error=logs/{pattern}.err"]
-    if res.signal:
-        d.append(f"--signal={res.signal}")
-    if res.requeue is not None:
-        d.append("--requeue" if res.requeue else "--no-requeue")
+    timeout = job.on_timeout
+    if res.signal or timeout:
+        d.append(f"--signal={res.signal or f'B:USR1@{timeout.before}'}")  # type: ignore[union-attr]
+    requeue = res.requeue if res.requeue is not None else (timeout and timeout.requeue) or None
+    if requeue is not None:
+        d.append("--requeue" if requeue else "--no-requeue")
     if job.sweep:
         first = chunks(points.size, cluster.max_array_size)[0][1]
         throttle = f"%{job.sweep.throttle}" if job.sweep.throttle else ""
@@ -108,6 +110,28 @@ def directives(loaded: Loaded, name: str, job: m.Job, res: m.Resources) -> list[
     d += [f"--{k}" if v is True else f"--{k}={m._scalar_text(v)}"
           for k, v in sorted(extra.items()) if v is not False]
     return d
+
+
+def _hook(job: m.Job, static: dict[str, str]) -> str | None:
+    """Shell code of the job's on_timeout hook (built-in parameters spliced in)."""
+    if job.on_timeout is None or job.on_timeout.run is None:
+        return None
+    code = job.on_timeout.run
+    return "".join(str(s) for s in shell_code(code, parse_text(code, vars_in_code=True)[0],
+                                              static))
+
+
+def rung_options(rung: m.Rung) -> list[str]:
+    """sbatch options of one escalation rung (they override the script's directives).
+
+    >>> rung_options(m.Rung(time="2:00:00", mem="64G", partition="long"))
+    ['--partition=long', '--mem=64G', '--time=2:00:00']
+    """
+    pairs: list[tuple[str, Any]] = [
+        ("partition", rung.partition), ("qos", rung.qos), ("gpus", rung.gpus),
+        ("gpus-per-node", rung.gpus_per_node), ("cpus-per-task", rung.cpus_per_task),
+        ("mem", rung.mem), ("time", rung.time)]
+    return [shquote(f"--{k}={m._scalar_text(v)}") for k, v in pairs if v is not None]
 
 
 def submit_options(loaded: Loaded, job: m.Job) -> list[str]:
@@ -202,6 +226,8 @@ class SlurmGenerator(Generator):
             "sweep": job.sweep is not None, "size": points.size,
             "params": list(points.names), "tsv": f"{name}.params.tsv",
             "launcher": job.launcher,
+            "on_timeout": job.on_timeout,
+            "hook": _hook(job, static),
         }
 
     def render_job(self, loaded: Loaded, ctx: Context, cname: str, name: str) -> list[Artifact]:
@@ -220,12 +246,17 @@ class SlurmGenerator(Generator):
         steps: list[dict[str, Any]] = []
         needed = {a for n in names for a in loaded.project.jobs[n].after}
         var = {n: f"jp_ids_{i}" for i, n in enumerate(names, start=1) if n in needed}
-        for step, name in enumerate(submission_order(loaded, names), start=1):
+        order = submission_order(loaded, names)
+        for step, name in enumerate(order, start=1):
             job = loaded.project.jobs[name]
             size = loaded.points[name].size
             parts = chunks(size, cluster.max_array_size) if job.sweep else []
             dependency = ":".join(f"${{{var[a]}}}" for a in job.after)
             steps.append({"name": name, "step": step, "after": job.after, "var": var.get(name),
+                          "after_pos": [order.index(a) for a in job.after],
+                          "retries": job.retries,
+                          "rungs": [rung_options(r) for r in job.escalate],
+                          "array": bool(job.sweep),
                           "dependency": f"afterok:{dependency}" if dependency else "",
                           "chunks": parts, "throttle": job.sweep.throttle if job.sweep else None,
                           "options": submit_options(loaded, job), "size": size})
@@ -233,9 +264,10 @@ class SlurmGenerator(Generator):
                        for v in var_refs(o)})
         context = {"header": ctx.header(), "cluster_name": cname, "steps": steps,
                    "secrets": used, "project": loaded.project.project}
-        return [Artifact(f"slurm/{cname}/submit_all.sh",
-                         render(ctx.env, "slurm/submit_all.sh.j2", context),
-                         executable=True, lint="shellcheck")]
+        return [Artifact(f"slurm/{cname}/{script}",
+                         render(ctx.env, f"slurm/{script}.j2", context),
+                         executable=True, lint="shellcheck")
+                for script in ("submit_all.sh", "ctl.sh")]
 
 
 def submission_order(loaded: Loaded, names: list[str]) -> list[str]:

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,3 +90,28 @@ def project_copy(tmp_path: Path):  # type: ignore[no-untyped-def]
     def make(name: str) -> Path:
         return copy_project(name, tmp_path / name)
     return make
+
+
+@pytest.fixture(scope="session")
+def slurm(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """A real Slurm (slurmctld, two slurmd, munge) on loopback for the whole session."""
+    from slurm_cluster import SlurmCluster, missing_binaries
+
+    missing = missing_binaries()
+    reason = (f"Slurm is not installed ({', '.join(missing)} missing); "
+              "tests/install-deps.sh installs it") if missing else (
+        "the loopback Slurm runs its daemons as root" if os.geteuid() != 0 else "")
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    # munged wants every folder above its socket open to all, which pytest's tmp is not.
+    root = Path(tempfile.mkdtemp(prefix="jobpack-slurm-"))
+    root.chmod(0o755)
+    cluster = SlurmCluster(root)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
