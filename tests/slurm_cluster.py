@@ -103,6 +103,9 @@ class SlurmCluster:
             (r / "etc" / "gres.conf").write_text(
                 f"AutoDetect=off\nName=gpu File={r}/dev/nvidia[0-{self.gpus - 1}]\n")
             gres = f" Gres=gpu:{self.gpus}"
+        ports = f"[{slurmd}-{slurmd + self.nodes - 1}]"
+        nodes = (f"NodeName=node[1-{self.nodes}] NodeHostname={host} NodeAddr=127.0.0.1 "
+                 f"Port={ports}{gres}")
         self.conf.write_text(f"""ClusterName=jobpacktest
 SlurmctldHost={host}(127.0.0.1)
 SlurmctldPort={ctld}
@@ -142,7 +145,7 @@ SlurmctldTimeout=120
 MaxArraySize=1001
 {"GresTypes=gpu" if self.gpus else ""}
 NodeName=DEFAULT CPUs={self.cpus} RealMemory={self.mem_mb} State=UNKNOWN
-NodeName=node[1-{self.nodes}] NodeHostname={host} NodeAddr=127.0.0.1 Port=[{slurmd}-{slurmd + self.nodes - 1}]{gres}
+{nodes}
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 PartitionName=long Nodes=ALL MaxTime=INFINITE State=UP
 """)
