@@ -156,7 +156,8 @@ def _job(ck: _Checker, loaded: Loaded, name: str, job: m.Job, cluster_names: set
     params = set(points.names) | {b for b in BUILTINS if b != "user" or proj.user}
     _strings(ck, (*loc, "env"), job.env, known, params=params)
     _command(ck, loc, job, known, params)
-    rest = job.model_dump(by_alias=True, exclude=PROSE | {"command", "env", "sweep"})
+    rest = job.model_dump(by_alias=True,
+                          exclude=PROSE | {"command", "env", "sweep", "on_timeout"})
     _strings(ck, loc, rest, known)
     _directives(ck, loc, job, known)
     if cluster is None:

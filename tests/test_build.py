@@ -157,7 +157,7 @@ def test_every_generated_script_has_help_and_is_executable(project_copy, tmp_pat
     out = tmp_path / "out"
     assert build(project_copy("full"), out).code == 0
     scripts = sorted(p for p in out.rglob("*") if p.suffix in (".sh", ".sbatch"))
-    assert len(scripts) == 5
+    assert len(scripts) == 6  # 4 jobs, submit_all.sh, ctl.sh
     for script in scripts:
         assert os.access(script, os.X_OK)
         result = subprocess.run([str(script), "-h"], capture_output=True, text=True, check=False)
@@ -189,7 +189,7 @@ def test_dry_run_works_without_secrets_or_scheduler(project_copy, tmp_path: Path
     assert build(project_copy("full"), out).code == 0
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     folder = out / "slurm/hpc"
-    for script in sorted(folder.glob("*.s*")):
+    for script in [*sorted(folder.glob("*.sbatch")), folder / "submit_all.sh"]:
         proc = subprocess.run(["bash", str(script), "--dry-run"], env=env, cwd=tmp_path,
                               capture_output=True, text=True, check=False)
         assert proc.returncode == 0, (script.name, proc.stderr)
@@ -200,5 +200,8 @@ def test_dry_run_works_without_secrets_or_scheduler(project_copy, tmp_path: Path
     assert "+ export WANDB_DIR=/scratch/zoo" in grid  # a later value refers to an earlier one
     assert "python grid.py --lr 0.10 --seed 2 --opt adam" in grid  # numbers as written
     assert not (folder / "ledger.tsv").exists() and not (folder / "logs").exists()
+    ctl = subprocess.run(["bash", str(folder / "ctl.sh"), "status"], env=env,
+                         capture_output=True, text=True, check=False)
+    assert ctl.returncode == 1 and "run submit_all.sh first" in ctl.stderr
     sbatch = (folder / "grid.sbatch").read_text()
     assert "#SBATCH --exclusive\n" in sbatch and "overcommit" not in sbatch

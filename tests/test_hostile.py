@@ -132,7 +132,8 @@ def test_submit_all_passes_secret_and_ids_exactly(bundle: dict[str, Path],
         assert "--export=ALL,RUN_ID=r1,JP_OFFSET=0" in call
     assert "--dependency=afterok:101" in calls[1]
     ledger = (bundle["dir"] / "ledger.tsv").read_text().splitlines()
-    assert [row.split("\t")[1:5] for row in ledger[1:]] == [
-        ["argv", "1", f"0-{len(_points('argv')) - 1}", "101"],
-        ["code", "2", f"0-{len(_points('code')) - 1}", "102"]]
+    rows = [row.split("\t") for row in ledger[1:]]
+    assert [[r[1], r[2], r[3], r[5], r[7]] for r in rows] == [
+        ["argv", "1", f"0-{len(_points('argv')) - 1}", "101", "submit"],
+        ["code", "2", f"0-{len(_points('code')) - 1}", "102", "submit"]]
     assert SECRET not in "".join(p.read_text() for p in bundle["dir"].glob("*.s*"))

@@ -246,3 +246,27 @@ def test_missing_secret_stops_before_submitting(slurm, bundle: Path) -> None:  #
     wait_until(lambda: queue_empty(slurm), 60, "the job to end")
     assert (folder / "results/secret.txt").read_text() == "ran\n"
     assert "lab-account" not in "".join(p.read_text() for p in folder.glob("*.s*"))
+
+
+def test_timeout_signal_runs_hook_and_requeues(slurm, bundle: Path) -> None:  # type: ignore[no-untyped-def]
+    """USR1 (what --signal=B:USR1@N sends before the limit) runs the hook, then requeues."""
+    folder = bundle / "requeue"
+    run(folder / "submit_all.sh", env=slurm.env)
+    job = ledger(folder)[0][5]
+    wait_until(lambda: (folder / "results/started").exists(), 60, "the job to start")
+    assert "--signal=B:USR1@120" in (folder / "checkpointed.sbatch").read_text()
+    subprocess.run(["scancel", "--signal=USR1", "--batch", job], env=slurm.env, check=True)
+
+    def requeued() -> bool:
+        return "Restarts=1" in subprocess.run(["scontrol", "show", "job", job], env=slurm.env,
+                                               capture_output=True, text=True).stdout
+    wait_until(requeued, 60, "the job to be requeued")
+    # Slurm holds a requeued job back for about two minutes; release it now.
+    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=slurm.env,
+                   check=True, capture_output=True)
+    wait_until(lambda: (folder / "results/resumed.txt").exists(), 120, "the requeued run")
+    assert (folder / "results/resumed.txt").read_text() == "resumed 1\n"
+    hook = (folder / "results/hook.txt").read_text().split()
+    assert hook[0] == "checkpoint" and hook[1].isdigit()
+    wait_until(lambda: queue_empty(slurm), 60, "the job to end")
+    assert status(folder, slurm.env)[("checkpointed", "0")] == ("COMPLETED", "0")

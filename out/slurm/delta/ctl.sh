@@ -80,22 +80,26 @@ done
 [[ -n $jp_command ]] || { usage >&2; exit 2; }
 
 jp_here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# Secrets are read at run time: from the environment, or from secrets.env beside this script.
-if [[ -f "$jp_here/secrets.env" ]]; then
-  set -a
-  # shellcheck source=/dev/null
-  source "$jp_here/secrets.env"
-  set +a
-fi
-jp_secrets=(DELTA_ACCOUNT)
-for jp_secret in "${jp_secrets[@]}"; do
-  if [[ -z ${!jp_secret:-} ]]; then
-    ((jp_dry_run)) || jp_die "$jp_secret is not set: export it or put it in secrets.env beside this script (see secrets.env.example)"
-    printf 'warning: %s is not set; the dry run shows it unexpanded\n' "$jp_secret" >&2
-    printf -v "$jp_secret" '%s' "\${$jp_secret}"
+# Only the commands that submit need the secrets (status, logs and cancel do not).
+jp_need_secrets() {
+  :
+  # Secrets are read at run time: from the environment, or from secrets.env beside this script.
+  if [[ -f "$jp_here/secrets.env" ]]; then
+    set -a
+    # shellcheck source=/dev/null
+    source "$jp_here/secrets.env"
+    set +a
   fi
-done
+  jp_secrets=(DELTA_ACCOUNT)
+  for jp_secret in "${jp_secrets[@]}"; do
+    if [[ -z ${!jp_secret:-} ]]; then
+      ((jp_dry_run)) || jp_die "$jp_secret is not set: export it or put it in secrets.env beside this script (see secrets.env.example)"
+      printf 'warning: %s is not set; the dry run shows it unexpanded\n' "$jp_secret" >&2
+      printf -v "$jp_secret" '%s' "\${$jp_secret}"
+    fi
+  done
 
+}
 # The jobs of cluster delta, by position in submission order.
 jp_names=(staging merge raster webtiles zoom_check)
 jp_after=('' 0 1 2 3)
@@ -104,11 +108,13 @@ jp_chunks=('' '' '' '' 0:18)
 jp_throttle=('' '' '' '' 6)
 jp_retries=(0 0 0 0 0)
 jp_rungs=(0 0 0 0 0)
-jp_opts_0=(--account="${DELTA_ACCOUNT}")
-jp_opts_1=(--account="${DELTA_ACCOUNT}")
-jp_opts_2=(--account="${DELTA_ACCOUNT}")
-jp_opts_3=(--account="${DELTA_ACCOUNT}")
-jp_opts_4=(--account="${DELTA_ACCOUNT}")
+# jp_opts_POS: set jp_opts to the job's sbatch options (a function: secrets expand only when
+# something is submitted).
+jp_opts_0() { jp_opts=(--account="${DELTA_ACCOUNT}"); }
+jp_opts_1() { jp_opts=(--account="${DELTA_ACCOUNT}"); }
+jp_opts_2() { jp_opts=(--account="${DELTA_ACCOUNT}"); }
+jp_opts_3() { jp_opts=(--account="${DELTA_ACCOUNT}"); }
+jp_opts_4() { jp_opts=(--account="${DELTA_ACCOUNT}"); }
 declare -A jp_pos_of=()
 for jp_i in "${!jp_names[@]}"; do jp_pos_of[${jp_names[jp_i]}]=$jp_i; done
 
@@ -160,10 +166,9 @@ jp_load() {
   done < <(tail -n +2 "$jp_ledger")
   mapfile -t jp_keys < <(printf '%s\n' "${jp_keys[@]}" | sort -t: -k1,1n -k2,2n)
 }
-jp_task_id() {  # KEY: the Slurm id of the point's latest submission (123 or 123_4)
-  local key=$1
-  if [[ ${jp_t_idx[$key]} == - ]]; then echo "${jp_t_id[$key]}"
-  else echo "${jp_t_id[$key]}_${jp_t_idx[$key]}"; fi
+jp_task_id() {  # KEY: set jp_tid to the Slurm id of the point's latest submission (123_4)
+  jp_tid=${jp_t_id[$1]}
+  [[ ${jp_t_idx[$1]} == - ]] || jp_tid+="_${jp_t_idx[$1]}"
 }
 
 # Slurm's view of a job, from squeue, then sacct, then scontrol, then the jobcomp file, each
@@ -194,9 +199,11 @@ jp_ask() {  # ID SOURCE
   jp_asked[$id:$2]=1
   case $2 in
     squeue)
-      out=$(jp_retry squeue -h -r -t all -j "$id" -o '%i %T') || { jp_down_if "$?" squeue; return 0; }
-      while read -r task state; do
+      out=$(jp_retry squeue -h -r -t all -j "$id" -o '%i %T %r') || { jp_down_if "$?" squeue; return 0; }
+      while read -r task state rest; do
         [[ -n $task ]] || continue
+        # Where Slurm does not cancel them, dependants of a failed job wait forever.
+        [[ $state != PENDING || $rest != DependencyNeverSatisfied ]] || state=NEVER_SATISFIED
         if [[ $task == *_\[* ]]; then
           rest=${task#*_\[}
           for f in $(jp_expand "${rest%]}"); do jp_put "$id" "$f" "$state"; done
@@ -253,13 +260,13 @@ jp_state_of() {  # KEY: set jp_state to the point's state
   done
   jp_state=${jp_q[$id:$task]:-${jp_q[$id:*]:-UNKNOWN}}
 }
-jp_kind() {  # STATE: active, done, failed, cancelled or unknown
+jp_kind() {  # STATE: set jp_k to active, done, failed, cancelled or unknown
   case $1 in
-    COMPLETED) echo "done" ;;
-    FAILED | TIMEOUT | OUT_OF_MEMORY | NODE_FAIL | PREEMPTED | BOOT_FAIL | DEADLINE) echo failed ;;
-    CANCELLED | REVOKED) echo cancelled ;;
-    UNKNOWN) echo unknown ;;
-    *) echo active ;;
+    COMPLETED) jp_k="done" ;;
+    FAILED | TIMEOUT | OUT_OF_MEMORY | NODE_FAIL | PREEMPTED | BOOT_FAIL | DEADLINE) jp_k=failed ;;
+    CANCELLED | REVOKED | NEVER_SATISFIED) jp_k=cancelled ;;
+    UNKNOWN) jp_k=unknown ;;
+    *) jp_k=active ;;
   esac
 }
 
@@ -272,7 +279,8 @@ jp_sbatch() {
   local -a args=(--parsable "--export=ALL,RUN_ID=$RUN_ID,JP_OFFSET=$offset")
   [[ -z $array ]] || args+=("--array=$array")
   [[ -z $dependency ]] || args+=("--dependency=$dependency")
-  local -n jp_opts="jp_opts_$pos"
+  local -a jp_opts
+  "jp_opts_$pos"
   args+=("${jp_opts[@]}")
   rung=$((attempt < jp_rungs[pos] ? attempt : jp_rungs[pos]))
   if ((rung > 0)); then
@@ -299,7 +307,7 @@ RUN_ID=${jp_run_id:-$(jp_last_run)}
 export RUN_ID
 
 jp_status() {
-  local key state id
+  local key state
   jp_load "$RUN_ID"
   jp_refresh
   printf 'run %s\n%-24s %7s  %-16s %-14s %s\n' "$RUN_ID" JOB POINT SLURM_ID STATE ATTEMPT
@@ -308,8 +316,8 @@ jp_status() {
     jp_state_of "$key"
     state=$jp_state
     [[ -z ${jp_t_cancel[$key]:-} ]] || state+=" (by ctl.sh)"
-    id=$(jp_task_id "$key")
-    printf '%-24s %7s  %-16s %-14s %s\n' "${jp_names[${key%%:*}]}" "${key#*:}" "$id" "$state" \
+    jp_task_id "$key"
+    printf '%-24s %7s  %-16s %-14s %s\n' "${jp_names[${key%%:*}]}" "${key#*:}" "$jp_tid" "$state" \
       "${jp_t_att[$key]}"
     counts[$jp_state]=$((${counts[$jp_state]:-0} + 1))
   done
@@ -319,7 +327,7 @@ jp_status() {
 
 # jp_select WHAT: set jp_sel to the keys WHAT names; list the candidates when ambiguous.
 jp_select() {
-  local what=$1 key name id
+  local what=$1 key name
   jp_load "$RUN_ID"
   jp_sel=()
   local -a by_id=() names=()
@@ -329,8 +337,8 @@ jp_select() {
   done
   ((${#jp_sel[@]} == 0)) || return 0
   for key in "${jp_keys[@]}"; do
-    id=$(jp_task_id "$key")
-    [[ $id != *"$what" ]] || by_id+=("$key")
+    jp_task_id "$key"
+    [[ $jp_tid != *"$what" ]] || by_id+=("$key")
   done
   for name in "${jp_names[@]}"; do [[ $name != *"$what" ]] || names+=("$name"); done
   if ((${#by_id[@]} == 1 && ${#names[@]} == 0)); then jp_sel=("${by_id[0]}"); return 0; fi
@@ -342,7 +350,8 @@ jp_select() {
   printf '%s is ambiguous; candidates:\n' "$what" >&2
   for name in "${names[@]}"; do printf '  %s (job)\n' "$name" >&2; done
   for key in "${by_id[@]}"; do
-    printf '  %s (%s point %s)\n' "$(jp_task_id "$key")" "${jp_names[${key%%:*}]}" "${key#*:}" >&2
+    jp_task_id "$key"
+    printf '  %s (%s point %s)\n' "$jp_tid" "${jp_names[${key%%:*}]}" "${key#*:}" >&2
   done
   return 1
 }
@@ -352,7 +361,7 @@ jp_logs() {
   jp_select "$1" || exit 1
   if ((${#jp_sel[@]} > 1)); then
     printf '%s has %s tasks; name one of them:\n' "$1" "${#jp_sel[@]}" >&2
-    for key in "${jp_sel[@]}"; do printf '  %s\n' "$(jp_task_id "$key")" >&2; done
+    for key in "${jp_sel[@]}"; do jp_task_id "$key"; printf '  %s\n' "$jp_tid" >&2; done
     exit 1
   fi
   key=${jp_sel[0]}
@@ -370,7 +379,7 @@ jp_cancel() {
   local key
   local -a ids=()
   jp_select "$1" || exit 1
-  for key in "${jp_sel[@]}"; do ids+=("$(jp_task_id "$key")"); done
+  for key in "${jp_sel[@]}"; do jp_task_id "$key"; ids+=("$jp_tid"); done
   jp_run scancel "${ids[@]}"
   ((jp_dry_run)) && return
   for key in "${jp_sel[@]}"; do
@@ -403,14 +412,15 @@ jp_add_group() {  # KEY ATTEMPT
 }
 
 jp_resubmit() {
-  local key kind
+  local key
   jp_select "$1" || exit 1
   jp_refresh
   for key in "${jp_sel[@]}"; do
     jp_state_of "$key"
-    kind=$(jp_kind "$jp_state")
-    if [[ $kind == active || $kind == unknown ]]; then
-      jp_die "$(jp_task_id "$key") is $jp_state; cancel it first (nothing was resubmitted)"
+    jp_kind "$jp_state"
+    if [[ $jp_k == active || $jp_k == unknown ]]; then
+      jp_task_id "$key"
+      jp_die "$jp_tid is $jp_state; cancel it first (nothing was resubmitted)"
     fi
   done
   for key in "${jp_sel[@]}"; do jp_add_group "$key" $((jp_t_att[$key] + jp_escalate)); done
@@ -420,15 +430,17 @@ jp_resubmit() {
 # One monitor round: classify every point, resubmit what the policy says; sets jp_open to the
 # number of points not final yet and jp_failed to the number that ended without success.
 jp_round() {
-  local key pos kind parent_state
+  local key pos kind parent_state parent
   jp_load "$RUN_ID"
   jp_refresh
-  jp_open=0 jp_failed=0
+  jp_open=0 jp_failed=0 jp_states=() jp_stale=()
   declare -A job_state=()  # POS -> done | dead | open, from its points
   for key in "${jp_keys[@]}"; do
     pos=${key%%:*}
     jp_state_of "$key"
-    kind=$(jp_kind "$jp_state")
+    jp_states[$key]=$jp_state
+    jp_kind "$jp_state"
+    kind=$jp_k
     if [[ $kind == failed ]] && ((jp_t_att[$key] < jp_retries[pos])); then
       jp_add_group "$key" $((jp_t_att[$key] + 1))
       kind=active
@@ -457,7 +469,13 @@ jp_round() {
       esac
     done
     case $parent_state in
-      "done") jp_add_group "$key" "${jp_t_att[$key]}"; jp_kinds[$key]=active ;;  # dependency recovered
+      "done")  # the dependency has recovered: run the dependant again
+        if [[ ${jp_states[$key]} == NEVER_SATISFIED ]]; then
+          jp_task_id "$key"
+          jp_stale+=("$jp_tid")
+        fi
+        jp_add_group "$key" "${jp_t_att[$key]}"
+        jp_kinds[$key]=active ;;
       dead) jp_kinds[$key]=failed ;;
       open) jp_kinds[$key]=active ;;
     esac
@@ -468,11 +486,13 @@ jp_round() {
       active | unknown) jp_open=$((jp_open + 1)) ;;
     esac
   done
+  if ((${#jp_stale[@]})); then jp_run scancel "${jp_stale[@]}"; fi
   jp_submit_groups
 }
 
 jp_monitor() {
-  declare -gA jp_kinds=()
+  declare -gA jp_kinds=() jp_states=()
+  jp_stale=()
   while :; do
     jp_kinds=()
     jp_round
@@ -488,6 +508,6 @@ case $jp_command in
   status) jp_status ;;
   logs) jp_logs "$jp_what" ;;
   cancel) jp_cancel "$jp_what" ;;
-  resubmit) jp_resubmit "$jp_what" ;;
-  monitor) jp_monitor ;;
+  resubmit) jp_need_secrets; jp_resubmit "$jp_what" ;;
+  monitor) jp_need_secrets; jp_monitor ;;
 esac

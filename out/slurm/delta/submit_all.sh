@@ -89,11 +89,13 @@ jp_chunks=('' '' '' '' 0:18)
 jp_throttle=('' '' '' '' 6)
 jp_retries=(0 0 0 0 0)
 jp_rungs=(0 0 0 0 0)
-jp_opts_0=(--account="${DELTA_ACCOUNT}")
-jp_opts_1=(--account="${DELTA_ACCOUNT}")
-jp_opts_2=(--account="${DELTA_ACCOUNT}")
-jp_opts_3=(--account="${DELTA_ACCOUNT}")
-jp_opts_4=(--account="${DELTA_ACCOUNT}")
+# jp_opts_POS: set jp_opts to the job's sbatch options (a function: secrets expand only when
+# something is submitted).
+jp_opts_0() { jp_opts=(--account="${DELTA_ACCOUNT}"); }
+jp_opts_1() { jp_opts=(--account="${DELTA_ACCOUNT}"); }
+jp_opts_2() { jp_opts=(--account="${DELTA_ACCOUNT}"); }
+jp_opts_3() { jp_opts=(--account="${DELTA_ACCOUNT}"); }
+jp_opts_4() { jp_opts=(--account="${DELTA_ACCOUNT}"); }
 declare -A jp_pos_of=()
 for jp_i in "${!jp_names[@]}"; do jp_pos_of[${jp_names[jp_i]}]=$jp_i; done
 
@@ -145,10 +147,9 @@ jp_load() {
   done < <(tail -n +2 "$jp_ledger")
   mapfile -t jp_keys < <(printf '%s\n' "${jp_keys[@]}" | sort -t: -k1,1n -k2,2n)
 }
-jp_task_id() {  # KEY: the Slurm id of the point's latest submission (123 or 123_4)
-  local key=$1
-  if [[ ${jp_t_idx[$key]} == - ]]; then echo "${jp_t_id[$key]}"
-  else echo "${jp_t_id[$key]}_${jp_t_idx[$key]}"; fi
+jp_task_id() {  # KEY: set jp_tid to the Slurm id of the point's latest submission (123_4)
+  jp_tid=${jp_t_id[$1]}
+  [[ ${jp_t_idx[$1]} == - ]] || jp_tid+="_${jp_t_idx[$1]}"
 }
 
 # Slurm's view of a job, from squeue, then sacct, then scontrol, then the jobcomp file, each
@@ -179,9 +180,11 @@ jp_ask() {  # ID SOURCE
   jp_asked[$id:$2]=1
   case $2 in
     squeue)
-      out=$(jp_retry squeue -h -r -t all -j "$id" -o '%i %T') || { jp_down_if "$?" squeue; return 0; }
-      while read -r task state; do
+      out=$(jp_retry squeue -h -r -t all -j "$id" -o '%i %T %r') || { jp_down_if "$?" squeue; return 0; }
+      while read -r task state rest; do
         [[ -n $task ]] || continue
+        # Where Slurm does not cancel them, dependants of a failed job wait forever.
+        [[ $state != PENDING || $rest != DependencyNeverSatisfied ]] || state=NEVER_SATISFIED
         if [[ $task == *_\[* ]]; then
           rest=${task#*_\[}
           for f in $(jp_expand "${rest%]}"); do jp_put "$id" "$f" "$state"; done
@@ -238,13 +241,13 @@ jp_state_of() {  # KEY: set jp_state to the point's state
   done
   jp_state=${jp_q[$id:$task]:-${jp_q[$id:*]:-UNKNOWN}}
 }
-jp_kind() {  # STATE: active, done, failed, cancelled or unknown
+jp_kind() {  # STATE: set jp_k to active, done, failed, cancelled or unknown
   case $1 in
-    COMPLETED) echo "done" ;;
-    FAILED | TIMEOUT | OUT_OF_MEMORY | NODE_FAIL | PREEMPTED | BOOT_FAIL | DEADLINE) echo failed ;;
-    CANCELLED | REVOKED) echo cancelled ;;
-    UNKNOWN) echo unknown ;;
-    *) echo active ;;
+    COMPLETED) jp_k="done" ;;
+    FAILED | TIMEOUT | OUT_OF_MEMORY | NODE_FAIL | PREEMPTED | BOOT_FAIL | DEADLINE) jp_k=failed ;;
+    CANCELLED | REVOKED | NEVER_SATISFIED) jp_k=cancelled ;;
+    UNKNOWN) jp_k=unknown ;;
+    *) jp_k=active ;;
   esac
 }
 
@@ -257,7 +260,8 @@ jp_sbatch() {
   local -a args=(--parsable "--export=ALL,RUN_ID=$RUN_ID,JP_OFFSET=$offset")
   [[ -z $array ]] || args+=("--array=$array")
   [[ -z $dependency ]] || args+=("--dependency=$dependency")
-  local -n jp_opts="jp_opts_$pos"
+  local -a jp_opts
+  "jp_opts_$pos"
   args+=("${jp_opts[@]}")
   rung=$((attempt < jp_rungs[pos] ? attempt : jp_rungs[pos]))
   if ((rung > 0)); then
