@@ -147,10 +147,9 @@ jp_load() {
   done < <(tail -n +2 "$jp_ledger")
   mapfile -t jp_keys < <(printf '%s\n' "${jp_keys[@]}" | sort -t: -k1,1n -k2,2n)
 }
-jp_task_id() {  # KEY: the Slurm id of the point's latest submission (123 or 123_4)
-  local key=$1
-  if [[ ${jp_t_idx[$key]} == - ]]; then echo "${jp_t_id[$key]}"
-  else echo "${jp_t_id[$key]}_${jp_t_idx[$key]}"; fi
+jp_task_id() {  # KEY: set jp_tid to the Slurm id of the point's latest submission (123_4)
+  jp_tid=${jp_t_id[$1]}
+  [[ ${jp_t_idx[$1]} == - ]] || jp_tid+="_${jp_t_idx[$1]}"
 }
 
 # Slurm's view of a job, from squeue, then sacct, then scontrol, then the jobcomp file, each
@@ -242,13 +241,13 @@ jp_state_of() {  # KEY: set jp_state to the point's state
   done
   jp_state=${jp_q[$id:$task]:-${jp_q[$id:*]:-UNKNOWN}}
 }
-jp_kind() {  # STATE: active, done, failed, cancelled or unknown
+jp_kind() {  # STATE: set jp_k to active, done, failed, cancelled or unknown
   case $1 in
-    COMPLETED) echo "done" ;;
-    FAILED | TIMEOUT | OUT_OF_MEMORY | NODE_FAIL | PREEMPTED | BOOT_FAIL | DEADLINE) echo failed ;;
-    CANCELLED | REVOKED | NEVER_SATISFIED) echo cancelled ;;
-    UNKNOWN) echo unknown ;;
-    *) echo active ;;
+    COMPLETED) jp_k="done" ;;
+    FAILED | TIMEOUT | OUT_OF_MEMORY | NODE_FAIL | PREEMPTED | BOOT_FAIL | DEADLINE) jp_k=failed ;;
+    CANCELLED | REVOKED | NEVER_SATISFIED) jp_k=cancelled ;;
+    UNKNOWN) jp_k=unknown ;;
+    *) jp_k=active ;;
   esac
 }
 
@@ -289,7 +288,7 @@ RUN_ID=${jp_run_id:-$(jp_last_run)}
 export RUN_ID
 
 jp_status() {
-  local key state id
+  local key state
   jp_load "$RUN_ID"
   jp_refresh
   printf 'run %s\n%-24s %7s  %-16s %-14s %s\n' "$RUN_ID" JOB POINT SLURM_ID STATE ATTEMPT
@@ -298,8 +297,8 @@ jp_status() {
     jp_state_of "$key"
     state=$jp_state
     [[ -z ${jp_t_cancel[$key]:-} ]] || state+=" (by ctl.sh)"
-    id=$(jp_task_id "$key")
-    printf '%-24s %7s  %-16s %-14s %s\n' "${jp_names[${key%%:*}]}" "${key#*:}" "$id" "$state" \
+    jp_task_id "$key"
+    printf '%-24s %7s  %-16s %-14s %s\n' "${jp_names[${key%%:*}]}" "${key#*:}" "$jp_tid" "$state" \
       "${jp_t_att[$key]}"
     counts[$jp_state]=$((${counts[$jp_state]:-0} + 1))
   done
@@ -309,7 +308,7 @@ jp_status() {
 
 # jp_select WHAT: set jp_sel to the keys WHAT names; list the candidates when ambiguous.
 jp_select() {
-  local what=$1 key name id
+  local what=$1 key name
   jp_load "$RUN_ID"
   jp_sel=()
   local -a by_id=() names=()
@@ -319,8 +318,8 @@ jp_select() {
   done
   ((${#jp_sel[@]} == 0)) || return 0
   for key in "${jp_keys[@]}"; do
-    id=$(jp_task_id "$key")
-    [[ $id != *"$what" ]] || by_id+=("$key")
+    jp_task_id "$key"
+    [[ $jp_tid != *"$what" ]] || by_id+=("$key")
   done
   for name in "${jp_names[@]}"; do [[ $name != *"$what" ]] || names+=("$name"); done
   if ((${#by_id[@]} == 1 && ${#names[@]} == 0)); then jp_sel=("${by_id[0]}"); return 0; fi
@@ -332,7 +331,8 @@ jp_select() {
   printf '%s is ambiguous; candidates:\n' "$what" >&2
   for name in "${names[@]}"; do printf '  %s (job)\n' "$name" >&2; done
   for key in "${by_id[@]}"; do
-    printf '  %s (%s point %s)\n' "$(jp_task_id "$key")" "${jp_names[${key%%:*}]}" "${key#*:}" >&2
+    jp_task_id "$key"
+    printf '  %s (%s point %s)\n' "$jp_tid" "${jp_names[${key%%:*}]}" "${key#*:}" >&2
   done
   return 1
 }
@@ -342,7 +342,7 @@ jp_logs() {
   jp_select "$1" || exit 1
   if ((${#jp_sel[@]} > 1)); then
     printf '%s has %s tasks; name one of them:\n' "$1" "${#jp_sel[@]}" >&2
-    for key in "${jp_sel[@]}"; do printf '  %s\n' "$(jp_task_id "$key")" >&2; done
+    for key in "${jp_sel[@]}"; do jp_task_id "$key"; printf '  %s\n' "$jp_tid" >&2; done
     exit 1
   fi
   key=${jp_sel[0]}
@@ -360,7 +360,7 @@ jp_cancel() {
   local key
   local -a ids=()
   jp_select "$1" || exit 1
-  for key in "${jp_sel[@]}"; do ids+=("$(jp_task_id "$key")"); done
+  for key in "${jp_sel[@]}"; do jp_task_id "$key"; ids+=("$jp_tid"); done
   jp_run scancel "${ids[@]}"
   ((jp_dry_run)) && return
   for key in "${jp_sel[@]}"; do
@@ -393,14 +393,15 @@ jp_add_group() {  # KEY ATTEMPT
 }
 
 jp_resubmit() {
-  local key kind
+  local key
   jp_select "$1" || exit 1
   jp_refresh
   for key in "${jp_sel[@]}"; do
     jp_state_of "$key"
-    kind=$(jp_kind "$jp_state")
-    if [[ $kind == active || $kind == unknown ]]; then
-      jp_die "$(jp_task_id "$key") is $jp_state; cancel it first (nothing was resubmitted)"
+    jp_kind "$jp_state"
+    if [[ $jp_k == active || $jp_k == unknown ]]; then
+      jp_task_id "$key"
+      jp_die "$jp_tid is $jp_state; cancel it first (nothing was resubmitted)"
     fi
   done
   for key in "${jp_sel[@]}"; do jp_add_group "$key" $((jp_t_att[$key] + jp_escalate)); done
@@ -419,7 +420,8 @@ jp_round() {
     pos=${key%%:*}
     jp_state_of "$key"
     jp_states[$key]=$jp_state
-    kind=$(jp_kind "$jp_state")
+    jp_kind "$jp_state"
+    kind=$jp_k
     if [[ $kind == failed ]] && ((jp_t_att[$key] < jp_retries[pos])); then
       jp_add_group "$key" $((jp_t_att[$key] + 1))
       kind=active
@@ -449,7 +451,10 @@ jp_round() {
     done
     case $parent_state in
       "done")  # the dependency has recovered: run the dependant again
-        [[ ${jp_states[$key]} != NEVER_SATISFIED ]] || jp_stale+=("$(jp_task_id "$key")")
+        if [[ ${jp_states[$key]} == NEVER_SATISFIED ]]; then
+          jp_task_id "$key"
+          jp_stale+=("$jp_tid")
+        fi
         jp_add_group "$key" "${jp_t_att[$key]}"
         jp_kinds[$key]=active ;;
       dead) jp_kinds[$key]=failed ;;

@@ -124,10 +124,9 @@ jp_load() {
   done < <(tail -n +2 "$jp_ledger")
   mapfile -t jp_keys < <(printf '%s\n' "${jp_keys[@]}" | sort -t: -k1,1n -k2,2n)
 }
-jp_task_id() {  # KEY: the Slurm id of the point's latest submission (123 or 123_4)
-  local key=$1
-  if [[ ${jp_t_idx[$key]} == - ]]; then echo "${jp_t_id[$key]}"
-  else echo "${jp_t_id[$key]}_${jp_t_idx[$key]}"; fi
+jp_task_id() {  # KEY: set jp_tid to the Slurm id of the point's latest submission (123_4)
+  jp_tid=${jp_t_id[$1]}
+  [[ ${jp_t_idx[$1]} == - ]] || jp_tid+="_${jp_t_idx[$1]}"
 }
 
 # Slurm's view of a job, from squeue, then sacct, then scontrol, then the jobcomp file, each
@@ -219,13 +218,13 @@ jp_state_of() {  # KEY: set jp_state to the point's state
   done
   jp_state=${jp_q[$id:$task]:-${jp_q[$id:*]:-UNKNOWN}}
 }
-jp_kind() {  # STATE: active, done, failed, cancelled or unknown
+jp_kind() {  # STATE: set jp_k to active, done, failed, cancelled or unknown
   case $1 in
-    COMPLETED) echo "done" ;;
-    FAILED | TIMEOUT | OUT_OF_MEMORY | NODE_FAIL | PREEMPTED | BOOT_FAIL | DEADLINE) echo failed ;;
-    CANCELLED | REVOKED | NEVER_SATISFIED) echo cancelled ;;
-    UNKNOWN) echo unknown ;;
-    *) echo active ;;
+    COMPLETED) jp_k="done" ;;
+    FAILED | TIMEOUT | OUT_OF_MEMORY | NODE_FAIL | PREEMPTED | BOOT_FAIL | DEADLINE) jp_k=failed ;;
+    CANCELLED | REVOKED | NEVER_SATISFIED) jp_k=cancelled ;;
+    UNKNOWN) jp_k=unknown ;;
+    *) jp_k=active ;;
   esac
 }
 
