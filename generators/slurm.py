@@ -96,8 +96,10 @@ def directives(loaded: Loaded, name: str, job: m.Job, res: m.Resources) -> list[
     pattern = "%x_%A_%a" if loaded.project.jobs[name].sweep else "%x_%j"
     d += [f"--output=logs/{pattern}.out", f"--error=logs/{pattern}.err"]
     timeout = job.on_timeout
-    if res.signal or timeout:
-        d.append(f"--signal={res.signal or f'B:USR1@{timeout.before}'}")  # type: ignore[union-attr]
+    if res.signal:
+        d.append(f"--signal={res.signal}")
+    elif timeout:
+        d.append(f"--signal=B:USR1@{timeout.before}")
     requeue = res.requeue if res.requeue is not None else (timeout and timeout.requeue) or None
     if requeue is not None:
         d.append("--requeue" if requeue else "--no-requeue")
