@@ -34,8 +34,9 @@ from .render import digest_files, make_env, sha256_text, write_atomic, write_if_
 
 def generators() -> list[Generator]:
     from .slurm import SlurmGenerator
+    from .sync import SyncGenerator
 
-    return [SlurmGenerator()]
+    return [SlurmGenerator(), SyncGenerator()]
 
 
 def make_context(paths: Paths) -> Context:

@@ -11,8 +11,10 @@ from .slurm import slurm_minutes, submission_order
 from .validate import Loaded
 
 DESCRIPTIONS = {
+    "sync/": "a transfer with rclone; `status` says done, partial or absent",
     ".sbatch": "Slurm batch script",
     ".params.tsv": "sweep points, one shell-quoted row per array task",
+    "ctl.sh": "status, logs, cancel, resubmit and a retrying monitor, from ledger.tsv",
     "submit_all.sh": "submits the cluster's jobs in dependency order; records ledger.tsv",
 }
 
@@ -56,8 +58,8 @@ def job_rows(loaded: Loaded) -> tuple[list[dict[str, Any]], dict[str, float]]:
 
 
 def describe(path: str) -> str:
-    for suffix, text in DESCRIPTIONS.items():
-        if path.endswith(suffix):
+    for key, text in DESCRIPTIONS.items():
+        if path.endswith(key) or path.startswith(key):
             return text
     return {"PLAN.md": "this plan", "MANIFEST.sha256": "sha256 of every file in the bundle",
             "secrets.env.example": "names of the secrets the scripts read at run time"}.get(
@@ -67,7 +69,15 @@ def describe(path: str) -> str:
 def plan(loaded: Loaded, ctx: Context, files: list[str]) -> Artifact:
     rows, totals = job_rows(loaded)
     listing = sorted({*files, "PLAN.md", "MANIFEST.sha256", "secrets.env.example"})
-    context = {"header": ctx.header(), "project": loaded.project, "rows": rows,
+    from .sync import display, rclone_path
+
+    proj = loaded.project
+    static = {"project": proj.project, **({"user": proj.user} if proj.user else {})}
+    syncs = [{"name": n, "mode": s.mode, "every": s.every,
+              "from": display(rclone_path(s.from_, proj.storage), static),
+              "to": display(rclone_path(s.to, proj.storage), static)}
+             for n, s in proj.syncs.items()]
+    context = {"header": ctx.header(), "project": loaded.project, "rows": rows, "syncs": syncs,
                "totals": [f"{_money(v)} {u}" for u, v in sorted(totals.items())],
                "files": [(f, describe(f)) for f in listing],
                "clusters": sorted(loaded.project.clusters)}

@@ -24,6 +24,7 @@ Scalar = Annotated[str | int | float | bool, PlainValidator(_scalar)]
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 PROJECT = r"^[a-z0-9][a-z0-9-]*$"
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+INTERVAL = r"^[0-9]+[smh]$"
 
 
 class Model(BaseModel):
@@ -152,6 +153,39 @@ class Job(Model):
         raise ValueError("expected shell code (a non-empty string) or an argv list of strings")
 
 
+class Storage(Model):
+    """A named place data moves to or from: an rclone remote, an ssh host, an FTP server, or a
+    local folder. Exactly one of rclone, ssh, ftp and local is given."""
+
+    rclone: str | None = Field(None, pattern=r"^[A-Za-z0-9_. -]*[A-Za-z0-9_.-]$")
+    ssh: str | None = None
+    ftp: str | None = None
+    local: str | None = None
+    path: str = ""
+    user: str | None = None
+    password: str | None = None
+    port: int | None = Field(None, ge=1, le=65535)
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in ("rclone", "ssh", "ftp", "local") if getattr(self, k) is not None)
+
+
+class Sync(Model):
+    """One transfer from a place to another, as a script in out/sync/."""
+
+    from_: str = Field(alias="from")
+    to: str
+    mode: Literal["sync", "copy"] = "copy"
+    include: list[str] = []
+    exclude: list[str] = []
+    every: str | None = Field(None, pattern=INTERVAL)
+    retries: int = Field(3, ge=0, le=100)
+    pack: Literal["tar"] | None = None
+    delete: bool | None = None
+    description: str | None = None
+
+
 class Project(Model):
     project: str = Field(pattern=PROJECT)
     user: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9-]*$")
@@ -159,11 +193,13 @@ class Project(Model):
     env: dict[str, Scalar] = {}
     clusters: dict[str, SlurmCluster] = {}
     jobs: dict[str, Job] = {}
+    storage: dict[str, Storage] = {}
+    syncs: dict[str, Sync] = {}
     description: str | None = None
 
 
 TOP_LEVEL = ("project", "user", "description", "secrets", "env", "images", "storage",
              "clusters", "jobs", "syncs", "dev")
-NOT_YET = ("images", "storage", "syncs", "dev")
+NOT_YET = ("images", "dev")
 KINDS_SUPPORTED = ("slurm",)
 KINDS_KNOWN = ("slurm", "ngc", "runai", "azureml")

@@ -55,6 +55,10 @@ def check(ck: _Checker, loaded: Loaded, cluster_names: set[str], job_names: set[
     for name, job in proj.jobs.items():
         _job(ck, loaded, name, job, cluster_names, job_names)
     _cycles(ck, proj)
+    for name, place in proj.storage.items():
+        _storage(ck, ("storage", name), place, known_vars)
+    for name, sync in proj.syncs.items():
+        _sync(ck, ("syncs", name), sync, proj, known_vars, builtins - {"job"})
 
 
 def _names(ck: _Checker, proj: m.Project) -> None:
@@ -190,6 +194,49 @@ def _recovery(ck: _Checker, loc: Loc, job: m.Job, known: set[str], builtins: set
             _text(ck, (*loc, "on_timeout", "run"), job.on_timeout.run, known, builtins)
         if job.on_timeout.requeue and job.resources.requeue is False:
             ck.add((*loc, "on_timeout", "requeue"), "requeue needs resources.requeue not false")
+
+
+STORAGE_SUPPORTED = ("rclone", "local")
+
+
+def _storage(ck: _Checker, loc: Loc, place: m.Storage, known: set[str]) -> None:
+    given = [k for k in ("rclone", "ssh", "ftp", "local") if getattr(place, k) is not None]
+    if len(given) != 1:
+        ck.add(loc, "give exactly one of rclone, ssh, ftp and local"
+               + (f" (got {', '.join(given)})" if given else ""))
+        return
+    if given[0] not in STORAGE_SUPPORTED:
+        ck.add((*loc, given[0]), f"{given[0]} storage is not supported by this version "
+               f"(supported: {', '.join(STORAGE_SUPPORTED)})", key=True)
+    _strings(ck, loc, place.model_dump(exclude={"port"}), known)
+
+
+def endpoint(text: str, storage: dict[str, m.Storage]) -> tuple[str | None, str]:
+    """Split a sync endpoint into (storage name or None for a local path, path).
+
+    >>> endpoint("pbss:launch/x", {"pbss": None}), endpoint("/tmp/a:b", {})
+    (('pbss', 'launch/x'), (None, '/tmp/a:b'))
+    """
+    head, sep, rest = text.partition(":")
+    if sep and re.fullmatch(m.NAME, head) and not text.startswith((".", "/", "~")):
+        return head, rest
+    return None, text
+
+
+def _sync(ck: _Checker, loc: Loc, sync: m.Sync, proj: m.Project, known: set[str],
+          builtins: set[str]) -> None:
+    for key, text in (("from", sync.from_), ("to", sync.to)):
+        place, _path = endpoint(text, proj.storage)
+        if place is not None and place not in proj.storage:
+            ck.add((*loc, key), f"unknown storage {place!r}{suggest(place, proj.storage)} "
+                   "(a local path with ':' must start with '/' or '.')")
+        _text(ck, (*loc, key), text, known, builtins)
+    if sync.pack is not None:
+        ck.add((*loc, "pack"), "pack: tar is not supported by this version")
+    if sync.delete is not None:
+        ck.add((*loc, "delete"), "delete is not supported by this version; mode: sync "
+               "deletes what the source no longer has")
+    _strings(ck, loc, {"include": sync.include, "exclude": sync.exclude}, known)
 
 
 def _command(ck: _Checker, loc: Loc, job: m.Job, known: set[str], params: set[str]) -> None:

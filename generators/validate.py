@@ -96,6 +96,7 @@ PATTERN_WORDS = {
     m.PROJECT: "is not a valid name: use lowercase letters, digits and '-', starting with a "
                "letter or digit",
     m.NAME: "is not a valid name: use letters, digits, '_', '.' and '-'",
+    m.INTERVAL: "is not an interval: a number and s, m or h (e.g. 15m)",
 }
 
 
@@ -219,6 +220,24 @@ def _jobs(ck: _Checker, raw: Any) -> tuple[dict[str, m.Job], set[str]]:
     return valid, set(raw)
 
 
+def _named(ck: _Checker, cls: type[BaseModel], section: str, raw: Any) -> dict[str, Any]:
+    """Validate each entry of a mapping section on its own, keeping the valid ones."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        ck.add((section,), f"expected a mapping, got {_describe(raw)}")
+        return {}
+    out = {}
+    for name, body in raw.items():
+        if not re.fullmatch(m.NAME, name):
+            ck.add((section, name), "a name uses letters, digits, '_', '.' and '-'", key=True)
+            continue
+        item = ck.model(cls, body, (section, name))
+        if item is not None:
+            out[name] = item
+    return out
+
+
 def _partial_head(top: dict[str, Any]) -> m.Project:
     """The valid part of the project-level keys, with a stand-in name (errors are reported)."""
     for keep in (("secrets", "env", "user"), ("secrets",), ()):
@@ -240,12 +259,15 @@ def load_project(path: Path) -> Loaded:
         raise ProjectError(ck.problems)
     clusters, cluster_names = _clusters(ck, top.pop("clusters", None))
     jobs, job_names = _jobs(ck, top.pop("jobs", None))
+    storage = _named(ck, m.Storage, "storage", top.pop("storage", None))
+    syncs = _named(ck, m.Sync, "syncs", top.pop("syncs", None))
     head = ck.model(m.Project, top, ())
     if "project" not in top and isinstance(data, dict):
         ck.add((), "required key 'project' is missing")
     if head is None:  # keep checking jobs and clusters against what is valid of the rest
         head = _partial_head(top)
-    project = head.model_copy(update={"clusters": clusters, "jobs": jobs})
+    project = head.model_copy(update={"clusters": clusters, "jobs": jobs, "storage": storage,
+                                      "syncs": syncs})
     loaded = Loaded(project, source, path.parent.resolve())
     from .semantics import check  # late import: semantics needs Loaded
 

@@ -4,7 +4,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 
-PACKAGES="bash coreutils sed gawk git slurmctld slurmd slurm-client munge"
+PACKAGES="bash coreutils sed gawk git slurmctld slurmd slurm-client munge rclone"
 missing=""
 for p in $PACKAGES; do
   dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"

@@ -1,0 +1,110 @@
+"""Sync backend: one script per transfer in out/sync/, with a verified done-marker."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import model as m
+from .base import Artifact, Context, Generator, Group
+from .render import render
+from .semantics import endpoint
+from .shell import Param, parse_text, shquote, word
+from .validate import Loaded
+
+MARKERS = (".jobpack-done", ".jobpack-manifest")
+
+
+def seconds(every: str) -> int:
+    """Seconds of an interval such as ``15m``.
+
+    >>> [seconds(t) for t in ("30s", "15m", "2h")]
+    [30, 900, 7200]
+    """
+    return int(every[:-1]) * {"s": 1, "m": 60, "h": 3600}[every[-1]]
+
+
+def _join(base: str, sub: str) -> str:
+    """A path below ``base``; an empty side leaves the other.
+
+    >>> _join("/mnt/nfs/", "/mnt"), _join("", "a"), _join("x", "")
+    ('/mnt/nfs/mnt', 'a', 'x')
+    """
+    if not base or not sub:
+        return base or sub
+    return base.rstrip("/") + "/" + sub.lstrip("/")
+
+
+def rclone_path(text: str, storage: dict[str, m.Storage]) -> str:
+    """The rclone path of a sync endpoint (still holding its placeholders)."""
+    name, path = endpoint(text, storage)
+    if name is None:
+        return path
+    place = storage[name]
+    if place.kind == "rclone":
+        return f"{place.rclone}:{_join(place.path, path)}"
+    return _join(_join(place.local or "", place.path), path)
+
+
+def filters(sync: m.Sync) -> list[str]:
+    """rclone --filter rules: the markers are never copied, checked or deleted; excludes
+    first, then includes (with a final exclude-all when any include is given).
+
+    >>> filters(m.Sync.model_validate({"from": "a", "to": "b", "include": ["*.pt"]}))[-4:]
+    ['--filter', "'+ *.pt'", '--filter', "'- **'"]
+    """
+    rules = [f"- /{marker}" for marker in MARKERS]
+    rules += [f"- {pattern}" for pattern in sync.exclude]
+    rules += [f"+ {pattern}" for pattern in sync.include]
+    if sync.include:
+        rules.append("- **")
+    return [w for rule in rules for w in ("--filter", shquote(rule))]
+
+
+def display(text: str, static: dict[str, str]) -> str:
+    """An endpoint as the help text shows it: built-ins filled in, the run id as $RUN_ID.
+
+    >>> display("dav:{{ project }}/{{ run_id }}", {"project": "p"})
+    'dav:p/$RUN_ID'
+    """
+    out = ""
+    for part in parse_text(text)[0]:
+        if isinstance(part, Param):
+            out += static.get(part.name, "$RUN_ID")
+        else:
+            out += getattr(part, "text", "${" + getattr(part, "name", "") + "}")
+    return out
+
+
+class SyncGenerator(Generator):
+    name = "sync"
+    template_dirs = ("sync", "_base", "_macros")
+
+    def groups(self, loaded: Loaded, ctx: Context) -> list[Group]:
+        proj = loaded.project
+        out = []
+        for name, sync in proj.syncs.items():
+            piece = {"sync": sync.model_dump(mode="json", by_alias=True), "name": name,
+                     "storage": {k: v.model_dump(mode="json") for k, v in proj.storage.items()},
+                     "project": proj.project, "user": proj.user, "file": ctx.project_file}
+            out.append(Group(f"sync/{name}", piece,
+                             lambda name=name: self.render_sync(loaded, ctx, name),  # type: ignore[misc]
+                             ("syncs", name)))
+        return out
+
+    def context(self, loaded: Loaded, ctx: Context, name: str) -> dict[str, Any]:
+        proj = loaded.project
+        sync = proj.syncs[name]
+        static = {"project": proj.project, **({"user": proj.user} if proj.user else {})}
+        ends = [rclone_path(t, proj.storage) for t in (sync.from_, sync.to)]
+        parts = [parse_text(e)[0] for e in ends]
+        run_id = any(isinstance(p, Param) and p.name == "run_id" for ps in parts for p in ps)
+        return {"header": ctx.header(), "name": name, "sync": sync,
+                "src": word(parts[0], static), "dst": word(parts[1], static),
+                "src_text": display(ends[0], static), "dst_text": display(ends[1], static),
+                "filters": filters(sync),
+                "every": seconds(sync.every) if sync.every else None, "run_id": run_id,
+                "secrets": []}
+
+    def render_sync(self, loaded: Loaded, ctx: Context, name: str) -> list[Artifact]:
+        text = render(ctx.env, "sync/rclone.sh.j2", self.context(loaded, ctx, name))
+        return [Artifact(f"sync/{name}.sh", text, executable=True, lint="shellcheck")]
