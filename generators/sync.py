@@ -103,7 +103,7 @@ class SyncGenerator(Generator):
                 "src_text": display(ends[0], static), "dst_text": display(ends[1], static),
                 "filters": filters(sync),
                 "every": seconds(sync.every) if sync.every else None, "run_id": run_id,
-                "secrets": []}
+                "secrets": [], "tool": "rclone"}
 
     def render_sync(self, loaded: Loaded, ctx: Context, name: str) -> list[Artifact]:
         text = render(ctx.env, "sync/rclone.sh.j2", self.context(loaded, ctx, name))

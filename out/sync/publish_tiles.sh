@@ -17,8 +17,8 @@ Publish the finished web tiles; the remote folder then mirrors them exactly.
   from: ./web_tiles
   to:   box:pdg/iwp/web_tiles
 
-A transfer is marked done only after rclone check finds the destination identical: the
-destination then holds .jobpack-manifest (sha256, size and path of every file) and
+A transfer is marked done only after rclone check finds the destination identical:
+the destination then holds .jobpack-manifest (sha256, size and path of every file) and
 .jobpack-done. The marker is removed before each transfer starts, so an interrupted one
 reads as partial until a later run completes it. Failed transfers are retried 3
 time(s) with growing pauses. rclone reads its remotes from its usual config
@@ -65,6 +65,7 @@ done
 
 jp_src=./web_tiles
 jp_dst=box:pdg/iwp/web_tiles
+
 jp_filters=(--filter '- /.jobpack-done' --filter '- /.jobpack-manifest')
 
 jp_at() {  # DIR NAME: NAME inside rclone path DIR
@@ -95,12 +96,16 @@ jp_transfer() {
     rclone rcat "$(jp_at "$jp_dst" .jobpack-done)" || return 1
 }
 
+jp_show() {
+  jp_print rclone sync "${jp_filters[@]}" -- "$jp_src" "$jp_dst"
+  jp_print rclone check --one-way "${jp_filters[@]}" -- "$jp_src" "$jp_dst"
+}
+
 # One pass: the transfer, retried with pauses of 2, 4, 8 ... seconds.
 jp_pass() {
   local try
   if ((jp_dry_run)); then
-    jp_print rclone sync "${jp_filters[@]}" -- "$jp_src" "$jp_dst"
-    jp_print rclone check --one-way "${jp_filters[@]}" -- "$jp_src" "$jp_dst"
+    jp_show
     return 0
   fi
   for ((try = 0; try <= 3; try++)); do

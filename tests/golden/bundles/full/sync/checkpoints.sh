@@ -17,8 +17,8 @@ Usage: checkpoints.sh [run|status] [--dry-run] [-h]
   to:   pbss-team:zoo/kvedder/runs/$RUN_ID
   filters: -tmp/** +*.pt +*.json 
 
-A transfer is marked done only after rclone check finds the destination identical: the
-destination then holds .jobpack-manifest (sha256, size and path of every file) and
+A transfer is marked done only after rclone check finds the destination identical:
+the destination then holds .jobpack-manifest (sha256, size and path of every file) and
 .jobpack-done. The marker is removed before each transfer starts, so an interrupted one
 reads as partial until a later run completes it. Failed transfers are retried 5
 time(s) with growing pauses. rclone reads its remotes from its usual config
@@ -66,6 +66,7 @@ done
 : "${RUN_ID:?RUN_ID is not set: this sync uses the run id of the jobs (export RUN_ID=...)}"
 jp_src=/scratch/kvedder/runs/"${RUN_ID}"
 jp_dst=pbss-team:zoo/kvedder/runs/"${RUN_ID}"
+
 jp_filters=(--filter '- /.jobpack-done' --filter '- /.jobpack-manifest' --filter '- tmp/**' --filter '+ *.pt' --filter '+ *.json' --filter '- **')
 
 jp_at() {  # DIR NAME: NAME inside rclone path DIR
@@ -96,12 +97,16 @@ jp_transfer() {
     rclone rcat "$(jp_at "$jp_dst" .jobpack-done)" || return 1
 }
 
+jp_show() {
+  jp_print rclone copy "${jp_filters[@]}" -- "$jp_src" "$jp_dst"
+  jp_print rclone check --one-way "${jp_filters[@]}" -- "$jp_src" "$jp_dst"
+}
+
 # One pass: the transfer, retried with pauses of 2, 4, 8 ... seconds.
 jp_pass() {
   local try
   if ((jp_dry_run)); then
-    jp_print rclone copy "${jp_filters[@]}" -- "$jp_src" "$jp_dst"
-    jp_print rclone check --one-way "${jp_filters[@]}" -- "$jp_src" "$jp_dst"
+    jp_show
     return 0
   fi
   for ((try = 0; try <= 5; try++)); do

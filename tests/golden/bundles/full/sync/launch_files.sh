@@ -15,8 +15,8 @@ Usage: launch_files.sh [run|status] [--dry-run] [-h]
   from: out/slurm/hpc
   to:   pbss-team:zoo/launch/zoo
 
-A transfer is marked done only after rclone check finds the destination identical: the
-destination then holds .jobpack-manifest (sha256, size and path of every file) and
+A transfer is marked done only after rclone check finds the destination identical:
+the destination then holds .jobpack-manifest (sha256, size and path of every file) and
 .jobpack-done. The marker is removed before each transfer starts, so an interrupted one
 reads as partial until a later run completes it. Failed transfers are retried 3
 time(s) with growing pauses. rclone reads its remotes from its usual config
@@ -63,6 +63,7 @@ done
 
 jp_src=out/slurm/hpc
 jp_dst=pbss-team:zoo/launch/zoo
+
 jp_filters=(--filter '- /.jobpack-done' --filter '- /.jobpack-manifest')
 
 jp_at() {  # DIR NAME: NAME inside rclone path DIR
@@ -93,12 +94,16 @@ jp_transfer() {
     rclone rcat "$(jp_at "$jp_dst" .jobpack-done)" || return 1
 }
 
+jp_show() {
+  jp_print rclone sync "${jp_filters[@]}" -- "$jp_src" "$jp_dst"
+  jp_print rclone check --one-way "${jp_filters[@]}" -- "$jp_src" "$jp_dst"
+}
+
 # One pass: the transfer, retried with pauses of 2, 4, 8 ... seconds.
 jp_pass() {
   local try
   if ((jp_dry_run)); then
-    jp_print rclone sync "${jp_filters[@]}" -- "$jp_src" "$jp_dst"
-    jp_print rclone check --one-way "${jp_filters[@]}" -- "$jp_src" "$jp_dst"
+    jp_show
     return 0
   fi
   for ((try = 0; try <= 3; try++)); do
