@@ -11,7 +11,7 @@ from .slurm import slurm_minutes, submission_order
 from .validate import Loaded
 
 DESCRIPTIONS = {
-    "sync/": "a transfer with rclone; `status` says done, partial or absent",
+    "sync/": "a data transfer; `status` says done, partial or absent",
     ".sbatch": "Slurm batch script",
     ".params.tsv": "sweep points, one shell-quoted row per array task",
     "ctl.sh": "status, logs, cancel, resubmit and a retrying monitor, from ledger.tsv",
@@ -69,13 +69,12 @@ def describe(path: str) -> str:
 def plan(loaded: Loaded, ctx: Context, files: list[str]) -> Artifact:
     rows, totals = job_rows(loaded)
     listing = sorted({*files, "PLAN.md", "MANIFEST.sha256", "secrets.env.example"})
-    from .sync import display, rclone_path
+    from .sync import shown, tool
 
     proj = loaded.project
     static = {"project": proj.project, **({"user": proj.user} if proj.user else {})}
-    syncs = [{"name": n, "mode": s.mode, "every": s.every,
-              "from": display(rclone_path(s.from_, proj.storage), static),
-              "to": display(rclone_path(s.to, proj.storage), static)}
+    syncs = [{"name": n, "mode": s.mode, "every": s.every, "tool": tool(s, proj.storage),
+              "from": shown(s, proj.storage, static)[0], "to": shown(s, proj.storage, static)[1]}
              for n, s in proj.syncs.items()]
     context = {"header": ctx.header(), "project": loaded.project, "rows": rows, "syncs": syncs,
                "totals": [f"{_money(v)} {u}" for u, v in sorted(totals.items())],

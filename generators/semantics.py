@@ -196,7 +196,7 @@ def _recovery(ck: _Checker, loc: Loc, job: m.Job, known: set[str], builtins: set
             ck.add((*loc, "on_timeout", "requeue"), "requeue needs resources.requeue not false")
 
 
-STORAGE_SUPPORTED = ("rclone", "local")
+STORAGE_SUPPORTED = ("rclone", "local", "ssh")
 
 
 def _storage(ck: _Checker, loc: Loc, place: m.Storage, known: set[str]) -> None:
@@ -231,8 +231,17 @@ def _sync(ck: _Checker, loc: Loc, sync: m.Sync, proj: m.Project, known: set[str]
             ck.add((*loc, key), f"unknown storage {place!r}{suggest(place, proj.storage)} "
                    "(a local path with ':' must start with '/' or '.')")
         _text(ck, (*loc, key), text, known, builtins)
-    if sync.pack is not None:
-        ck.add((*loc, "pack"), "pack: tar is not supported by this version")
+    kinds = [proj.storage[n].kind for n, _ in (endpoint(t, proj.storage)
+                                                for t in (sync.from_, sync.to))
+             if n is not None and n in proj.storage]
+    if kinds.count("ssh") > 1 or ("ssh" in kinds and "rclone" in kinds):
+        ck.add(loc, "one side of a sync may be an ssh host, the other must be local (for "
+               "rclone remotes on both sides, use an rclone sftp remote)")
+    if sync.pack is not None and "rclone" in kinds:
+        ck.add((*loc, "pack"), "pack: tar works with ssh hosts and local folders (rsync), not "
+               "with rclone remotes")
+    if sync.pack is not None and sync.include:
+        ck.add((*loc, "pack"), "pack: tar cannot be combined with include")
     if sync.delete is not None:
         ck.add((*loc, "delete"), "delete is not supported by this version; mode: sync "
                "deletes what the source no longer has")

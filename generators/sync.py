@@ -45,6 +45,39 @@ def rclone_path(text: str, storage: dict[str, m.Storage]) -> str:
     return _join(_join(place.local or "", place.path), path)
 
 
+def tool(sync: m.Sync, storage: dict[str, m.Storage]) -> str:
+    """rclone when either side is an rclone remote, else rsync (ssh hosts, local folders)."""
+    kinds = {storage[n].kind for n, _ in (endpoint(t, storage) for t in (sync.from_, sync.to))
+             if n is not None}
+    return "rclone" if "rclone" in kinds else "rsync"
+
+
+def rsync_end(text: str, storage: dict[str, m.Storage]) -> tuple[str, str, int | None]:
+    """(host or '' for here, path, ssh port) of a sync endpoint."""
+    name, path = endpoint(text, storage)
+    if name is None:
+        return "", path, None
+    place = storage[name]
+    if place.kind == "ssh":
+        host = f"{place.user}@{place.ssh}" if place.user else str(place.ssh)
+        return host, _join(place.path, path), place.port
+    return "", _join(_join(place.local or "", place.path), path), None
+
+
+def rsync_filters(sync: m.Sync) -> list[str]:
+    """rsync filter options: markers never travel; excludes, then includes.
+
+    >>> rsync_filters(m.Sync.model_validate({"from": "a", "to": "b", "include": ["*.pt"]}))[2:]
+    ["'--include=*/'", "'--include=*.pt'", "'--exclude=*'", '--prune-empty-dirs']
+    """
+    out = [f"--exclude=/{marker}" for marker in MARKERS]
+    out += [f"--exclude={p}" for p in sync.exclude]
+    if sync.include:
+        out += ["--include=*/", *(f"--include={p}" for p in sync.include), "--exclude=*",
+                "--prune-empty-dirs"]
+    return [shquote(o) for o in out]
+
+
 def filters(sync: m.Sync) -> list[str]:
     """rclone --filter rules: the markers are never copied, checked or deleted; excludes
     first, then includes (with a final exclude-all when any include is given).
@@ -75,6 +108,16 @@ def display(text: str, static: dict[str, str]) -> str:
     return out
 
 
+def shown(sync: m.Sync, storage: dict[str, m.Storage], static: dict[str, str]) -> list[str]:
+    """The two endpoints as -h and PLAN.md show them (host:path for ssh hosts)."""
+    if tool(sync, storage) == "rclone":
+        return [display(rclone_path(t, storage), static) for t in (sync.from_, sync.to)]
+    out = []
+    for host, path, _port in (rsync_end(t, storage) for t in (sync.from_, sync.to)):
+        out.append(f"{host}:{display(path, static)}" if host else display(path, static))
+    return out
+
+
 class SyncGenerator(Generator):
     name = "sync"
     template_dirs = ("sync", "_base", "_macros")
@@ -95,6 +138,8 @@ class SyncGenerator(Generator):
         proj = loaded.project
         sync = proj.syncs[name]
         static = {"project": proj.project, **({"user": proj.user} if proj.user else {})}
+        if tool(sync, proj.storage) == "rsync":
+            return self._rsync_context(loaded, ctx, name, static)
         ends = [rclone_path(t, proj.storage) for t in (sync.from_, sync.to)]
         parts = [parse_text(e)[0] for e in ends]
         run_id = any(isinstance(p, Param) and p.name == "run_id" for ps in parts for p in ps)
@@ -105,6 +150,25 @@ class SyncGenerator(Generator):
                 "every": seconds(sync.every) if sync.every else None, "run_id": run_id,
                 "secrets": [], "tool": "rclone"}
 
+    def _rsync_context(self, loaded: Loaded, ctx: Context, name: str,
+                       static: dict[str, str]) -> dict[str, Any]:
+        proj = loaded.project
+        sync = proj.syncs[name]
+        (src_host, src, p1), (dst_host, dst, p2) = (rsync_end(t, proj.storage)
+                                                    for t in (sync.from_, sync.to))
+        parts = [parse_text(e)[0] for e in (src, dst)]
+        run_id = any(isinstance(p, Param) and p.name == "run_id" for ps in parts for p in ps)
+        ends = shown(sync, proj.storage, static)
+        excludes = ["--exclude=./.jobpack-*", *(f"--exclude={p}" for p in sync.exclude)]
+        return {"header": ctx.header(), "name": name, "sync": sync, "tool": "rsync",
+                "src": word(parts[0], static), "dst": word(parts[1], static),
+                "src_host": src_host, "dst_host": dst_host, "port": p1 or p2,
+                "src_text": ends[0], "dst_text": ends[1], "filters": rsync_filters(sync),
+                "tar_excludes": [shquote(e) for e in excludes],
+                "every": seconds(sync.every) if sync.every else None, "run_id": run_id,
+                "secrets": []}
+
     def render_sync(self, loaded: Loaded, ctx: Context, name: str) -> list[Artifact]:
-        text = render(ctx.env, "sync/rclone.sh.j2", self.context(loaded, ctx, name))
+        context = self.context(loaded, ctx, name)
+        text = render(ctx.env, f"sync/{context['tool']}.sh.j2", context)
         return [Artifact(f"sync/{name}.sh", text, executable=True, lint="shellcheck")]
