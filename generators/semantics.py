@@ -196,7 +196,7 @@ def _recovery(ck: _Checker, loc: Loc, job: m.Job, known: set[str], builtins: set
             ck.add((*loc, "on_timeout", "requeue"), "requeue needs resources.requeue not false")
 
 
-STORAGE_SUPPORTED = ("rclone", "local", "ssh")
+STORAGE_SUPPORTED = ("rclone", "local", "ssh", "ftp")
 
 
 def _storage(ck: _Checker, loc: Loc, place: m.Storage, known: set[str]) -> None:
@@ -209,6 +209,10 @@ def _storage(ck: _Checker, loc: Loc, place: m.Storage, known: set[str]) -> None:
         ck.add((*loc, given[0]), f"{given[0]} storage is not supported by this version "
                f"(supported: {', '.join(STORAGE_SUPPORTED)})", key=True)
     _strings(ck, loc, place.model_dump(exclude={"port"}), known)
+    if place.password is not None and not re.fullmatch(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}",
+                                                      place.password):
+        ck.add((*loc, "password"), "a password is never written in project.yaml: list a secret "
+               "and refer to it, e.g. password: ${FTP_PASS}")
 
 
 def endpoint(text: str, storage: dict[str, m.Storage]) -> tuple[str | None, str]:
@@ -234,9 +238,12 @@ def _sync(ck: _Checker, loc: Loc, sync: m.Sync, proj: m.Project, known: set[str]
     kinds = [proj.storage[n].kind for n, _ in (endpoint(t, proj.storage)
                                                 for t in (sync.from_, sync.to))
              if n is not None and n in proj.storage]
-    if kinds.count("ssh") > 1 or ("ssh" in kinds and "rclone" in kinds):
-        ck.add(loc, "one side of a sync may be an ssh host, the other must be local (for "
-               "rclone remotes on both sides, use an rclone sftp remote)")
+    remote = [k for k in kinds if k in ("ssh", "ftp")]
+    if len(remote) > 1 or (remote and "rclone" in kinds):
+        ck.add(loc, "one side of a sync may be an ssh host or an FTP server, the other must "
+               "be local (for rclone remotes on both sides, use an rclone sftp remote)")
+    if "ftp" in kinds and (sync.include or sync.pack):
+        ck.add(loc, "an FTP sync takes exclude, but not include or pack")
     if sync.pack is not None and "rclone" in kinds:
         ck.add((*loc, "pack"), "pack: tar works with ssh hosts and local folders (rsync), not "
                "with rclone remotes")

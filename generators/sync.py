@@ -8,7 +8,7 @@ from . import model as m
 from .base import Artifact, Context, Generator, Group
 from .render import render
 from .semantics import endpoint
-from .shell import Param, parse_text, shquote, word
+from .shell import Param, parse_text, shquote, var_refs, word
 from .validate import Loaded
 
 MARKERS = (".jobpack-done", ".jobpack-manifest")
@@ -49,7 +49,7 @@ def tool(sync: m.Sync, storage: dict[str, m.Storage]) -> str:
     """rclone when either side is an rclone remote, else rsync (ssh hosts, local folders)."""
     kinds = {storage[n].kind for n, _ in (endpoint(t, storage) for t in (sync.from_, sync.to))
              if n is not None}
-    return "rclone" if "rclone" in kinds else "rsync"
+    return "rclone" if "rclone" in kinds else "lftp" if "ftp" in kinds else "rsync"
 
 
 def rsync_end(text: str, storage: dict[str, m.Storage]) -> tuple[str, str, int | None]:
@@ -113,7 +113,14 @@ def shown(sync: m.Sync, storage: dict[str, m.Storage], static: dict[str, str]) -
     if tool(sync, storage) == "rclone":
         return [display(rclone_path(t, storage), static) for t in (sync.from_, sync.to)]
     out = []
-    for host, path, _port in (rsync_end(t, storage) for t in (sync.from_, sync.to)):
+    for text in (sync.from_, sync.to):
+        name, path = endpoint(text, storage)
+        if name is not None and storage[name].kind == "ftp":
+            place = storage[name]
+            out.append(f"ftp://{display(str(place.ftp), static)}/"
+                       f"{display(_join(place.path, path), static).lstrip('/')}")
+            continue
+        host, path, _port = rsync_end(text, storage)
         out.append(f"{host}:{display(path, static)}" if host else display(path, static))
     return out
 
@@ -140,6 +147,8 @@ class SyncGenerator(Generator):
         static = {"project": proj.project, **({"user": proj.user} if proj.user else {})}
         if tool(sync, proj.storage) == "rsync":
             return self._rsync_context(loaded, ctx, name, static)
+        if tool(sync, proj.storage) == "lftp":
+            return self._lftp_context(loaded, ctx, name, static)
         ends = [rclone_path(t, proj.storage) for t in (sync.from_, sync.to)]
         parts = [parse_text(e)[0] for e in ends]
         run_id = any(isinstance(p, Param) and p.name == "run_id" for ps in parts for p in ps)
@@ -167,6 +176,29 @@ class SyncGenerator(Generator):
                 "tar_excludes": [shquote(e) for e in excludes],
                 "every": seconds(sync.every) if sync.every else None, "run_id": run_id,
                 "secrets": []}
+
+    def _lftp_context(self, loaded: Loaded, ctx: Context, name: str,
+                      static: dict[str, str]) -> dict[str, Any]:
+        proj = loaded.project
+        sync = proj.syncs[name]
+        (src_name, src), (dst_name, dst) = (endpoint(t, proj.storage)
+                                            for t in (sync.from_, sync.to))
+        upload = dst_name is not None and proj.storage[dst_name].kind == "ftp"
+        place = proj.storage[str(dst_name if upload else src_name)]
+        local = src if upload else dst
+        remote = _join(place.path, dst if upload else src)
+        parts = {k: parse_text(v)[0] for k, v in (
+            ("host", str(place.ftp)), ("user", place.user or "anonymous"),
+            ("password", place.password or ""), ("local", local), ("remote", remote))}
+        texts = [str(place.ftp), place.user or "", place.password or "", local, remote]
+        used = sorted({v for t in texts for v in var_refs(t)} & set(proj.secrets))
+        return {"header": ctx.header(), "name": name, "sync": sync, "tool": "lftp",
+                **{k: word(v, static) for k, v in parts.items()},
+                "port": place.port, "upload": upload, "secrets": used,
+                "src_text": " ".join(shown(sync, proj.storage, static)[:1]),
+                "dst_text": shown(sync, proj.storage, static)[1],
+                "globs": [shquote(g) for g in (".jobpack-*", *sync.exclude)],
+                "every": seconds(sync.every) if sync.every else None, "run_id": False}
 
     def render_sync(self, loaded: Loaded, ctx: Context, name: str) -> list[Artifact]:
         context = self.context(loaded, ctx, name)

@@ -65,7 +65,6 @@ done
 
 jp_src=./web_tiles
 jp_dst=box:pdg/iwp/web_tiles
-
 jp_filters=(--filter '- /.jobpack-done' --filter '- /.jobpack-manifest')
 
 jp_at() {  # DIR NAME: NAME inside rclone path DIR

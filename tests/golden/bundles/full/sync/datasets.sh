@@ -64,7 +64,6 @@ done
 
 jp_src=./data/argoverse2
 jp_dst=/scratch/kv/datasets/argoverse2
-
 jp_src_host=''
 jp_dst_host=kv@login.example.org
 jp_filters=(--exclude=/.jobpack-done --exclude=/.jobpack-manifest '--exclude=*.tmp')

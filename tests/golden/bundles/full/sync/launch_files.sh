@@ -63,7 +63,6 @@ done
 
 jp_src=out/slurm/hpc
 jp_dst=pbss-team:zoo/launch/zoo
-
 jp_filters=(--filter '- /.jobpack-done' --filter '- /.jobpack-manifest')
 
 jp_at() {  # DIR NAME: NAME inside rclone path DIR
