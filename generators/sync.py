@@ -192,13 +192,15 @@ class SyncGenerator(Generator):
             ("password", place.password or ""), ("local", local), ("remote", remote))}
         texts = [str(place.ftp), place.user or "", place.password or "", local, remote]
         used = sorted({v for t in texts for v in var_refs(t)} & set(proj.secrets))
+        run_id = any(isinstance(p, Param) and p.name == "run_id"
+                     for key in ("local", "remote") for p in parts[key])
+        ends = shown(sync, proj.storage, static)
         return {"header": ctx.header(), "name": name, "sync": sync, "tool": "lftp",
                 **{k: word(v, static) for k, v in parts.items()},
                 "port": place.port, "upload": upload, "secrets": used,
-                "src_text": " ".join(shown(sync, proj.storage, static)[:1]),
-                "dst_text": shown(sync, proj.storage, static)[1],
+                "src_text": ends[0], "dst_text": ends[1],
                 "globs": [shquote(g) for g in (".jobpack-*", *sync.exclude)],
-                "every": seconds(sync.every) if sync.every else None, "run_id": False}
+                "every": seconds(sync.every) if sync.every else None, "run_id": run_id}
 
     def render_sync(self, loaded: Loaded, ctx: Context, name: str) -> list[Artifact]:
         context = self.context(loaded, ctx, name)
