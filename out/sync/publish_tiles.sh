@@ -63,6 +63,7 @@ while (($#)); do
 done
 
 
+jp_name=publish_tiles
 jp_src=./web_tiles
 jp_dst=box:pdg/iwp/web_tiles
 jp_filters=(--filter '- /.jobpack-done' --filter '- /.jobpack-manifest')
@@ -108,13 +109,13 @@ jp_pass() {
     return 0
   fi
   for ((try = 0; try <= 3; try++)); do
-    ((try == 0)) || { jp_log "publish_tiles: retry $try of 3"; sleep $((2 ** try)); }
+    ((try == 0)) || { jp_log "$jp_name: retry $try of 3"; sleep $((2 ** try)); }
     if (jp_transfer); then
-      jp_log "publish_tiles: done"
+      jp_log "$jp_name: done"
       return 0
     fi
   done
-  jp_log "publish_tiles: failed after 3 retries"
+  jp_log "$jp_name: failed after 3 retries"
   return 1
 }
 

@@ -64,6 +64,7 @@ done
 
 
 : "${RUN_ID:?RUN_ID is not set: this sync uses the run id of the jobs (export RUN_ID=...)}"
+jp_name=checkpoints
 jp_src=/scratch/kvedder/runs/"${RUN_ID}"
 jp_dst=pbss-team:zoo/kvedder/runs/"${RUN_ID}"
 jp_filters=(--filter '- /.jobpack-done' --filter '- /.jobpack-manifest' --filter '- tmp/**' --filter '+ *.pt' --filter '+ *.json' --filter '- **')
@@ -109,13 +110,13 @@ jp_pass() {
     return 0
   fi
   for ((try = 0; try <= 5; try++)); do
-    ((try == 0)) || { jp_log "checkpoints: retry $try of 5"; sleep $((2 ** try)); }
+    ((try == 0)) || { jp_log "$jp_name: retry $try of 5"; sleep $((2 ** try)); }
     if (jp_transfer); then
-      jp_log "checkpoints: done"
+      jp_log "$jp_name: done"
       return 0
     fi
   done
-  jp_log "checkpoints: failed after 5 retries"
+  jp_log "$jp_name: failed after 5 retries"
   return 1
 }
 
@@ -151,4 +152,4 @@ while :; do
   wait "$jp_sleep" || kill "$jp_sleep" 2>/dev/null || true
   ((jp_stop == 0)) || break
 done
-((jp_dry_run)) || { jp_log "checkpoints: final pass"; jp_pass; }
+((jp_dry_run)) || { jp_log "$jp_name: final pass"; jp_pass; }

@@ -62,6 +62,7 @@ while (($#)); do
 done
 
 
+jp_name=datasets
 jp_src=./data/argoverse2
 jp_dst=/scratch/kv/datasets/argoverse2
 jp_src_host=''
@@ -106,7 +107,7 @@ jp_transfer() {
   jp_rsync || return 1
   out=$(jp_rsync --checksum --dry-run --itemize-changes) || return 1
   if [[ -n $out ]]; then
-    jp_log "datasets: destination differs after the transfer: ${out:0:300}"
+    jp_log "$jp_name: destination differs after the transfer: ${out:0:300}"
     return 1
   fi
   # shellcheck disable=SC2016  # $1 belongs to the inner shell
@@ -130,13 +131,13 @@ jp_pass() {
     return 0
   fi
   for ((try = 0; try <= 3; try++)); do
-    ((try == 0)) || { jp_log "datasets: retry $try of 3"; sleep $((2 ** try)); }
+    ((try == 0)) || { jp_log "$jp_name: retry $try of 3"; sleep $((2 ** try)); }
     if (jp_transfer); then
-      jp_log "datasets: done"
+      jp_log "$jp_name: done"
       return 0
     fi
   done
-  jp_log "datasets: failed after 3 retries"
+  jp_log "$jp_name: failed after 3 retries"
   return 1
 }
 

@@ -61,6 +61,7 @@ while (($#)); do
 done
 
 
+jp_name=launch_files
 jp_src=out/slurm/hpc
 jp_dst=pbss-team:zoo/launch/zoo
 jp_filters=(--filter '- /.jobpack-done' --filter '- /.jobpack-manifest')
@@ -106,13 +107,13 @@ jp_pass() {
     return 0
   fi
   for ((try = 0; try <= 3; try++)); do
-    ((try == 0)) || { jp_log "launch_files: retry $try of 3"; sleep $((2 ** try)); }
+    ((try == 0)) || { jp_log "$jp_name: retry $try of 3"; sleep $((2 ** try)); }
     if (jp_transfer); then
-      jp_log "launch_files: done"
+      jp_log "$jp_name: done"
       return 0
     fi
   done
-  jp_log "launch_files: failed after 3 retries"
+  jp_log "$jp_name: failed after 3 retries"
   return 1
 }
 

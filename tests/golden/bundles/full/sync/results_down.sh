@@ -79,6 +79,7 @@ for jp_secret in "${jp_secrets[@]}"; do
   fi
 done
 
+jp_name=results_down
 jp_host=10.0.0.5
 jp_user=kvedder
 jp_password="${FTP_PASS}"
@@ -131,7 +132,7 @@ jp_transfer() {
   diff=$(jp_lftp "$(jp_mirror --dry-run --ignore-time)") || return 1
   diff=$(grep -cE '^(put|get|rm) ' <<<"$diff") || true
   if ((diff > 0)); then
-    jp_log "results_down: $diff difference(s) remain after the transfer"
+    jp_log "$jp_name: $diff difference(s) remain after the transfer"
     return 1
   fi
   manifest=$(mktemp) || return 1
@@ -162,13 +163,13 @@ jp_pass() {
     return 0
   fi
   for ((try = 0; try <= 3; try++)); do
-    ((try == 0)) || { jp_log "results_down: retry $try of 3"; sleep $((2 ** try)); }
+    ((try == 0)) || { jp_log "$jp_name: retry $try of 3"; sleep $((2 ** try)); }
     if (jp_transfer); then
-      jp_log "results_down: done"
+      jp_log "$jp_name: done"
       return 0
     fi
   done
-  jp_log "results_down: failed after 3 retries"
+  jp_log "$jp_name: failed after 3 retries"
   return 1
 }
 

@@ -299,6 +299,7 @@ jp_sbatch() {
 }
 
 cd "$jp_here"
+jp_project=hostile
 RUN_ID=${jp_run_id:-$(jp_last_run)}
 [[ -n $RUN_ID ]] || jp_die "no submissions in $jp_ledger yet: run submit_all.sh first"
 export RUN_ID
@@ -364,8 +365,8 @@ jp_logs() {
   key=${jp_sel[0]}
   name=${jp_names[${key%%:*}]}
   id=${jp_t_id[$key]}
-  if [[ ${jp_t_idx[$key]} == - ]]; then stem="logs/hostile-${name}_$id"
-  else stem="logs/hostile-${name}_${id}_${jp_t_idx[$key]}"; fi
+  if [[ ${jp_t_idx[$key]} == - ]]; then stem="logs/$jp_project-${name}_$id"
+  else stem="logs/$jp_project-${name}_${id}_${jp_t_idx[$key]}"; fi
   for f in "$stem.out" "$stem.err"; do
     printf '==> %s <==\n' "$jp_here/$f"
     if [[ -f $f ]]; then cat -- "$f"; else printf '(not written yet)\n'; fi
