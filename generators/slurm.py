@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from typing import Any
 
 from . import model as m
@@ -145,16 +144,6 @@ def submit_options(loaded: Loaded, job: m.Job) -> list[str]:
         if value and "${" in value:
             out.append(word(parse_text(f"--{key}={value}")[0], {}))
     return out
-
-
-@dataclass(frozen=True)
-class JobView:
-    """Everything the sbatch template shows for one job."""
-
-    name: str
-    job: m.Job
-    res: m.Resources
-    points: Points
 
 
 class SlurmGenerator(Generator):
