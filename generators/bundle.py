@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import model as m
 from .base import Artifact, Context
 from .render import render
 from .semantics import effective_resources
@@ -66,6 +67,18 @@ def describe(path: str) -> str:
                 path.rsplit("/", 1)[-1], "")
 
 
+def used_by(proj: m.Project, sync: str) -> list[str]:
+    """How jobs run a sync: 'stage-in of JOB' or 'stage-out of JOB (every I)'."""
+    out = []
+    for name, job in proj.jobs.items():
+        out += [f"stage-in of {name}" for i in job.stage_in if i.sync == sync]
+        for o in job.stage_out:
+            if o.sync == sync:
+                every = o.every or proj.syncs[sync].every
+                out.append(f"stage-out of {name}" + (f" (every {every})" if every else ""))
+    return out
+
+
 def plan(loaded: Loaded, ctx: Context, files: list[str]) -> Artifact:
     rows, totals = job_rows(loaded)
     listing = sorted({*files, "PLAN.md", "MANIFEST.sha256", "secrets.env.example"})
@@ -74,7 +87,8 @@ def plan(loaded: Loaded, ctx: Context, files: list[str]) -> Artifact:
     proj = loaded.project
     static = {"project": proj.project, **({"user": proj.user} if proj.user else {})}
     syncs = [{"name": n, "mode": s.mode, "every": s.every, "tool": tool(s, proj.storage),
-              "from": shown(s, proj.storage, static)[0], "to": shown(s, proj.storage, static)[1]}
+              "from": shown(s, proj.storage, static)[0], "to": shown(s, proj.storage, static)[1],
+              "used_by": used_by(proj, n)}
              for n, s in proj.syncs.items()]
     context = {"header": ctx.header(), "project": loaded.project, "rows": rows, "syncs": syncs,
                "totals": [f"{_money(v)} {u}" for u, v in sorted(totals.items())],

@@ -92,6 +92,19 @@ class OnTimeout(Model):
     requeue: bool = False
 
 
+class StageIn(Model):
+    """A sync run once on every node of the job before its command (e.g. data to local disk)."""
+
+    sync: str
+
+
+class StageOut(StageIn):
+    """A sync run on every node while the job runs: every ``every`` (the sync's own interval
+    when left out), once more when the command ends, and at the pre-timeout signal."""
+
+    every: str | None = Field(None, pattern=INTERVAL)
+
+
 class Rates(Model):
     """Prices used for PLAN.md's cost estimate."""
 
@@ -142,6 +155,8 @@ class Job(Model):
     retries: int = Field(0, ge=0, le=100)
     escalate: list[Rung] = []
     on_timeout: OnTimeout | None = None
+    stage_in: list[StageIn] = []
+    stage_out: list[StageOut] = []
 
     @field_validator("command")
     @classmethod

@@ -168,6 +168,7 @@ def _job(ck: _Checker, loaded: Loaded, name: str, job: m.Job, cluster_names: set
         return
     _resources(ck, loc, effective_resources(loaded, job), job)
     _recovery(ck, loc, job, known, {b for b in BUILTINS if b != "user" or proj.user})
+    _staging(ck, loc, job, proj)
     if job.sweep and not job.sweep.chunk and points.size > cluster.max_array_size:
         ck.add((*loc, "sweep"), f"{points.size} points exceed the max_array_size "
                f"({cluster.max_array_size}) of cluster {job.cluster!r}; remove 'chunk: false' "
@@ -194,6 +195,21 @@ def _recovery(ck: _Checker, loc: Loc, job: m.Job, known: set[str], builtins: set
             _text(ck, (*loc, "on_timeout", "run"), job.on_timeout.run, known, builtins)
         if job.on_timeout.requeue and job.resources.requeue is False:
             ck.add((*loc, "on_timeout", "requeue"), "requeue needs resources.requeue not false")
+
+
+def _staging(ck: _Checker, loc: Loc, job: m.Job, proj: m.Project) -> None:
+    for key, items in (("stage_in", job.stage_in), ("stage_out", job.stage_out)):
+        seen: set[str] = set()
+        for i, item in enumerate(items):
+            if item.sync not in proj.syncs:
+                ck.add((*loc, key, i, "sync"), f"unknown sync {item.sync!r}"
+                       f"{suggest(item.sync, proj.syncs)}")
+            elif item.sync in seen:
+                ck.add((*loc, key, i, "sync"), f"sync {item.sync!r} is listed twice")
+            seen.add(item.sync)
+    if job.stage_out and job.resources.signal is not None and job.on_timeout is None:
+        ck.add((*loc, "stage_out"), "stage_out sets --signal itself (its final pass runs at "
+               "on_timeout.before seconds before the time limit); remove resources.signal")
 
 
 STORAGE_SUPPORTED = ("rclone", "local", "ssh", "ftp")

@@ -10,6 +10,7 @@ from .base import Artifact, Context, Generator, Group
 from .render import render
 from .semantics import effective_resources, merged_env
 from .shell import Param, Segment, parse_text, shell_code, shquote, var_refs, word, word_code
+from .sync import seconds
 from .validate import Loaded, Points
 
 
@@ -97,8 +98,8 @@ def directives(loaded: Loaded, name: str, job: m.Job, res: m.Resources) -> list[
     timeout = job.on_timeout
     if res.signal:
         d.append(f"--signal={res.signal}")
-    elif timeout:
-        d.append(f"--signal=B:USR1@{timeout.before}")
+    elif timeout or job.stage_out:
+        d.append(f"--signal=B:USR1@{signal_before(job)}")
     requeue = res.requeue if res.requeue is not None else (timeout and timeout.requeue) or None
     if requeue is not None:
         d.append("--requeue" if requeue else "--no-requeue")
@@ -111,6 +112,20 @@ def directives(loaded: Loaded, name: str, job: m.Job, res: m.Resources) -> list[
     d += [f"--{k}" if v is True else f"--{k}={m._scalar_text(v)}"
           for k, v in sorted(extra.items()) if v is not False]
     return d
+
+
+def signal_before(job: m.Job) -> int:
+    """Seconds before the time limit at which Slurm signals the job (on_timeout.before)."""
+    return (job.on_timeout or m.OnTimeout()).before
+
+
+def stage_out(loaded: Loaded, job: m.Job) -> list[tuple[str, int]]:
+    """(sync, interval in seconds or 0 for only at the end) of each stage_out entry."""
+    out = []
+    for item in job.stage_out:
+        every = item.every or loaded.project.syncs[item.sync].every
+        out.append((item.sync, seconds(every) if every else 0))
+    return out
 
 
 def _hook(job: m.Job, static: dict[str, str]) -> str | None:
@@ -164,14 +179,17 @@ class SlurmGenerator(Generator):
         job = loaded.project.jobs[name]
         points = loaded.points[name]
         rows = hashlib.sha256(repr(points).encode()).hexdigest()
+        staged = sorted({i.sync for i in (*job.stage_in, *job.stage_out)})
         piece = {"job": job.model_dump(mode="json", by_alias=True), "name": name,
                  "cluster": loaded.project.clusters[cname].model_dump(mode="json"),
                  "project": loaded.project.model_dump(mode="json",
                                                       include={"project", "user", "secrets",
                                                                "env"}),
                  "points": rows, "file": ctx.project_file,
+                 "syncs": {s: loaded.project.syncs[s].every for s in staged},
                  "yaml": [loaded.source.snippet(loc) for loc in (
-                     ("jobs", name), ("clusters", cname), ("env",), ("user",), ("secrets",))]}
+                     ("jobs", name), ("clusters", cname), ("env",), ("user",), ("secrets",),
+                     *(("syncs", s) for s in staged))]}
         return Group(f"slurm/{cname}/{name}", piece,
                      lambda: self.render_job(loaded, ctx, cname, name), ("jobs", name))
 
@@ -179,7 +197,8 @@ class SlurmGenerator(Generator):
                        names: list[str]) -> Group:
         jobs = loaded.project.jobs
         summary = [(n, jobs[n].after, loaded.points[n].size,
-                    jobs[n].model_dump(include={"sweep", "account", "partition", "qos"}))
+                    jobs[n].model_dump(include={"sweep", "account", "partition", "qos",
+                                                "stage_in", "stage_out"}))
                    for n in names]
         piece = {"cluster": cluster.model_dump(mode="json"), "jobs": summary,
                  "project": loaded.project.project, "secrets": loaded.project.secrets,
@@ -219,6 +238,9 @@ class SlurmGenerator(Generator):
             "launcher": job.launcher,
             "on_timeout": job.on_timeout,
             "hook": _hook(job, static),
+            "before": signal_before(job),
+            "stage_in": [item.sync for item in job.stage_in],
+            "stage_out": stage_out(loaded, job),
         }
 
     def render_job(self, loaded: Loaded, ctx: Context, cname: str, name: str) -> list[Artifact]:
@@ -253,8 +275,11 @@ class SlurmGenerator(Generator):
                           "options": submit_options(loaded, job), "size": size})
         used = sorted({v for n in names for o in submit_options(loaded, loaded.project.jobs[n])
                        for v in var_refs(o)})
+        staged = sorted({i.sync for n in names for i in (*loaded.project.jobs[n].stage_in,
+                                                          *loaded.project.jobs[n].stage_out)})
         context = {"header": ctx.header(), "cluster_name": cname, "steps": steps,
-                   "secrets": used, "project": loaded.project.project}
+                   "secrets": used, "project": loaded.project.project,
+                   "syncs": [shquote(s) for s in staged]}
         return [Artifact(f"slurm/{cname}/{script}",
                          render(ctx.env, f"slurm/{script}.j2", context),
                          executable=True, lint="shellcheck")

@@ -125,6 +125,15 @@ def shown(sync: m.Sync, storage: dict[str, m.Storage], static: dict[str, str]) -
     return out
 
 
+def platform_vars(texts: list[str], secrets: list[str]) -> list[str]:
+    """Variables of the environment (not secrets, not RUN_ID) that endpoint texts use.
+
+    >>> platform_vars(["/tmp/${SLURMD_NODENAME}", "${PASS}", "${RUN_ID}"], ["PASS"])
+    ['SLURMD_NODENAME']
+    """
+    return sorted({v for t in texts for v in var_refs(t)} - {*secrets, "RUN_ID"})
+
+
 class SyncGenerator(Generator):
     name = "sync"
     template_dirs = ("sync", "_base", "_macros")
@@ -157,7 +166,7 @@ class SyncGenerator(Generator):
                 "src_text": display(ends[0], static), "dst_text": display(ends[1], static),
                 "filters": filters(sync),
                 "every": seconds(sync.every) if sync.every else None, "run_id": run_id,
-                "secrets": [], "tool": "rclone"}
+                "platform": platform_vars(ends, proj.secrets), "secrets": [], "tool": "rclone"}
 
     def _rsync_context(self, loaded: Loaded, ctx: Context, name: str,
                        static: dict[str, str]) -> dict[str, Any]:
@@ -175,7 +184,7 @@ class SyncGenerator(Generator):
                 "src_text": ends[0], "dst_text": ends[1], "filters": rsync_filters(sync),
                 "tar_excludes": [shquote(e) for e in excludes],
                 "every": seconds(sync.every) if sync.every else None, "run_id": run_id,
-                "secrets": []}
+                "platform": platform_vars([src, dst], proj.secrets), "secrets": []}
 
     def _lftp_context(self, loaded: Loaded, ctx: Context, name: str,
                       static: dict[str, str]) -> dict[str, Any]:
@@ -200,7 +209,8 @@ class SyncGenerator(Generator):
                 "port": place.port, "upload": upload, "secrets": used,
                 "src_text": ends[0], "dst_text": ends[1],
                 "globs": [shquote(g) for g in (".jobpack-*", *sync.exclude)],
-                "every": seconds(sync.every) if sync.every else None, "run_id": run_id}
+                "every": seconds(sync.every) if sync.every else None, "run_id": run_id,
+                "platform": platform_vars(texts, proj.secrets)}
 
     def render_sync(self, loaded: Loaded, ctx: Context, name: str) -> list[Artifact]:
         context = self.context(loaded, ctx, name)

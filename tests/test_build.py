@@ -73,7 +73,7 @@ def test_removed_job_files_are_removed(project_copy, tmp_path: Path) -> None:
     out = tmp_path / "out"
     assert build(project, out).code == 0
     text = project.read_text()
-    project.write_text(text[:text.index("  evaluate:")])
+    project.write_text(text[:text.index("  evaluate:")] + text[text.index("\nstorage:"):])
     assert build(project, out).code == 0
     assert not (out / "slurm/hpc/evaluate.sbatch").exists()
     assert jobpack("check", "-p", project, "-o", out).code == 0
@@ -157,7 +157,7 @@ def test_every_generated_script_has_help_and_is_executable(project_copy, tmp_pat
     out = tmp_path / "out"
     assert build(project_copy("full"), out).code == 0
     scripts = sorted(p for p in out.rglob("*") if p.suffix in (".sh", ".sbatch"))
-    assert len(scripts) == 10  # 4 jobs, submit_all.sh, ctl.sh, 4 syncs
+    assert len(scripts) == 12  # 4 jobs, submit_all.sh, ctl.sh, 6 syncs
     for script in scripts:
         assert os.access(script, os.X_OK)
         result = subprocess.run([str(script), "-h"], capture_output=True, text=True, check=False)

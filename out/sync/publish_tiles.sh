@@ -7,7 +7,7 @@ set -euo pipefail
 
 usage() {
   cat <<'USAGE'
-Usage: publish_tiles.sh [run|status] [--dry-run] [-h]
+Usage: publish_tiles.sh [run|status] [--every INTERVAL] [--dry-run] [-h]
 
 Publish the finished web tiles; the remote folder then mirrors them exactly.
 
@@ -24,8 +24,13 @@ reads as partial until a later run completes it. Failed transfers are retried 3
 time(s) with growing pauses. rclone reads its remotes from its usual config
 (RCLONE_CONFIG).
 
-  --dry-run   print the rclone commands; transfer nothing
-  -h, --help  show this help
+  --every INTERVAL  repeat every INTERVAL: 30s, 15m, 2h or seconds; 0 runs once
+                    (default: 0). Stopped by SIGTERM, SIGUSR1 or SIGINT,
+                    a repeating run makes one final pass (which also redoes a
+                    transfer that the signal cut short)
+  --wait-first      with --every: begin with a pause instead of a transfer
+  --dry-run         print the rclone commands; transfer nothing
+  -h, --help        show this help
 USAGE
 }
 
@@ -52,9 +57,20 @@ jp_export() {
 
 jp_dry_run=0
 jp_command=run
+jp_every=0
+jp_wait_first=0
 while (($#)); do
   case $1 in
     --dry-run) jp_dry_run=1 ;;
+    --every)
+      [[ $# -ge 2 && $2 =~ ^([0-9]+)([smh]?)$ ]] || { usage >&2; exit 2; }
+      case ${BASH_REMATCH[2]} in
+        h) jp_every=$((10#${BASH_REMATCH[1]} * 3600)) ;;
+        m) jp_every=$((10#${BASH_REMATCH[1]} * 60)) ;;
+        *) jp_every=$((10#${BASH_REMATCH[1]})) ;;
+      esac
+      shift ;;
+    --wait-first) jp_wait_first=1 ;;
     -h|--help) usage; exit 0 ;;
     run|status) jp_command=$1 ;;
     *) printf 'unknown option: %s\n\n' "$1" >&2; usage >&2; exit 2 ;;
@@ -101,7 +117,10 @@ jp_show() {
   jp_print rclone check --one-way "${jp_filters[@]}" -- "$jp_src" "$jp_dst"
 }
 
-# One pass: the transfer, retried with pauses of 2, 4, 8 ... seconds.
+# One pass: the transfer, retried with pauses of 2, 4, 8 ... seconds (a stop signal ends the
+# retries of a periodic pass: the final pass follows at once).
+jp_stop=0
+jp_final=0
 jp_pass() {
   local try
   if ((jp_dry_run)); then
@@ -109,7 +128,11 @@ jp_pass() {
     return 0
   fi
   for ((try = 0; try <= 3; try++)); do
-    ((try == 0)) || { jp_log "$jp_name: retry $try of 3"; sleep $((2 ** try)); }
+    if ((try > 0)); then
+      ((jp_stop == 0 || jp_final)) || return 1
+      jp_log "$jp_name: retry $try of 3"
+      sleep $((2 ** try))
+    fi
     if (jp_transfer); then
       jp_log "$jp_name: done"
       return 0
@@ -140,4 +163,23 @@ if [[ $jp_command == status ]]; then
   jp_status
   exit 0
 fi
+if ((jp_every == 0 || jp_dry_run)); then
+  jp_pass
+  exit
+fi
+# Every $jp_every s until stopped; a signal or the end of the script runs one last pass.
+trap 'jp_stop=1' TERM USR1 INT
+while :; do
+  if ((jp_wait_first == 0)); then
+    jp_pass || true  # a failed pass is retried at the next period
+    ((jp_stop == 0)) || break
+  fi
+  jp_wait_first=0
+  sleep "$jp_every" &
+  jp_sleep=$!
+  wait "$jp_sleep" || kill "$jp_sleep" 2>/dev/null || true
+  ((jp_stop == 0)) || break
+done
+jp_final=1
+jp_log "$jp_name: final pass"
 jp_pass

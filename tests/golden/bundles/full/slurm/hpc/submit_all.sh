@@ -282,6 +282,12 @@ jp_sbatch() {
 
 cd "$jp_here"
 export JOBPACK_DIR="$jp_here"
+# Jobs run these sync scripts on their nodes (stage_in, stage_out).
+jp_staged=(checkpoints logs_up shards_to_nodes)
+for jp_sync in "${jp_staged[@]}"; do
+  [[ -f ../../sync/$jp_sync.sh ]] ||
+    jp_die "missing ../../sync/$jp_sync.sh, which jobs run on their nodes: copy the whole bundle"
+done
 jp_previous=$(jp_last_run)
 if ((jp_new)) || [[ -z $jp_previous ]]; then
   RUN_ID=${RUN_ID:-$(date -u +%Y%m%dT%H%M%SZ)}
