@@ -145,3 +145,48 @@ def test_periodic_pull_runs_a_final_pass_on_sigterm(dav, work: Path) -> None:  #
     assert "final pass" in err, err
     assert (work / "back/late.txt").read_text() == "written after the first pass", err
     assert sh(work, "pull", "status", env=env).stdout == "done\n"
+
+
+def test_every_option_repeats_and_usr1_stops_with_a_final_pass(dav, work: Path) -> None:  # type: ignore[no-untyped-def]
+    served, env = dav
+    bad = sh(work, "push", "--every", "10x", env=env, check=False)
+    assert bad.returncode == 2 and bad.stderr.startswith("Usage: "), bad.stderr
+    proc = subprocess.Popen(["bash", "out/sync/push.sh", "--every", "1s", "--wait-first"],
+                            cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    dest = served / "base/data/in"
+    time.sleep(0.5)
+    assert not dest.exists(), "--wait-first transferred before its first pause"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (dest / ".jobpack-done").exists():
+        time.sleep(0.2)
+    (work / "src" / "late.txt").write_text("after the first pass")
+    proc.send_signal(signal.SIGUSR1)
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert err.count(": done") >= 2 and "final pass" in err, err
+    assert (dest / "late.txt").read_text() == "after the first pass"
+
+
+def test_local_rclone_remote_push_pull(tmp_path: Path) -> None:
+    """An rclone remote on the local backend (an alias of a folder, as for a mounted disk)."""
+    if shutil.which("rclone") is None:
+        pytest.skip("rclone is not installed")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    conf = tmp_path / "rclone.conf"
+    conf.write_text(f"[disk]\ntype = alias\nremote = {disk}\n")
+    env = {**os.environ, "RCLONE_CONFIG": str(conf)}
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "project.yaml").write_text(PROJECT.replace("dav: {rclone: dav", "dav: {rclone: disk"))
+    assert build(work / "project.yaml", work / "out").code == 0
+    for i, name in enumerate(HOSTILE):
+        (work / "src" / name).parent.mkdir(parents=True, exist_ok=True)
+        (work / "src" / name).write_text(f"{i}\n")
+    sh(work, "push", env=env)
+    assert tree(disk / "base/data/in") == tree(work / "src")
+    assert sh(work, "push", "status", env=env).stdout == "done\n"
+    sh(work, "pull", "--every", "0", env=env)
+    assert tree(work / "back") == tree(work / "src")
+    assert sh(work, "pull", "status", env=env).stdout == "done\n"
