@@ -33,10 +33,12 @@ from .render import digest_files, make_env, sha256_text, write_atomic, write_if_
 
 
 def generators() -> list[Generator]:
+    from .images import ImagesGenerator
+    from .ngc import NgcGenerator
     from .slurm import SlurmGenerator
     from .sync import SyncGenerator
 
-    return [SlurmGenerator(), SyncGenerator()]
+    return [SlurmGenerator(), NgcGenerator(), SyncGenerator(), ImagesGenerator()]
 
 
 def make_context(paths: Paths) -> Context:

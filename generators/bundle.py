@@ -13,6 +13,13 @@ from .validate import Loaded
 
 DESCRIPTIONS = {
     "sync/": "a data transfer; `status` says done, partial or absent",
+    ".points.tsv": "one row per point: its NGC job name and launch arguments",
+    "launch_all.sh": "launches every point with ngc batch run; records ledger.tsv",
+    "monitor.sh": "records final states and relaunches failed points up the ladder",
+    "status.sh": "every point's state and attempt",
+    "exec.sh": "a shell in the running interactive job",
+    "/configs/": "the config file of one point",
+    "rehost.sh": "pulls the image and pushes it under each tag ($DOCKER: docker or podman)",
     ".sbatch": "Slurm batch script",
     ".params.tsv": "sweep points, one shell-quoted row per array task",
     "ctl.sh": "status, logs, cancel, resubmit and a retrying monitor, from ledger.tsv",
@@ -35,6 +42,9 @@ def job_rows(loaded: Loaded) -> tuple[list[dict[str, Any]], dict[str, float]]:
     totals: dict[str, float] = {}
     for cname, cluster in loaded.project.clusters.items():
         names = [n for n, j in loaded.project.jobs.items() if j.cluster == cname]
+        if isinstance(cluster, m.NgcCluster):
+            rows += [_ngc_row(loaded, cname, cluster, n) for n in names]
+            continue
         for name in submission_order(loaded, names):
             job = loaded.project.jobs[name]
             res = effective_resources(loaded, job)
@@ -58,7 +68,25 @@ def job_rows(loaded: Loaded) -> tuple[list[dict[str, Any]], dict[str, float]]:
     return rows, totals
 
 
+def _ngc_row(loaded: Loaded, cname: str, cluster: m.NgcCluster, name: str) -> dict[str, Any]:
+    from .ngc import instances
+
+    job = loaded.project.jobs[name]
+    ladder = instances(loaded, job)
+    gpus = ladder[0].split(".")[2] if ladder[0].count(".") >= 3 else "–"
+    return {"name": name, "cluster": cname, "nodes": 1, "gpus": gpus,
+            "launcher": "ngc " + " → ".join(ladder) + (" (interactive)" if job.interactive
+                                                       else ""),
+            "time": job.total_runtime or cluster.total_runtime or "ACE default",
+            "points": loaded.points[name].size, "throttle": None, "after": "–", "cost": "–",
+            "description": job.description or ""}
+
+
 def describe(path: str) -> str:
+    if path.startswith("ngc/") and path.endswith("/ctl.sh"):
+        return "status, logs, cancel and resubmit by job name or id suffix, from ledger.tsv"
+    if path.startswith("ngc/") and "/configs/" in path:
+        return DESCRIPTIONS["/configs/"]
     for key, text in DESCRIPTIONS.items():
         if path.endswith(key) or path.startswith(key):
             return text
@@ -93,7 +121,7 @@ def plan(loaded: Loaded, ctx: Context, files: list[str]) -> Artifact:
     context = {"header": ctx.header(), "project": loaded.project, "rows": rows, "syncs": syncs,
                "totals": [f"{_money(v)} {u}" for u, v in sorted(totals.items())],
                "files": [(f, describe(f)) for f in listing],
-               "clusters": sorted(loaded.project.clusters)}
+               "clusters": sorted((n, c.kind) for n, c in loaded.project.clusters.items())}
     return Artifact("PLAN.md", render(ctx.env, "bundle/PLAN.md.j2", context))
 
 

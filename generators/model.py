@@ -129,6 +129,49 @@ class SlurmCluster(Model):
     description: str | None = None
 
 
+NGC_PRIORITY = Literal["HIGH", "NORMAL", "LOW"]
+NGC_PREEMPT = Literal["RESUMABLE", "RESTARTABLE", "RUNONCE"]
+
+
+class NgcCluster(Model):
+    """An NGC ACE reached with ``ngc batch``: defaults of every job launched there."""
+
+    kind: Literal["ngc"]
+    org: str | None = None
+    team: str | None = None
+    ace: str | None = None
+    instance: str | None = None
+    escalate: list[str] = []
+    workspaces: dict[str, str] = {}
+    datasets: dict[str, str] = {}
+    result: str = "/result"
+    priority: NGC_PRIORITY | None = None
+    preempt: NGC_PREEMPT | None = None
+    total_runtime: str | int | None = None
+    labels: list[str] = []
+    env: dict[str, Scalar] = {}
+    secrets: list[str] = []
+    configs: str | None = None
+    rates: Rates | None = None
+    description: str | None = None
+
+
+class Image(Model):
+    """A container image: rehosted from ``source`` to each of ``tags``."""
+
+    source: str | None = None
+    tags: list[str] = []
+    dockerfile: Any = None
+    description: str | None = None
+
+
+class JobConfig(Model):
+    """A config file per sweep point: ``base`` with the keys of ``set`` overridden."""
+
+    base: str
+    set_: dict[str, Scalar] = Field({}, alias="set")
+
+
 class Sweep(Model):
     """Points of a sweep: the product of its sources (sequences x list x matrix)."""
 
@@ -157,6 +200,15 @@ class Job(Model):
     on_timeout: OnTimeout | None = None
     stage_in: list[StageIn] = []
     stage_out: list[StageOut] = []
+    image: str | None = None
+    instance: str | None = None
+    interactive: bool = False
+    ports: list[int | str] = []
+    labels: list[str] = []
+    priority: NGC_PRIORITY | None = None
+    preempt: NGC_PREEMPT | None = None
+    total_runtime: str | int | None = None
+    config: JobConfig | None = None
 
     @field_validator("command")
     @classmethod
@@ -206,7 +258,8 @@ class Project(Model):
     user: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9-]*$")
     secrets: list[str] = []
     env: dict[str, Scalar] = {}
-    clusters: dict[str, SlurmCluster] = {}
+    images: dict[str, Image] = {}
+    clusters: dict[str, SlurmCluster | NgcCluster] = {}
     jobs: dict[str, Job] = {}
     storage: dict[str, Storage] = {}
     syncs: dict[str, Sync] = {}
@@ -215,6 +268,7 @@ class Project(Model):
 
 TOP_LEVEL = ("project", "user", "description", "secrets", "env", "images", "storage",
              "clusters", "jobs", "syncs", "dev")
-NOT_YET = ("images", "dev")
-KINDS_SUPPORTED = ("slurm",)
+NOT_YET = ("dev",)
+KINDS_SUPPORTED = ("slurm", "ngc")
+CLUSTER_MODELS: dict[str, type[Model]] = {"slurm": SlurmCluster, "ngc": NgcCluster}
 KINDS_KNOWN = ("slurm", "ngc", "runai", "azureml")

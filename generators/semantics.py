@@ -8,6 +8,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from . import model as m
+from . import ngc_rules
 from .errors import Problem
 from .shell import Param, parse_text, var_refs
 from .validate import BUILTINS, PLATFORM_VARS, SLURM_TIME, Loaded, Points, suggest
@@ -27,7 +28,9 @@ DIRECTIVE_VALUE = re.compile(r"[A-Za-z0-9_@%+=:,./-]+")
 
 def effective_resources(loaded: Loaded, job: m.Job) -> m.Resources:
     """A job's resources over its cluster's defaults."""
-    base = loaded.project.clusters[job.cluster].resources
+    cluster = loaded.project.clusters[job.cluster]
+    assert isinstance(cluster, m.SlurmCluster)
+    base = cluster.resources
     return base.model_copy(update=job.resources.model_dump(exclude_unset=True))
 
 
@@ -46,8 +49,11 @@ def check(ck: _Checker, loaded: Loaded, cluster_names: set[str], job_names: set[
     known_vars = set(proj.secrets) | set(proj.env)
     builtins = {b for b in BUILTINS if b != "user" or proj.user}
     for name, cl in proj.clusters.items():
-        _directives(ck, ("clusters", name), cl, known_vars | set(cl.env))
-        _time(ck, ("clusters", name, "resources", "time"), cl.resources.time)
+        if isinstance(cl, m.NgcCluster):
+            ngc_rules.cluster(ck, ("clusters", name), cl)
+        else:
+            _directives(ck, ("clusters", name), cl, known_vars | set(cl.env))
+            _time(ck, ("clusters", name, "resources", "time"), cl.resources.time)
         _strings(ck, ("clusters", name), cl.model_dump(by_alias=True, exclude=PROSE | {"env"}),
                  known_vars | set(cl.env))
         _strings(ck, ("clusters", name, "env"), cl.env, known_vars | set(cl.env), params=builtins)
@@ -59,6 +65,22 @@ def check(ck: _Checker, loaded: Loaded, cluster_names: set[str], job_names: set[
         _storage(ck, ("storage", name), place, known_vars)
     for name, sync in proj.syncs.items():
         _sync(ck, ("syncs", name), sync, proj, known_vars, builtins - {"job"})
+    for name, image in proj.images.items():
+        _image(ck, ("images", name), image)
+
+
+def _image(ck: _Checker, loc: Loc, image: m.Image) -> None:
+    if image.dockerfile is not None:
+        ck.add((*loc, "dockerfile"), "building images is not supported by this version; "
+               "rehost an existing image with source and tags", key=True)
+    refs: list[tuple[Loc, str]] = [(("source",), image.source)] if image.source else []
+    refs += [(("tags", i), t) for i, t in enumerate(image.tags)]
+    for sub, ref in refs:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._/:@-]*", ref):
+            ck.add((*loc, *sub), f"{ref!r} is not an image reference (e.g. "
+                   "nvcr.io/ORG/REPO:TAG)")
+    if image.source is not None and not image.tags:
+        ck.add(loc, "an image with a source needs tags to push it to")
 
 
 def _names(ck: _Checker, proj: m.Project) -> None:
@@ -158,14 +180,23 @@ def _job(ck: _Checker, loaded: Loaded, name: str, job: m.Job, cluster_names: set
     cluster = proj.clusters.get(job.cluster)
     known = set(proj.secrets) | set(proj.env) | set(job.env) | set(cluster.env if cluster else ())
     params = set(points.names) | {b for b in BUILTINS if b != "user" or proj.user}
+    params |= {"config_path"} if job.config is not None else set()
     _strings(ck, (*loc, "env"), job.env, known, params=params)
     _command(ck, loc, job, known, params)
     rest = job.model_dump(by_alias=True,
-                          exclude=PROSE | {"command", "env", "sweep", "on_timeout"})
+                          exclude=PROSE | {"command", "env", "sweep", "on_timeout", "config"})
     _strings(ck, loc, rest, known)
-    _directives(ck, loc, job, known)
+    if job.config is not None:
+        _strings(ck, (*loc, "config"), job.config.model_dump(by_alias=True), known,
+                 params=params - {"config_path"})
     if cluster is None:
         return
+    if isinstance(cluster, m.NgcCluster):
+        _only(ck, loc, job, SLURM_ONLY, "slurm")
+        ngc_rules.job(ck, loaded, loc, job, cluster)
+        return
+    _only(ck, loc, job, ngc_rules.NGC_ONLY, "ngc")
+    _directives(ck, loc, job, known)
     _resources(ck, loc, effective_resources(loaded, job), job)
     _recovery(ck, loc, job, known, {b for b in BUILTINS if b != "user" or proj.user})
     _staging(ck, loc, job, proj)
@@ -173,6 +204,18 @@ def _job(ck: _Checker, loaded: Loaded, name: str, job: m.Job, cluster_names: set
         ck.add((*loc, "sweep"), f"{points.size} points exceed the max_array_size "
                f"({cluster.max_array_size}) of cluster {job.cluster!r}; remove 'chunk: false' "
                "to split the array into chunks")
+
+
+SLURM_ONLY = ("resources", "account", "partition", "qos", "launcher", "sbatch", "escalate",
+              "on_timeout", "stage_in", "stage_out", "after")
+
+
+def _only(ck: _Checker, loc: Loc, job: m.Job, keys: tuple[str, ...], kind: str) -> None:
+    """Keys of one cluster kind given to a job of another kind."""
+    for key in keys:
+        if key in job.model_fields_set:
+            ck.add((*loc, key), f"{key!r} applies to {kind} clusters only; cluster "
+                   f"{job.cluster!r} is not one", key=True)
 
 
 def _recovery(ck: _Checker, loc: Loc, job: m.Job, known: set[str], builtins: set[str]) -> None:
@@ -326,7 +369,8 @@ def _sweep(ck: _Checker, loaded: Loaded, loc: Loc, job: m.Job) -> Points:
             for combo in itertools.product(*(s.rows for s in sources))]
     if not rows and len(ck.problems) == errors_before:
         ck.add(sloc, "the sweep has no points")
-    return Points(tuple(names), tuple(rows))
+    numeric = tuple(sorted({n for s in sources for n in s.numeric}))
+    return Points(tuple(names), tuple(rows), numeric)
 
 
 def _param_names(ck: _Checker, loc: Loc, sources: list[Points]) -> list[str]:
@@ -347,7 +391,12 @@ def _matrix(ck: _Checker, loc: Loc, matrix: dict[str, list[m.Scalar]]) -> Points
         if not values:
             ck.add((*loc, key), "a matrix axis needs at least one value")
     rows = itertools.product(*([m._scalar_text(v) for v in vals] for vals in matrix.values()))
-    return Points(tuple(matrix), tuple(rows))
+    return Points(tuple(matrix), tuple(rows), tuple(sorted(
+        k for k, vals in matrix.items() if vals and all(_is_number(v) for v in vals))))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _point_list(ck: _Checker, loc: Loc, points: list[dict[str, m.Scalar]]) -> Points:
@@ -358,7 +407,8 @@ def _point_list(ck: _Checker, loc: Loc, points: list[dict[str, m.Scalar]]) -> Po
         if set(point) != set(names):
             ck.add((*loc, i), f"every point must set the same parameters ({', '.join(names)})")
     rows = tuple(tuple(m._scalar_text(p.get(n, "")) for n in names) for p in points)
-    return Points(names, rows)
+    return Points(names, rows, tuple(sorted(
+        n for n in names if all(_is_number(p.get(n)) for p in points))))
 
 
 def _sequences(ck: _Checker, loaded: Loaded, loc: Loc, rel: str) -> Points:
@@ -383,7 +433,8 @@ def _sequences(ck: _Checker, loaded: Loaded, loc: Loc, rel: str) -> Points:
     if bad:
         ck.add(loc, f"sequences file {rel!r}: length of {bad[0]!r} is not a non-negative integer"
                + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""))
-    return Points(("sequence", "length"), tuple((k, str(v)) for k, v in data.items()))
+    return Points(("sequence", "length"), tuple((k, str(v)) for k, v in data.items()),
+                  ("length",))
 
 
 def _cycles(ck: _Checker, proj: m.Project) -> None:

@@ -44,6 +44,12 @@ def chunks(size: int, max_array: int) -> list[tuple[int, int]]:
     return [(off, min(max_array, size - off)) for off in range(0, size, max_array)]
 
 
+def slurm_cluster(loaded: Loaded, name: str) -> m.SlurmCluster:
+    cluster = loaded.project.clusters[name]
+    assert isinstance(cluster, m.SlurmCluster), f"{name} is not a Slurm cluster"
+    return cluster
+
+
 def static_params(loaded: Loaded, job: str) -> dict[str, str]:
     out = {"project": loaded.project.project, "job": job}
     if loaded.project.user:
@@ -79,7 +85,7 @@ def _has_params(text: str, columns: dict[str, int]) -> bool:
 
 def directives(loaded: Loaded, name: str, job: m.Job, res: m.Resources) -> list[str]:
     """The ``#SBATCH`` options of a job, in a fixed order (values validated as safe)."""
-    cluster = loaded.project.clusters[job.cluster]
+    cluster = slurm_cluster(loaded, job.cluster)
     points = loaded.points[name]
     d = [f"--job-name={loaded.project.project}-{name}"]
     for key in ("account", "partition", "qos"):
@@ -168,6 +174,8 @@ class SlurmGenerator(Generator):
     def groups(self, loaded: Loaded, ctx: Context) -> list[Group]:
         out: list[Group] = []
         for cname, cluster in loaded.project.clusters.items():
+            if not isinstance(cluster, m.SlurmCluster):
+                continue
             names = [n for n, j in loaded.project.jobs.items() if j.cluster == cname]
             for name in names:
                 out.append(self._job_group(loaded, ctx, cname, name))
@@ -208,7 +216,7 @@ class SlurmGenerator(Generator):
 
     def job_context(self, loaded: Loaded, ctx: Context, name: str) -> dict[str, Any]:
         job = loaded.project.jobs[name]
-        cluster = loaded.project.clusters[job.cluster]
+        cluster = slurm_cluster(loaded, job.cluster)
         res = effective_resources(loaded, job)
         points = loaded.points[name]
         static = static_params(loaded, name)
@@ -255,7 +263,7 @@ class SlurmGenerator(Generator):
 
     def render_cluster(self, loaded: Loaded, ctx: Context, cname: str,
                        names: list[str]) -> list[Artifact]:
-        cluster = loaded.project.clusters[cname]
+        cluster = slurm_cluster(loaded, cname)
         steps: list[dict[str, Any]] = []
         needed = {a for n in names for a in loaded.project.jobs[n].after}
         var = {n: f"jp_ids_{i}" for i, n in enumerate(names, start=1) if n in needed}

@@ -30,6 +30,9 @@ class Points:
 
     names: tuple[str, ...] = ()
     rows: tuple[tuple[str, ...], ...] = ((),)
+    # Parameters whose every value is a number, sorted (a set would make repr(), and so the
+    # build's digests, differ from one process to the next).
+    numeric: tuple[str, ...] = ()
 
     @property
     def size(self) -> int:
@@ -179,8 +182,9 @@ def _top_level(ck: _Checker, data: Any) -> dict[str, Any]:
     return {k: v for k, v in data.items() if k in m.TOP_LEVEL and k not in m.NOT_YET}
 
 
-def _clusters(ck: _Checker, raw: Any) -> tuple[dict[str, m.SlurmCluster], set[str]]:
-    valid: dict[str, m.SlurmCluster] = {}
+def _clusters(ck: _Checker, raw: Any) -> tuple[dict[str, m.SlurmCluster | m.NgcCluster],
+                                                set[str]]:
+    valid: dict[str, m.SlurmCluster | m.NgcCluster] = {}
     if not isinstance(raw, dict):
         if raw is not None:
             ck.add(("clusters",), f"expected a mapping of clusters, got {_describe(raw)}")
@@ -197,7 +201,8 @@ def _clusters(ck: _Checker, raw: Any) -> tuple[dict[str, m.SlurmCluster], set[st
         if isinstance(body, dict) and isinstance(kind, str) and kind not in m.KINDS_KNOWN:
             ck.add((*loc, "kind"), f"unknown kind {kind!r}{suggest(kind, m.KINDS_KNOWN)}")
             continue
-        cluster = ck.model(m.SlurmCluster, body, loc)
+        cls = m.CLUSTER_MODELS.get(kind if isinstance(kind, str) else "", m.SlurmCluster)
+        cluster = ck.model(cls, body, loc)
         if cluster is not None:
             valid[name] = cluster
     return valid, set(raw)
@@ -261,13 +266,14 @@ def load_project(path: Path) -> Loaded:
     jobs, job_names = _jobs(ck, top.pop("jobs", None))
     storage = _named(ck, m.Storage, "storage", top.pop("storage", None))
     syncs = _named(ck, m.Sync, "syncs", top.pop("syncs", None))
+    images = _named(ck, m.Image, "images", top.pop("images", None))
     head = ck.model(m.Project, top, ())
     if "project" not in top and isinstance(data, dict):
         ck.add((), "required key 'project' is missing")
     if head is None:  # keep checking jobs and clusters against what is valid of the rest
         head = _partial_head(top)
     project = head.model_copy(update={"clusters": clusters, "jobs": jobs, "storage": storage,
-                                      "syncs": syncs})
+                                      "syncs": syncs, "images": images})
     loaded = Loaded(project, source, path.parent.resolve())
     from .semantics import check  # late import: semantics needs Loaded
 

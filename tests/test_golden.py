@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from conftest import GOLDEN, PROJECTS, ROOT, assert_golden, build, jobpack, read_tree, snapshot
 
-VALID = ["minimal", "full", "hostile"]
+VALID = ["minimal", "full", "hostile", "ngc"]
 INVALID = sorted(p.name for p in (PROJECTS / "invalid").iterdir() if p.is_dir())
 
 

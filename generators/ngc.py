@@ -1,0 +1,344 @@
+"""NGC backend: one ``ngc batch run`` per sweep point, launched from a table and tracked in a
+ledger of job ids (never in NGC's 7-day job history)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Any
+
+import yaml
+
+from . import model as m
+from .base import Artifact, Context, Generator, Group
+from .ngc_rules import MAX_RUNTIME
+from .render import render
+from .semantics import merged_env
+from .shell import Param, parse_text, shell_code, shquote, var_refs, word, word_code
+from .validate import Loaded
+
+SCRIPTS = ("launch_all.sh", "monitor.sh", "status.sh", "ctl.sh")
+# NGC's terminal states (UNKNOWN left out: the monitor keeps asking rather than act on it),
+# and the failures a relaunch may cure; KILLED_BY_USER and CANCELED are left alone.
+RELAUNCH = ("FAILED", "FAILED_RUN_LIMIT_EXCEEDED", "KILLED_BY_SYSTEM", "TASK_LOST",
+            "RESOURCE_GRANT_DENIED", "RESOURCE_LIMIT_EXCEEDED", "INFINITY_POOL_MISSING",
+            "IM_INTERNAL_ERROR", "RESOURCE_RELEASED")
+FINAL = ("FINISHED_SUCCESS", "KILLED_BY_USER", "KILLED_BY_ADMIN", "CANCELED", *RELAUNCH)
+
+
+def ngc_cluster(loaded: Loaded, name: str) -> m.NgcCluster:
+    cluster = loaded.project.clusters[name]
+    assert isinstance(cluster, m.NgcCluster), f"{name} is not an NGC cluster"
+    return cluster
+
+
+def point_keys(names: tuple[str, ...], rows: tuple[tuple[str, ...], ...]) -> list[str]:
+    """A stable, unique key per point, from its values (not its position), for job names.
+
+    >>> point_keys(("sequence", "length"), (("0a1b", "155"), ("ff", "3")))
+    ['0a1b', 'ff']
+    >>> point_keys(("lr", "opt"), (("0.1", "adam"), ("1e-2", "s g d")))
+    ['0.1_adam', 'p0f70bf0abf']
+    >>> point_keys((), ((),))
+    ['']
+    """
+    keep = [i for i, n in enumerate(names) if not (n == "length" and "sequence" in names)]
+    keys = []
+    for row in rows:
+        text = "_".join(row[i] for i in keep)
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", text) and text:
+            text = "p" + hashlib.sha256("\0".join(row).encode()).hexdigest()[:10]
+        keys.append(text)
+    if len(set(keys)) != len(keys):  # values that only differ in dropped characters
+        keys = ["p" + hashlib.sha256("\0".join(r).encode()).hexdigest()[:10] for r in rows]
+    return keys
+
+
+def job_name(project: str, job: str, key: str) -> str:
+    return f"{project}-{job}" + (f"-{key}" if key else "")
+
+
+def instances(loaded: Loaded, job: m.Job) -> list[str]:
+    """The instance of each attempt: the cluster's ladder (its instance, then ``escalate``)
+    from the job's instance on; a job on an instance outside the ladder stays on it."""
+    cluster = ngc_cluster(loaded, job.cluster)
+    ladder = [str(cluster.instance), *cluster.escalate] if cluster.instance else cluster.escalate
+    start = str(job.instance or cluster.instance)
+    if job.interactive or start not in ladder:
+        return [start]
+    return ladder[ladder.index(start):]
+
+
+def retries(loaded: Loaded, job: m.Job) -> int:
+    """Relaunches allowed: the job's retries, or one per rung above its instance by default
+    (interactive jobs are never relaunched by the monitor)."""
+    if job.interactive:
+        return 0
+    if "retries" in job.model_fields_set:
+        return job.retries
+    return len(instances(loaded, job)) - 1
+
+
+def image_ref(loaded: Loaded, job: m.Job) -> str:
+    """The reference NGC launches: an image's nvcr.io tag (else its first), or the text."""
+    image = loaded.project.images.get(str(job.image))
+    if image is None:
+        return str(job.image)
+    return next((t for t in image.tags if t.startswith("nvcr.io/")), image.tags[0])
+
+
+def _flag(name: str, value: str) -> list[str]:
+    return [name, shquote(value)]
+
+
+def common_args(loaded: Loaded, name: str) -> list[str]:
+    """Quoted words of every launch of a job, except name, instance, command and point env."""
+    job = loaded.project.jobs[name]
+    cl = ngc_cluster(loaded, job.cluster)
+    out = _flag("--image", image_ref(loaded, job)) + _flag("--result", cl.result)
+    for key in ("org", "team", "ace"):
+        value = getattr(cl, key)
+        out += _flag(f"--{key}", value) if value else []
+    for ws, spec in cl.workspaces.items():
+        mount, _, mode = spec.partition(":")
+        out += _flag("--workspace", f"{ws}:{mount}:{mode or 'RW'}")
+    for ident, mount in cl.datasets.items():
+        out += _flag("--datasetid", f"{ident}:{mount}")
+    for key in ("priority", "preempt"):
+        value = getattr(job, key) or getattr(cl, key)
+        out += _flag(f"--{key}", value) if value else []
+    runtime = job.total_runtime or cl.total_runtime or (MAX_RUNTIME if job.interactive else None)
+    out += _flag("--total-runtime", str(runtime)) if runtime else []
+    for label in dict.fromkeys([*cl.labels, *job.labels]):
+        out += _flag("--label", label)
+    for port in job.ports:
+        out += _flag("--port", str(port))
+    for secret in cl.secrets:
+        out += _flag("--secret", secret)
+    static = {"project": loaded.project.project, "job": name,
+              **({"user": loaded.project.user} if loaded.project.user else {})}
+    columns = set(loaded.points[name].names)
+    for key, value in merged_env(loaded, job).items():
+        if not _uses(value, columns):
+            out += ["--env-var", word(parse_text(f"{key}:{value}")[0], static)]
+    return out
+
+
+def _uses(text: str, params: set[str] | dict[str, str]) -> bool:
+    return any(isinstance(p, Param) and p.name in params for p in parse_text(text)[0])
+
+
+def _fill(text: str, values: dict[str, str]) -> str:
+    """``text`` with its parameters replaced by their values (for NGC flags, not shell code).
+
+    >>> _fill("a-{{ x }}-b", {"x": "1"})
+    'a-1-b'
+    """
+    return "".join(values[p.name] if isinstance(p, Param) else getattr(p, "text", "")
+                   for p in parse_text(text)[0])
+
+
+def point_args(loaded: Loaded, name: str, index: int, key: str) -> list[str]:
+    """Quoted words of one point's launch: its name, command and env that uses parameters."""
+    job = loaded.project.jobs[name]
+    points = loaded.points[name]
+    values = dict(zip(points.names, points.rows[index], strict=True))
+    static = {"project": loaded.project.project, "job": name, **values,
+              **({"user": loaded.project.user} if loaded.project.user else {})}
+    if job.config is not None:
+        static["config_path"] = config_path(loaded, name, key)
+    if isinstance(job.command, str):
+        code = "".join(map(str, shell_code(job.command, parse_text(
+            job.command, vars_in_code=True)[0], static)))
+    else:
+        code = " ".join("".join(map(str, word_code(parse_text(a)[0], static)))
+                        for a in job.command)
+    if job.interactive:
+        code = f"{code}\nsleep {MAX_RUNTIME}"
+    out = _flag("--name", job_name(loaded.project.project, name, key))
+    out += _flag("--commandline", code)
+    for env_key, value in merged_env(loaded, job).items():
+        if _uses(value, values):
+            out += _flag("--env-var", f"{env_key}:{_fill(value, static)}")
+    return out
+
+
+def config_ext(job: m.Job) -> str:
+    assert job.config is not None
+    base = job.config.base
+    return ".py" if base.endswith(".py") else ".json" if base.endswith(".json") else ".yaml"
+
+
+def config_path(loaded: Loaded, name: str, key: str) -> str:
+    job = loaded.project.jobs[name]
+    configs = str(ngc_cluster(loaded, job.cluster).configs).rstrip("/")
+    return f"{configs}/{name}/{key or name}{config_ext(job)}"
+
+
+def _typed(text: str, numeric: bool) -> Any:
+    """A config value: a number when its parameter is numeric, else the text.
+
+    >>> _typed("155", True), _typed("1e-2", True), _typed("007", False)
+    (155, 0.01, '007')
+    """
+    if numeric:
+        try:
+            return int(text)
+        except ValueError:
+            return float(text)
+    return text
+
+
+def config_values(loaded: Loaded, name: str, index: int) -> dict[str, Any]:
+    """The ``set`` keys of a point's config with parameters filled in."""
+    job = loaded.project.jobs[name]
+    assert job.config is not None
+    points = loaded.points[name]
+    values = dict(zip(points.names, points.rows[index], strict=True))
+    static = {"project": loaded.project.project, "job": name, **values}
+    out: dict[str, Any] = {}
+    for key, raw in job.config.set_.items():
+        if not isinstance(raw, str):
+            out[key] = raw if isinstance(raw, bool) else _typed(m._scalar_text(raw), True)
+            continue
+        parts = parse_text(raw)[0]
+        if len(parts) == 1 and isinstance(parts[0], Param) and parts[0].name in points.numeric:
+            out[key] = _typed(values[parts[0].name], True)
+        else:
+            out[key] = _fill(raw, static)
+    return out
+
+
+def _nested(values: dict[str, Any]) -> dict[str, Any]:
+    """Dotted keys as nested mappings.
+
+    >>> _nested({"a.b": 1, "a.c": 2, "d": 3})
+    {'a': {'b': 1, 'c': 2}, 'd': 3}
+    """
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        node = out
+        *parents, last = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[last] = value
+    return out
+
+
+def _python_value(value: Any) -> str:
+    if isinstance(value, dict):
+        return "dict(" + ", ".join(f"{k}={_python_value(v)}" for k, v in value.items()) + ")"
+    return repr(value)
+
+
+def render_config(loaded: Loaded, name: str, index: int, header: list[str]) -> str:
+    """One point's config file: a Python file inheriting the base by path, or the merged
+    YAML/JSON base."""
+    job = loaded.project.jobs[name]
+    assert job.config is not None
+    values = _nested(config_values(loaded, name, index))
+    if config_ext(job) == ".py":
+        lines = [f"# {h}" for h in header] + [f"_base_ = {job.config.base!r}", ""]
+        lines += [f"{k} = {_python_value(v)}" for k, v in values.items()]
+        text = "\n".join(lines) + "\n"
+        compile(text, name, "exec")  # a generated config must at least parse
+        return text
+    base = (loaded.root / job.config.base).read_text(encoding="utf-8")
+    data = json.loads(base) if config_ext(job) == ".json" else yaml.safe_load(base) or {}
+    merged = _merge(data, values)
+    if config_ext(job) == ".json":
+        return json.dumps(merged, indent=2, sort_keys=False) + "\n"
+    text = "".join(f"# {h}\n" for h in header) + yaml.safe_dump(merged, sort_keys=False)
+    assert yaml.safe_load(text) == merged
+    return text
+
+
+def _merge(base: Any, over: dict[str, Any]) -> Any:
+    if not isinstance(base, dict):
+        return over
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merge(out.get(key), value) if isinstance(value, dict) else value
+    return out
+
+
+class NgcGenerator(Generator):
+    name = "ngc"
+    template_dirs = ("ngc", "_base", "_macros")
+
+    def groups(self, loaded: Loaded, ctx: Context) -> list[Group]:
+        out: list[Group] = []
+        for cname, cluster in loaded.project.clusters.items():
+            if not isinstance(cluster, m.NgcCluster):
+                continue
+            names = [n for n, j in loaded.project.jobs.items() if j.cluster == cname]
+            for name in names:
+                out.append(self._job_group(loaded, ctx, cname, name))
+            if names:
+                piece = {"cluster": cluster.model_dump(mode="json"), "file": ctx.project_file,
+                         "project": loaded.project.project, "secrets": loaded.project.secrets,
+                         "jobs": [(n, self._summary(loaded, n)) for n in names]}
+                out.append(Group(f"ngc/{cname}", piece,
+                                 lambda cname=cname, names=names:  # type: ignore[misc]
+                                 self.render_cluster(loaded, ctx, cname, names),
+                                 ("clusters", cname)))
+        return out
+
+    def _summary(self, loaded: Loaded, name: str) -> dict[str, Any]:
+        job = loaded.project.jobs[name]
+        return {"size": loaded.points[name].size, "interactive": job.interactive,
+                "instances": instances(loaded, job), "retries": retries(loaded, job)}
+
+    def _job_group(self, loaded: Loaded, ctx: Context, cname: str, name: str) -> Group:
+        job = loaded.project.jobs[name]
+        rows = hashlib.sha256(repr(loaded.points[name]).encode()).hexdigest()
+        image = loaded.project.images.get(str(job.image))
+        base = job.config.base if job.config else None
+        base_text = (loaded.root / base).read_text() if base and not base.endswith(".py") else ""
+        piece = {"job": job.model_dump(mode="json", by_alias=True), "name": name,
+                 "cluster": loaded.project.clusters[cname].model_dump(mode="json"),
+                 "image": image.model_dump(mode="json") if image else None,
+                 "project": loaded.project.model_dump(mode="json", include={
+                     "project", "user", "secrets", "env"}),
+                 "points": rows, "file": ctx.project_file, "base": base_text}
+        return Group(f"ngc/{cname}/{name}", piece,
+                     lambda: self.render_job(loaded, ctx, cname, name), ("jobs", name))
+
+    def render_job(self, loaded: Loaded, ctx: Context, cname: str, name: str) -> list[Artifact]:
+        job = loaded.project.jobs[name]
+        points = loaded.points[name]
+        keys = point_keys(points.names, points.rows)
+        header = ctx.header(name)
+        lines = ["# " + " ".join(header), "# index\tname\targuments of this point (quoted)"]
+        for i, key in enumerate(keys):
+            words = point_args(loaded, name, i, key)
+            lines.append(f"{i}\t{job_name(loaded.project.project, name, key)}\t{' '.join(words)}")
+        out = [Artifact(f"ngc/{cname}/{name}.points.tsv", "\n".join(lines) + "\n")]
+        if job.config is not None:
+            for i, key in enumerate(keys):
+                path = f"ngc/{cname}/configs/{name}/{key or name}{config_ext(job)}"
+                out.append(Artifact(path, render_config(loaded, name, i, header)))
+        return out
+
+    def render_cluster(self, loaded: Loaded, ctx: Context, cname: str,
+                       names: list[str]) -> list[Artifact]:
+        jobs: list[dict[str, Any]] = []
+        for name in names:
+            job = loaded.project.jobs[name]
+            jobs.append({"name": name, "common": common_args(loaded, name),
+                         "size": loaded.points[name].size, "interactive": job.interactive,
+                         "retries": retries(loaded, job),
+                         "instances": [shquote(i) for i in instances(loaded, job)],
+                         "ports": [str(p) for p in job.ports]})
+        words = [w for j in jobs for w in j["common"]]
+        used = sorted({v for w in words for v in var_refs(w)} & set(loaded.project.secrets))
+        context = {"header": ctx.header(), "cluster_name": cname, "jobs": jobs,
+                   "batch": [j for j in jobs if not j["interactive"]],
+                   "interactive": [j for j in jobs if j["interactive"]],
+                   "project": loaded.project.project, "secrets": used,
+                   "final": FINAL, "relaunch": RELAUNCH}
+        scripts = list(SCRIPTS) + (["exec.sh"] if context["interactive"] else [])
+        out = [Artifact(f"ngc/{cname}/{s}", render(ctx.env, f"ngc/{s}.j2", context),
+                        executable=True, lint="shellcheck") for s in scripts]
+        return out

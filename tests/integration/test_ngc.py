@@ -1,0 +1,233 @@
+"""Generated NGC bundles against the ngc test double (ngcsdk's own parser behind it)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, build
+
+sys.path.insert(0, str(ROOT / "tests" / "doubles"))
+ngc_double = pytest.importorskip("ngc_double", reason="needs ngcsdk (tests/install-deps.sh)")
+
+SIZE = 700
+PROJECT = """
+project: zoo
+user: kv
+images:
+  zoo:
+    source: kylevedder/zeroflow_bucketed:latest
+    tags: [nvcr.io/nvidian/scene-flow-zoo:latest]
+clusters:
+  ngc:
+    kind: ngc
+    team: swaiinf
+    ace: nv-us-west-2
+    instance: dgx1v.16g.1.norm
+    escalate: [dgx1v.32g.1.norm]
+    workspaces:
+      zhiding_intern_kyle: /workspace
+      zhiding_intern_kyle_argoverse2: /workspace_argoverse2:RO
+    configs: /workspace/launch/configs
+    priority: NORMAL
+    total_runtime: 8h
+jobs:
+  train:
+    cluster: ngc
+    image: zoo
+    labels: [ml__gigachad]
+    sweep: {sequences: train_sequence_lengths.json}
+    env: {SEQ: "{{ sequence }}"}
+    config:
+      base: /workspace/code/configs/gigachad/train.py
+      set:
+        test_dataset.args.log_subset: "{{ sequence }}"
+        test_dataset.args.length: "{{ length }}"
+    command: python train.py {{ config_path }} --run "$RUN_ID"
+  login:
+    cluster: ngc
+    image: zoo
+    interactive: true
+    ports: [6006]
+    command: /workspace/entrypoint.sh
+"""
+
+
+def sequences(count: int) -> dict[str, int]:
+    return {f"{i:08x}-{i * 7919 % 65536:04x}-seq": 150 + i % 10 for i in range(count)}
+
+
+@pytest.fixture
+def double(tmp_path: Path):  # type: ignore[no-untyped-def]
+    d = ngc_double.NgcDouble(tmp_path / "ngc.sock")
+    server = d.serve()
+    yield d
+    server.shutdown()
+    server.server_close()
+
+
+def make_bundle(folder: Path, size: int) -> Path:
+    (folder / "train_sequence_lengths.json").write_text(json.dumps(sequences(size)))
+    (folder / "project.yaml").write_text(PROJECT)
+    result = build(folder / "project.yaml", folder / "out")
+    assert result.code == 0, result.stderr
+    return folder / "out" / "ngc" / "ngc"
+
+
+@pytest.fixture
+def bundle(tmp_path: Path) -> Path:
+    return make_bundle(tmp_path, SIZE)
+
+
+@pytest.fixture
+def small(tmp_path: Path) -> Path:
+    return make_bundle(tmp_path, 20)
+
+
+def sh(folder: Path, script: str, *args: str, env: dict[str, str], code: int = 0,
+       timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(["bash", str(folder / script), *args], cwd=folder, text=True,
+                          capture_output=True, env={**os.environ, **env}, timeout=timeout,
+                          check=False)
+    assert proc.returncode == code, f"{script} {args}: {proc.returncode}\n{proc.stderr[-3000:]}"
+    return proc
+
+
+def runs(double) -> list[dict[str, str]]:  # type: ignore[no-untyped-def]
+    """The launches the double accepted: name and instance of each."""
+    return [{"name": j.name, "instance": j.instance} for j in double.jobs.values()]
+
+
+def ledger(folder: Path) -> list[dict[str, str]]:
+    lines = (folder / "ledger.tsv").read_text().splitlines()
+    head = lines[0].split("\t")
+    return [dict(zip(head, line.split("\t"), strict=True)) for line in lines[1:]]
+
+
+def test_sweep_launches_once_and_monitor_relaunches_failures_up_the_ladder(
+        double, bundle: Path) -> None:  # type: ignore[no-untyped-def]
+    failing = {f"zoo-train-{s}" for i, s in enumerate(sequences(SIZE)) if i % 7 == 3}
+
+    def script(name: str, instance: str) -> list[str]:
+        if name in failing and instance == "dgx1v.16g.1.norm":
+            return ["QUEUED", "RUNNING", "FAILED"]
+        return ["QUEUED", "STARTING", "RUNNING", "RUNNING", "FINISHED_SUCCESS"]
+
+    double.script = script
+    sh(bundle, "launch_all.sh", env=double.env)
+    assert len(double.calls) == SIZE and all(c[:2] == ["batch", "run"] for c in double.calls)
+    assert len({j["name"] for j in runs(double)}) == SIZE, "one job, one unique name per point"
+    body = next(iter(double.jobs.values())).body
+    assert body["dockerImageName"] == "nvidian/scene-flow-zoo:latest"
+    assert {"name": "SEQ", "value": sequences(1).popitem()[0]} in body["envs"]
+    assert body["runPolicy"]["totalRuntimeSeconds"] == 8 * 3600
+    assert body["workspaceMounts"][1] == {"containerMountPoint": "/workspace_argoverse2",
+                                          "id": "zhiding_intern_kyle_argoverse2",
+                                          "mountMode": "RO"}
+    launched = [r for r in ledger(bundle) if r["event"] == "launch"]
+    assert len(launched) == SIZE and all(r["ngc_id"].isdigit() for r in launched)
+
+    sh(bundle, "launch_all.sh", env=double.env)
+    assert len(double.calls) == SIZE, "a second launch_all.sh launches nothing"
+
+    # Some jobs drop out of NGC's 7-day history while they run: the monitor still follows
+    # them by id.
+    for job in list(double.jobs.values())[::20]:
+        job.created -= ngc_double.HISTORY * 1.2
+    sh(bundle, "monitor.sh", "--interval", "0", env=double.env, timeout=900)
+    relaunched = [j for j in runs(double)][SIZE:]
+    assert sorted(j["name"] for j in relaunched) == sorted(failing)
+    assert {j["instance"] for j in relaunched} == {"dgx1v.32g.1.norm"}
+    status = sh(bundle, "status.sh", "--cached", env=double.env).stdout
+    # The interactive job shows too, never launched by launch_all.sh.
+    assert status.splitlines()[-1] == f"total: FINISHED_SUCCESS {SIZE} NOT_LAUNCHED 1"
+    attempts = [line.split()[3] for line in status.splitlines()[2:-1] if "-train-" in line]
+    assert attempts.count("1") == len(failing) and attempts.count("0") == SIZE - len(failing)
+
+    # Weeks later every job has left NGC's history: nothing is launched again.
+    double.age(30)
+    calls = len(double.calls)
+    sh(bundle, "launch_all.sh", env=double.env)
+    sh(bundle, "monitor.sh", "--once", env=double.env)
+    assert [c for c in double.calls[calls:] if c[1] != "list"] == []
+    assert len(double.jobs) == SIZE + len(failing)
+
+
+def test_unreadable_state_is_never_relaunched(double, small: Path) -> None:  # type: ignore[no-untyped-def]
+    double.script = lambda name, instance: ["RUNNING", "FAILED"]
+    sh(small, "launch_all.sh", "--job", "train", env={**double.env, "RUN_ID": "r1"})
+    ids = list(double.jobs)
+    double.age(8)  # out of the list: states come from `batch info` only
+    for ident in ids[:5]:
+        del double.jobs[ident]  # NGC no longer answers for these
+    sh(small, "monitor.sh", "--once", env=double.env, code=3)
+    sh(small, "monitor.sh", "--once", env=double.env, code=3)
+    relaunched = {j.name for j in double.jobs.values() if j.instance == "dgx1v.32g.1.norm"}
+    assert len(relaunched) == 20 - 5
+    lost = {r["name"] for r in ledger(small) if r["ngc_id"] in map(str, ids[:5])}
+    assert not lost & relaunched
+
+
+def test_interactive_job_launches_once_and_exec_finds_it(double, small: Path) -> None:  # type: ignore[no-untyped-def]
+    double.script = lambda name, instance: ["RUNNING"]
+    sh(small, "launch_all.sh", "--job", "login", env=double.env)
+    sh(small, "launch_all.sh", "--job", "login", env=double.env)
+    assert len(double.jobs) == 1
+    job = next(iter(double.jobs.values()))
+    assert job.body["portMappings"][0]["containerPort"] == 6006
+    assert job.body["command"].endswith("\nsleep 167h")
+    out = sh(small, "exec.sh", "--commandline", "nvidia-smi", env=double.env).stdout
+    assert out == f"exec in job {job.id}: nvidia-smi\n"
+    job.states = ["FINISHED_SUCCESS"]
+    sh(small, "launch_all.sh", "--job", "login", env=double.env)
+    assert len(double.jobs) == 2, "a new login job once the last one has ended"
+
+
+def test_ctl_cancel_and_resubmit_by_suffix(double, small: Path) -> None:  # type: ignore[no-untyped-def]
+    double.script = lambda name, instance: ["RUNNING"]
+    sh(small, "launch_all.sh", env={**double.env, "RUN_ID": "r2"})
+    target = list(double.jobs.values())[12]
+    suffix = str(target.id)[-4:]
+    sh(small, "ctl.sh", "cancel", suffix, env=double.env)
+    assert target.status == "KILLED_BY_USER"
+    ambiguous = sh(small, "ctl.sh", "cancel", "seq", env=double.env, code=1)
+    assert "matches 20 points" in ambiguous.stderr
+    sh(small, "ctl.sh", "resubmit", target.name[-12:], env=double.env)
+    again = list(double.jobs.values())[-1]
+    assert again.name == target.name and again.instance == "dgx1v.32g.1.norm"
+    logs = sh(small, "ctl.sh", "logs", str(again.id), env=double.env).stdout
+    assert logs == f"log of job {again.id} ({again.name})\n"
+
+
+def test_every_feature_reaches_ngc_exactly(double, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """tests/projects/ngc through the real parser: each value arrives as it was written."""
+    shutil.copytree(ROOT / "tests" / "projects" / "ngc", tmp_path / "p")
+    assert build(tmp_path / "p" / "project.yaml", tmp_path / "out").code == 0
+    folder = tmp_path / "out" / "ngc" / "ngc"
+    env = {**double.env, "WANDB_API_KEY": "k3y"}
+    sh(folder, "launch_all.sh", env=env)
+    sh(folder, "launch_all.sh", "--job", "login", env=env)
+    bodies = {j.name: j.body for j in double.jobs.values()}
+    assert len(bodies) == 3 + 4 + 1
+    login = bodies["zoo-login"]
+    assert login["jobPriority"] == "HIGH" and login["runPolicy"]["totalRuntimeSeconds"] == 36 * 3600
+    assert [p["containerPort"] for p in login["portMappings"]] == [6006, 8888]
+    grid = [b for n, b in bodies.items() if n.startswith("zoo-grid-")]
+    assert {b["aceInstance"] for b in grid} == {"dgxa100.40g.1.norm"}
+    notes = set()
+    for body in grid:  # the argv command, as the job's shell will split it
+        code = body["command"].replace("python grid.py", "printf '%s\\n'", 1)
+        words = subprocess.run(["bash", "-c", code], capture_output=True, text=True,
+                               check=True, cwd=tmp_path).stdout.splitlines()
+        assert words[:2] == ["--config", f"/workspace/launch/configs/grid/{words[1][31:]}"]
+        notes.add(words[3])
+    assert notes == {"it's", "a b"}
+    hostile = next(b for n, b in bodies.items() if n.startswith("zoo-gigachad_train-p"))
+    assert {"name": "SEQUENCE", "value": "$(touch pwned) 'q'"} in hostile["envs"]
+    assert {"name": "WANDB_API_KEY", "value": "k3y"} in hostile["envs"]
+    assert not list(tmp_path.rglob("pwned"))
