@@ -231,3 +231,28 @@ def test_every_feature_reaches_ngc_exactly(double, tmp_path: Path) -> None:  # t
     assert {"name": "SEQUENCE", "value": "$(touch pwned) 'q'"} in hostile["envs"]
     assert {"name": "WANDB_API_KEY", "value": "k3y"} in hostile["envs"]
     assert not list(tmp_path.rglob("pwned"))
+
+
+def test_bundle_travels_through_rclone_and_launches_from_there(double, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Push the NGC folder to a remote, pull it on 'the ngc machine', launch from the copy."""
+    if shutil.which("rclone") is None:
+        pytest.skip("rclone is not installed")
+    shutil.copytree(ROOT / "tests" / "projects" / "ngc", tmp_path / "p")
+    assert build(tmp_path / "p" / "project.yaml", tmp_path / "p" / "out").code == 0
+    (tmp_path / "remote").mkdir()
+    conf = tmp_path / "rclone.conf"
+    conf.write_text(f"[pbss-zhiding-intern-kyle]\ntype = alias\nremote = {tmp_path}/remote\n")
+    env = {"RCLONE_CONFIG": str(conf)}
+    sync = tmp_path / "p" / "out" / "sync"
+    subprocess.run(["bash", str(sync / "launch_files.sh")], cwd=tmp_path / "p", check=True,
+                   env={**os.environ, **env}, capture_output=True)
+    machine = tmp_path / "machine"
+    machine.mkdir()
+    subprocess.run(["bash", str(sync / "launch_files_pull.sh")], cwd=machine, check=True,
+                   env={**os.environ, **env}, capture_output=True)
+    copy = machine / "launch" / "ngc"
+    assert (copy / ".jobpack-done").exists()
+    sh(copy, "launch_all.sh", env={**double.env, "WANDB_API_KEY": "k"})
+    assert len(double.jobs) == 3 + 4
+    assert (copy / "ledger.tsv").exists() and not (tmp_path / "p" / "out" / "ngc" / "ngc" /
+                                                   "ledger.tsv").exists()
