@@ -265,6 +265,24 @@ fi
 export RUN_ID
 jp_load "$RUN_ID"
 
+# jp_next_attempt NAME POS: set jp_attempt to the attempt to launch now; fail when the point
+# is to be left alone (launched before; for an interactive job, while its job has not ended).
+jp_next_attempt() {
+  local name=$1 pos=$2 state
+  jp_attempt=0
+  [[ -n ${jp_p_id[$name]+x} ]] || return 0
+  jp_attempt=${jp_p_att[$name]}
+  [[ ${jp_p_state[$name]} != LAUNCH_FAILED ]] || return 0
+  ((jp_interactive[pos])) || return 1
+  state=${jp_p_state[$name]}
+  [[ -n $state || ${jp_p_id[$name]} == '?' ]] || state=$(jp_state "${jp_p_id[$name]}") || state=
+  if ! jp_is_final "$state"; then
+    jp_log "$name: job ${jp_p_id[$name]} is ${state:-in an unknown state}; not launched again"
+    return 1
+  fi
+  jp_attempt=$((jp_attempt + 1))
+}
+
 jp_launched=0 jp_skipped=0 jp_failed=0
 for jp_pos in "${!jp_names[@]}"; do
   if [[ -n $jp_only ]]; then
@@ -275,24 +293,9 @@ for jp_pos in "${!jp_names[@]}"; do
   jp_rows "$jp_pos"
   for jp_row in "${jp_row_list[@]}"; do
     jp_row_name "$jp_row"
-    jp_attempt=0
-    if [[ -n ${jp_p_id[$jp_name]+x} ]]; then
-      jp_attempt=${jp_p_att[$jp_name]}
-      if [[ ${jp_p_state[$jp_name]} != LAUNCH_FAILED ]] && ! ((jp_interactive[jp_pos])); then
-        jp_skipped=$((jp_skipped + 1))
-        continue
-      fi
-      if ((jp_interactive[jp_pos])) && [[ ${jp_p_state[$jp_name]} != LAUNCH_FAILED ]]; then
-        # A new interactive job only once the previous one has ended.
-        jp_st=${jp_p_state[$jp_name]}
-        [[ -n $jp_st || ${jp_p_id[$jp_name]} == '?' ]] || jp_st=$(jp_state "${jp_p_id[$jp_name]}") || jp_st=
-        if ! jp_is_final "$jp_st"; then
-          jp_log "$jp_name: job ${jp_p_id[$jp_name]} is ${jp_st:-in an unknown state}; not launched again"
-          jp_skipped=$((jp_skipped + 1))
-          continue
-        fi
-        jp_attempt=$((jp_attempt + 1))
-      fi
+    if ! jp_next_attempt "$jp_name" "$jp_pos"; then
+      jp_skipped=$((jp_skipped + 1))
+      continue
     fi
     if jp_launch "$jp_pos" "$jp_row" "$jp_attempt" "$RUN_ID"; then
       jp_launched=$((jp_launched + 1))
