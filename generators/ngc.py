@@ -132,11 +132,16 @@ def _uses(text: str, params: set[str] | dict[str, str]) -> bool:
 def _fill(text: str, values: dict[str, str]) -> str:
     """``text`` with its parameters replaced by their values (for NGC flags, not shell code).
 
-    >>> _fill("a-{{ x }}-b", {"x": "1"})
-    'a-1-b'
+    >>> _fill("a-{{ x }}-b/${HOME}", {"x": "1"})
+    'a-1-b/${HOME}'
     """
-    return "".join(values[p.name] if isinstance(p, Param) else getattr(p, "text", "")
-                   for p in parse_text(text)[0])
+    out = ""
+    for part in parse_text(text)[0]:
+        if isinstance(part, Param):
+            out += values[part.name]
+        else:  # literal text, or a ${NAME} kept as written
+            out += getattr(part, "text", None) or "${" + getattr(part, "name", "") + "}"
+    return out
 
 
 def point_args(loaded: Loaded, name: str, index: int, key: str) -> list[str]:

@@ -150,7 +150,7 @@ def job(ck: _Checker, loaded: Loaded, loc: Loc, jb: m.Job, cl: m.NgcCluster) -> 
     _ports(ck, loc, jb.ports)
     for key, value in jb.env.items():
         _env(ck, (*loc, "env", key), key, value)
-    _no_run_id(ck, loc, jb)
+    _no_run_id(ck, loc, jb, loaded.points[str(loc[1])].names)
     if jb.sweep is not None:
         for key in ("throttle", "chunk"):
             if key in jb.sweep.model_fields_set:
@@ -162,15 +162,26 @@ def job(ck: _Checker, loaded: Loaded, loc: Loc, jb: m.Job, cl: m.NgcCluster) -> 
         _config(ck, loaded, loc, jb, cl)
 
 
-def _no_run_id(ck: _Checker, loc: Loc, jb: m.Job) -> None:
-    """NGC env values and configs are fixed when the bundle is built; the run id is not."""
-    texts: list[tuple[Loc, m.Scalar]] = [(("env", k), v) for k, v in jb.env.items()]
+def _no_run_id(ck: _Checker, loc: Loc, jb: m.Job, params: tuple[str, ...]) -> None:
+    """Configs, and env values that use sweep parameters, are fixed when the bundle is built;
+    the run id and ${NAME} values are not known then."""
+    texts: list[tuple[Loc, m.Scalar]] = []
+    for key, value in jb.env.items():
+        if isinstance(value, str) and re.search(r"\{\{\s*(" + "|".join(params) + r")\s*\}\}",
+                                                value) and params:
+            texts.append((("env", key), value))
     if jb.config is not None:
         texts += [(("config", "set", k), v) for k, v in jb.config.set_.items()]
     for sub, value in texts:
-        if isinstance(value, str) and re.search(r"\{\{\s*run_id\s*\}\}", value):
-            ck.add((*loc, *sub), "'{{ run_id }}' is known only at launch: use $RUN_ID in the "
-                   "command (every NGC job gets RUN_ID in its environment)")
+        if not isinstance(value, str):
+            continue
+        if re.search(r"\{\{\s*run_id\s*\}\}", value):
+            ck.add((*loc, *sub), "'{{ run_id }}' is known only at launch, and this value is "
+                   "fixed at build time: use $RUN_ID in the command (every NGC job gets "
+                   "RUN_ID in its environment)")
+        if sub[0] == "env" and "${" in value:
+            ck.add((*loc, *sub), "an env value that uses sweep parameters is fixed at build "
+                   "time and cannot also read ${NAME}; split it into two variables")
 
 
 def _image(ck: _Checker, loaded: Loaded, loc: Loc, jb: m.Job) -> None:
