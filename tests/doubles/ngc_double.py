@@ -60,6 +60,7 @@ class NgcDouble:
     script: Script = lambda name, instance: ["QUEUED", "RUNNING", "FINISHED_SUCCESS"]
     jobs: dict[int, Job] = field(default_factory=dict)
     calls: list[list[str]] = field(default_factory=list)
+    refuse: set[str] = field(default_factory=set)  # job names whose launch fails
     next_id: int = 4_000_000
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -91,6 +92,8 @@ class NgcDouble:
     def _batch(self, sub: str, args: list[str]) -> tuple[int, str, str]:
         if sub == "run":
             body = parse_batch_run(args)
+            if body["name"] in self.refuse:
+                return 1, "", f"Job '{body['name']}' refused (test double).\n"
             job = Job(self.next_id, body["name"], body["aceInstance"], body,
                       self.script(body["name"], body["aceInstance"]), dt.datetime.now(dt.UTC))
             self.jobs[job.id] = job

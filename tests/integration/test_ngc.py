@@ -256,3 +256,15 @@ def test_bundle_travels_through_rclone_and_launches_from_there(double, tmp_path:
     assert len(double.jobs) == 3 + 4
     assert (copy / "ledger.tsv").exists() and not (tmp_path / "p" / "out" / "ngc" / "ngc" /
                                                    "ledger.tsv").exists()
+
+
+def test_a_refused_launch_is_tried_three_times_then_left(double, small: Path) -> None:  # type: ignore[no-untyped-def]
+    double.script = lambda name, instance: ["FINISHED_SUCCESS"]
+    refused = f"zoo-train-{list(sequences(20))[3]}"
+    double.refuse = {refused}
+    sh(small, "launch_all.sh", "--job", "train", env=double.env, code=1)
+    sh(small, "monitor.sh", "--interval", "0", env=double.env)
+    tries = [c for c in double.calls if c[1] == "run" and refused in c]
+    assert len(tries) == 3 and len(double.jobs) == 19
+    status = sh(small, "status.sh", env=double.env).stdout
+    assert "LAUNCH_FAILED 1" in status.splitlines()[-1]

@@ -19,7 +19,9 @@ Watch the latest run of ledger.tsv until every point has ended:
     is relaunched on the next instance of its ladder while it has relaunches left:
       gigachad_train: dgx1v.16g.1.norm -> dgx1v.32g.1.norm -> dgxa100.80g.1.norm, 2 relaunches
       grid: dgxa100.40g.1.norm, 0 relaunches
-  - a job whose state cannot be read is left alone, never relaunched.
+  - a job whose state cannot be read is left alone, never relaunched;
+  - a launch that ngc refused is tried again, up to three times in all (launch_all.sh
+    tries again whenever it is run).
 Jobs killed by a user stay killed. States come from one `ngc batch list` over the run's
 time, and from `ngc batch info <id>` for the ledger's jobs that NGC no longer lists, so a
 job never ages out of view; a final state, once seen, is kept in the ledger.
@@ -138,19 +140,24 @@ jp_lock() {
 
 # jp_load RUN: the latest launch of every point of the run, by job name: attempt, instance,
 # NGC id ("?" while a launch was started but its id never recorded) and final state.
+# jp_p_fails counts the launches of the current attempt that ngc refused.
 declare -A jp_p_id=() jp_p_att=() jp_p_inst=() jp_p_state=() jp_p_job=() jp_p_point=()
+declare -A jp_p_fails=()
 jp_load() {
-  jp_p_id=() jp_p_att=() jp_p_inst=() jp_p_state=() jp_p_job=() jp_p_point=()
+  jp_p_id=() jp_p_att=() jp_p_inst=() jp_p_state=() jp_p_job=() jp_p_point=() jp_p_fails=()
   [[ -f $jp_ledger ]] || return 0
   local run job point name attempt inst id event state _at
   while IFS=$'\t' read -r run job point name attempt inst id event state _at; do
     [[ $run == "$1" ]] || continue
     case $event in
       launching | launch | relaunch)
+        [[ $event == launching ]] || jp_p_fails[$name]=0
         jp_p_id[$name]=$id jp_p_att[$name]=$attempt jp_p_inst[$name]=$inst
         jp_p_job[$name]=$job jp_p_point[$name]=$point jp_p_state[$name]= ;;
       state) [[ ${jp_p_id[$name]:-} != "$id" ]] || jp_p_state[$name]=$state ;;
-      failed) jp_p_id[$name]=- jp_p_state[$name]=LAUNCH_FAILED ;;
+      failed)
+        jp_p_id[$name]=- jp_p_state[$name]=LAUNCH_FAILED
+        jp_p_fails[$name]=$((${jp_p_fails[$name]:-0} + 1)) ;;
     esac
   done < <(tail -n +2 "$jp_ledger")
 }
@@ -274,6 +281,9 @@ jp_round() {
     for row in "${jp_row_list[@]}"; do
       jp_row_name "$row"
       name=$jp_name
+      if [[ ${jp_p_state[$name]:-} == LAUNCH_FAILED ]] && ((jp_p_fails[$name] >= 3)); then
+        continue  # ngc refused this launch three times: ended, see status.sh
+      fi
       if [[ -z ${jp_p_id[$name]+x} || ${jp_p_state[$name]} == LAUNCH_FAILED ]]; then
         jp_open=$((jp_open + 1))
         jp_launch "$pos" "$row" "${jp_p_att[$name]:-0}" "$RUN_ID" || true

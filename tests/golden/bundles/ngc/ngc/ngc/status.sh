@@ -125,19 +125,24 @@ jp_lock() {
 
 # jp_load RUN: the latest launch of every point of the run, by job name: attempt, instance,
 # NGC id ("?" while a launch was started but its id never recorded) and final state.
+# jp_p_fails counts the launches of the current attempt that ngc refused.
 declare -A jp_p_id=() jp_p_att=() jp_p_inst=() jp_p_state=() jp_p_job=() jp_p_point=()
+declare -A jp_p_fails=()
 jp_load() {
-  jp_p_id=() jp_p_att=() jp_p_inst=() jp_p_state=() jp_p_job=() jp_p_point=()
+  jp_p_id=() jp_p_att=() jp_p_inst=() jp_p_state=() jp_p_job=() jp_p_point=() jp_p_fails=()
   [[ -f $jp_ledger ]] || return 0
   local run job point name attempt inst id event state _at
   while IFS=$'\t' read -r run job point name attempt inst id event state _at; do
     [[ $run == "$1" ]] || continue
     case $event in
       launching | launch | relaunch)
+        [[ $event == launching ]] || jp_p_fails[$name]=0
         jp_p_id[$name]=$id jp_p_att[$name]=$attempt jp_p_inst[$name]=$inst
         jp_p_job[$name]=$job jp_p_point[$name]=$point jp_p_state[$name]= ;;
       state) [[ ${jp_p_id[$name]:-} != "$id" ]] || jp_p_state[$name]=$state ;;
-      failed) jp_p_id[$name]=- jp_p_state[$name]=LAUNCH_FAILED ;;
+      failed)
+        jp_p_id[$name]=- jp_p_state[$name]=LAUNCH_FAILED
+        jp_p_fails[$name]=$((${jp_p_fails[$name]:-0} + 1)) ;;
     esac
   done < <(tail -n +2 "$jp_ledger")
 }
