@@ -268,3 +268,6 @@ def test_a_refused_launch_is_tried_three_times_then_left(double, small: Path) ->
     assert len(tries) == 3 and len(double.jobs) == 19
     status = sh(small, "status.sh", env=double.env).stdout
     assert "LAUNCH_FAILED 1" in status.splitlines()[-1]
+    double.refuse = set()  # the cause is fixed: resubmit launches it, still on its first rung
+    sh(small, "ctl.sh", "resubmit", refused[-10:], env=double.env)
+    assert [j.instance for j in double.jobs.values() if j.name == refused] == ["dgx1v.16g.1.norm"]

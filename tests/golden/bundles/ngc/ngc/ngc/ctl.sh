@@ -325,11 +325,16 @@ case $jp_command in
     for jp_w in "${jp_which[@]}"; do
       jp_find "$jp_w"
       jp_st=${jp_p_state[$jp_found]}
-      [[ -n $jp_st ]] || jp_st=$(jp_state "${jp_p_id[$jp_found]}") || jp_st=
-      jp_is_final "$jp_st" || jp_die "$jp_found: job ${jp_p_id[$jp_found]} is ${jp_st:-unreadable}, not ended; cancel it first"
+      jp_next=$((jp_p_att[$jp_found] + 1))
+      if [[ $jp_st == LAUNCH_FAILED ]]; then
+        jp_next=${jp_p_att[$jp_found]}  # ngc refused the launch: the same attempt again
+      else
+        [[ -n $jp_st ]] || jp_st=$(jp_state "${jp_p_id[$jp_found]}") || jp_st=
+        jp_is_final "$jp_st" || jp_die "$jp_found: job ${jp_p_id[$jp_found]} is ${jp_st:-unreadable}, not ended; cancel it first"
+      fi
       jp_pos=${jp_pos_of[${jp_p_job[$jp_found]}]}
       jp_rows "$jp_pos"
-      jp_launch "$jp_pos" "${jp_row_list[${jp_p_point[$jp_found]}]}" $((jp_p_att[$jp_found] + 1)) "$RUN_ID"
+      jp_launch "$jp_pos" "${jp_row_list[${jp_p_point[$jp_found]}]}" "$jp_next" "$RUN_ID"
     done ;;
   *) printf 'unknown command: %s\n\n' "$jp_command" >&2; usage >&2; exit 2 ;;
 esac
