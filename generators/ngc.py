@@ -14,7 +14,7 @@ from . import model as m
 from .base import Artifact, Context, Generator, Group
 from .ngc_rules import MAX_RUNTIME
 from .render import render
-from .semantics import merged_env
+from .semantics import merged_env, static_params
 from .shell import Param, parse_text, shell_code, shquote, var_refs, word, word_code
 from .validate import Loaded
 
@@ -116,8 +116,7 @@ def common_args(loaded: Loaded, name: str) -> list[str]:
         out += _flag("--port", str(port))
     for secret in cl.secrets:
         out += _flag("--secret", secret)
-    static = {"project": loaded.project.project, "job": name,
-              **({"user": loaded.project.user} if loaded.project.user else {})}
+    static = static_params(loaded, name)
     columns = set(loaded.points[name].names)
     for key, value in merged_env(loaded, job).items():
         if not _uses(value, columns):
@@ -149,8 +148,7 @@ def point_args(loaded: Loaded, name: str, index: int, key: str) -> list[str]:
     job = loaded.project.jobs[name]
     points = loaded.points[name]
     values = dict(zip(points.names, points.rows[index], strict=True))
-    static = {"project": loaded.project.project, "job": name, **values,
-              **({"user": loaded.project.user} if loaded.project.user else {})}
+    static = {**static_params(loaded, name), **values}
     if job.config is not None:
         static["config_path"] = config_path(loaded, name, key)
     if isinstance(job.command, str):
@@ -181,18 +179,16 @@ def config_path(loaded: Loaded, name: str, key: str) -> str:
     return f"{configs}/{name}/{key or name}{config_ext(job)}"
 
 
-def _typed(text: str, numeric: bool) -> Any:
-    """A config value: a number when its parameter is numeric, else the text.
+def _number(text: str) -> int | float:
+    """The number a numeric parameter's text stands for.
 
-    >>> _typed("155", True), _typed("1e-2", True), _typed("007", False)
-    (155, 0.01, '007')
+    >>> _number("155"), _number("1e-2"), _number("007")
+    (155, 0.01, 7)
     """
-    if numeric:
-        try:
-            return int(text)
-        except ValueError:
-            return float(text)
-    return text
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
 
 
 def config_values(loaded: Loaded, name: str, index: int) -> dict[str, Any]:
@@ -201,15 +197,15 @@ def config_values(loaded: Loaded, name: str, index: int) -> dict[str, Any]:
     assert job.config is not None
     points = loaded.points[name]
     values = dict(zip(points.names, points.rows[index], strict=True))
-    static = {"project": loaded.project.project, "job": name, **values}
+    static = {**static_params(loaded, name), **values}
     out: dict[str, Any] = {}
     for key, raw in job.config.set_.items():
         if not isinstance(raw, str):
-            out[key] = raw if isinstance(raw, bool) else _typed(m._scalar_text(raw), True)
+            out[key] = raw if isinstance(raw, bool) else _number(m._scalar_text(raw))
             continue
         parts = parse_text(raw)[0]
         if len(parts) == 1 and isinstance(parts[0], Param) and parts[0].name in points.numeric:
-            out[key] = _typed(values[parts[0].name], True)
+            out[key] = _number(values[parts[0].name])
         else:
             out[key] = _fill(raw, static)
     return out
@@ -237,9 +233,19 @@ def _python_value(value: Any) -> str:
     return repr(value)
 
 
-def render_config(loaded: Loaded, name: str, index: int, header: list[str]) -> str:
+def config_base(loaded: Loaded, name: str) -> Any:
+    """The parsed YAML or JSON base of a job's configs (None for a Python base)."""
+    job = loaded.project.jobs[name]
+    assert job.config is not None
+    if config_ext(job) == ".py":
+        return None
+    text = (loaded.root / job.config.base).read_text(encoding="utf-8")
+    return json.loads(text) if config_ext(job) == ".json" else yaml.safe_load(text) or {}
+
+
+def render_config(loaded: Loaded, name: str, index: int, header: list[str], base: Any) -> str:
     """One point's config file: a Python file inheriting the base by path, or the merged
-    YAML/JSON base."""
+    YAML/JSON ``base`` (see ``config_base``)."""
     job = loaded.project.jobs[name]
     assert job.config is not None
     values = _nested(config_values(loaded, name, index))
@@ -249,9 +255,7 @@ def render_config(loaded: Loaded, name: str, index: int, header: list[str]) -> s
         text = "\n".join(lines) + "\n"
         compile(text, name, "exec")  # a generated config must at least parse
         return text
-    base = (loaded.root / job.config.base).read_text(encoding="utf-8")
-    data = json.loads(base) if config_ext(job) == ".json" else yaml.safe_load(base) or {}
-    merged = _merge(data, values)
+    merged = _merge(base, values)
     if config_ext(job) == ".json":
         return json.dumps(merged, indent=2, sort_keys=False) + "\n"
     text = "".join(f"# {h}\n" for h in header) + yaml.safe_dump(merged, sort_keys=False)
@@ -321,9 +325,10 @@ class NgcGenerator(Generator):
             lines.append(f"{i}\t{job_name(loaded.project.project, name, key)}\t{' '.join(words)}")
         out = [Artifact(f"ngc/{cname}/{name}.points.tsv", "\n".join(lines) + "\n")]
         if job.config is not None:
+            base = config_base(loaded, name)
             for i, key in enumerate(keys):
                 path = f"ngc/{cname}/configs/{name}/{key or name}{config_ext(job)}"
-                out.append(Artifact(path, render_config(loaded, name, i, header)))
+                out.append(Artifact(path, render_config(loaded, name, i, header, base)))
         return out
 
     def render_cluster(self, loaded: Loaded, ctx: Context, cname: str,
@@ -339,7 +344,6 @@ class NgcGenerator(Generator):
         words = [w for j in jobs for w in j["common"]]
         used = sorted({v for w in words for v in var_refs(w)} & set(loaded.project.secrets))
         context = {"header": ctx.header(), "cluster_name": cname, "jobs": jobs,
-                   "batch": [j for j in jobs if not j["interactive"]],
                    "interactive": [j for j in jobs if j["interactive"]],
                    "project": loaded.project.project, "secrets": used,
                    "final": FINAL, "relaunch": RELAUNCH}

@@ -34,6 +34,14 @@ def effective_resources(loaded: Loaded, job: m.Job) -> m.Resources:
     return base.model_copy(update=job.resources.model_dump(exclude_unset=True))
 
 
+def static_params(loaded: Loaded, job: str) -> dict[str, str]:
+    """Values of the built-in parameters known when the bundle is built."""
+    out = {"project": loaded.project.project, "job": job}
+    if loaded.project.user:
+        out["user"] = loaded.project.user
+    return out
+
+
 def merged_env(loaded: Loaded, job: m.Job) -> dict[str, str]:
     """Project env, then the cluster's, then the job's (later ones win)."""
     out: dict[str, str] = {}

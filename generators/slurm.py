@@ -8,7 +8,7 @@ from typing import Any
 from . import model as m
 from .base import Artifact, Context, Generator, Group
 from .render import render
-from .semantics import effective_resources, merged_env
+from .semantics import effective_resources, merged_env, static_params
 from .shell import Param, Segment, parse_text, shell_code, shquote, var_refs, word, word_code
 from .sync import seconds
 from .validate import Loaded, Points
@@ -48,13 +48,6 @@ def slurm_cluster(loaded: Loaded, name: str) -> m.SlurmCluster:
     cluster = loaded.project.clusters[name]
     assert isinstance(cluster, m.SlurmCluster), f"{name} is not a Slurm cluster"
     return cluster
-
-
-def static_params(loaded: Loaded, job: str) -> dict[str, str]:
-    out = {"project": loaded.project.project, "job": job}
-    if loaded.project.user:
-        out["user"] = loaded.project.user
-    return out
 
 
 def command_segments(command: str | tuple[str, ...], static: dict[str, str],

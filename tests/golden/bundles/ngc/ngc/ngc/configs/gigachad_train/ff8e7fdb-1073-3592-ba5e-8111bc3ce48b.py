@@ -3,4 +3,4 @@
 _base_ = '/workspace/code/scene_flow_zoo/configs/gigachad_nsf/argo/noncausal_minibatched/train.py'
 
 test_dataset = dict(args=dict(log_subset='ff8e7fdb-1073-3592-ba5e-8111bc3ce48b', subsequence_length=155))
-save_output_folder = '/results/gigachad_train'
+save_output_folder = '/results/kvedder/gigachad_train'

@@ -3,4 +3,4 @@
 _base_ = '/workspace/code/scene_flow_zoo/configs/gigachad_nsf/argo/noncausal_minibatched/train.py'
 
 test_dataset = dict(args=dict(log_subset="$(touch pwned) 'q'", subsequence_length=3))
-save_output_folder = '/results/gigachad_train'
+save_output_folder = '/results/kvedder/gigachad_train'
