@@ -13,7 +13,7 @@ from typing import Any
 import jinja2
 
 from .errors import RenderError
-from .shell import shquote
+from .shell import assign, shquote, shvalue
 
 
 def _lines(value: str) -> list[str]:
@@ -36,6 +36,8 @@ def make_env(search_path: tuple[str, ...]) -> jinja2.Environment:
         auto_reload=False,
     )
     env.filters["shquote"] = shquote
+    env.filters["shvalue"] = shvalue
+    env.filters["assign"] = assign
     env.filters["lines"] = _lines
     return env
 

@@ -49,6 +49,21 @@ def shquote(value: str) -> str:
     return "$'" + "".join(out) + "'"
 
 
+def assign(code: str) -> str:
+    """A shell word for the right side of an assignment: never bare, so that a value such as
+    ``fold`` or ``test`` cannot read as a command name (shellcheck SC2209).
+
+    >>> assign("fold"), assign("'a b'"), assign('"${HOME}"/x')
+    ("'fold'", "'a b'", '"${HOME}"/x')
+    """
+    return f"'{code}'" if _SAFE.fullmatch(code) else code
+
+
+def shvalue(value: str) -> str:
+    """``shquote`` for the right side of an assignment (see ``assign``)."""
+    return assign(shquote(value))
+
+
 @dataclass(frozen=True)
 class Lit:
     text: str

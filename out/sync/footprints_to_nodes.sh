@@ -80,9 +80,9 @@ done
 
 
 : "${USER:?USER is not set: this sync uses it in a path}"
-jp_name=footprints_to_nodes
+jp_name='footprints_to_nodes'
 jp_src=/scratch/bbou/"${USER}"/staged_footprints
-jp_dst=/tmp/staged_footprints
+jp_dst='/tmp/staged_footprints'
 jp_src_host=''
 jp_dst_host=''
 jp_filters=(--exclude=/.jobpack-done --exclude=/.jobpack-manifest)

@@ -79,9 +79,9 @@ while (($#)); do
 done
 
 
-jp_name=publish_tiles
-jp_src=./web_tiles
-jp_dst=box:pdg/iwp/web_tiles
+jp_name='publish_tiles'
+jp_src='./web_tiles'
+jp_dst='box:pdg/iwp/web_tiles'
 jp_filters=(--filter '- /.jobpack-done' --filter '- /.jobpack-manifest')
 
 jp_at() {  # DIR NAME: NAME inside rclone path DIR

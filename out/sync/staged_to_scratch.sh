@@ -82,7 +82,7 @@ done
 : "${RUN_ID:?RUN_ID is not set: this sync uses the run id of the jobs (export RUN_ID=...)}"
 : "${SLURMD_NODENAME:?SLURMD_NODENAME is not set: this sync uses it in a path}"
 : "${USER:?USER is not set: this sync uses it in a path}"
-jp_name=staged_to_scratch
+jp_name='staged_to_scratch'
 jp_src=/tmp/"${RUN_ID}"
 jp_dst=/scratch/bbou/"${USER}"/runs/"${RUN_ID}"/"${SLURMD_NODENAME}"
 jp_src_host=''

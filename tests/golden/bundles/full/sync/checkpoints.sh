@@ -80,7 +80,7 @@ done
 
 
 : "${RUN_ID:?RUN_ID is not set: this sync uses the run id of the jobs (export RUN_ID=...)}"
-jp_name=checkpoints
+jp_name='checkpoints'
 jp_src=/scratch/kvedder/runs/"${RUN_ID}"
 jp_dst=pbss-team:zoo/kvedder/runs/"${RUN_ID}"
 jp_filters=(--filter '- /.jobpack-done' --filter '- /.jobpack-manifest' --filter '- tmp/**' --filter '+ *.pt' --filter '+ *.json' --filter '- **')

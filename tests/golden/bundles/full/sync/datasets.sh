@@ -78,11 +78,11 @@ while (($#)); do
 done
 
 
-jp_name=datasets
-jp_src=./data/argoverse2
-jp_dst=/scratch/kv/datasets/argoverse2
+jp_name='datasets'
+jp_src='./data/argoverse2'
+jp_dst='/scratch/kv/datasets/argoverse2'
 jp_src_host=''
-jp_dst_host=kv@login.example.org
+jp_dst_host='kv@login.example.org'
 jp_filters=(--exclude=/.jobpack-done --exclude=/.jobpack-manifest '--exclude=*.tmp')
 read -r -a jp_rsh <<<"${RSYNC_RSH:-ssh}"
 jp_rsh+=(-p 2222)

@@ -77,9 +77,9 @@ while (($#)); do
 done
 
 
-jp_name=launch_files
-jp_src=out/slurm/hpc
-jp_dst=pbss-team:zoo/launch/zoo
+jp_name='launch_files'
+jp_src='out/slurm/hpc'
+jp_dst='pbss-team:zoo/launch/zoo'
 jp_filters=(--filter '- /.jobpack-done' --filter '- /.jobpack-manifest')
 
 jp_at() {  # DIR NAME: NAME inside rclone path DIR

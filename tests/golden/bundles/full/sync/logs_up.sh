@@ -79,7 +79,7 @@ done
 
 : "${RUN_ID:?RUN_ID is not set: this sync uses the run id of the jobs (export RUN_ID=...)}"
 : "${SLURMD_NODENAME:?SLURMD_NODENAME is not set: this sync uses it in a path}"
-jp_name=logs_up
+jp_name='logs_up'
 jp_src=/tmp/logs-"${SLURMD_NODENAME}"
 jp_dst=pbss-team:zoo/logs/"${RUN_ID}"/"${SLURMD_NODENAME}"
 jp_filters=(--filter '- /.jobpack-done' --filter '- /.jobpack-manifest')

@@ -95,13 +95,13 @@ for jp_secret in "${jp_secrets[@]}"; do
   fi
 done
 
-jp_name=results_down
-jp_host=10.0.0.5
-jp_user=kvedder
+jp_name='results_down'
+jp_host='10.0.0.5'
+jp_user='kvedder'
 jp_password="${FTP_PASS}"
 jp_upload=0
-jp_local=./results
-jp_remote=/mnt/nfs/kvedder/results/zoo
+jp_local='./results'
+jp_remote='/mnt/nfs/kvedder/results/zoo'
 jp_globs=('.jobpack-*' '*.ckpt')
 
 # A word of lftp's command language: double-quoted, with \ and " escaped.

@@ -80,10 +80,10 @@ done
 
 
 : "${SLURM_JOB_ID:?SLURM_JOB_ID is not set: this sync uses it in a path}"
-jp_name=shards_to_nodes
-jp_src=/scratch/kv/shards
+jp_name='shards_to_nodes'
+jp_src='/scratch/kv/shards'
 jp_dst=/tmp/shards-"${SLURM_JOB_ID}"
-jp_src_host=kv@login.example.org
+jp_src_host='kv@login.example.org'
 jp_dst_host=''
 jp_filters=(--exclude=/.jobpack-done --exclude=/.jobpack-manifest)
 read -r -a jp_rsh <<<"${RSYNC_RSH:-ssh}"

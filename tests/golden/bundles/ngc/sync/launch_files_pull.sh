@@ -79,9 +79,9 @@ while (($#)); do
 done
 
 
-jp_name=launch_files_pull
-jp_src=pbss-zhiding-intern-kyle:launch_all/zoo/ngc
-jp_dst=./launch/ngc
+jp_name='launch_files_pull'
+jp_src='pbss-zhiding-intern-kyle:launch_all/zoo/ngc'
+jp_dst='./launch/ngc'
 jp_filters=(--filter '- /.jobpack-done' --filter '- /.jobpack-manifest')
 
 jp_at() {  # DIR NAME: NAME inside rclone path DIR

@@ -301,7 +301,7 @@ jp_sbatch() {
 }
 
 cd "$jp_here"
-jp_project=zoo
+jp_project='zoo'
 RUN_ID=${jp_run_id:-$(jp_last_run)}
 [[ -n $RUN_ID ]] || jp_die "no submissions in $jp_ledger yet: run submit_all.sh first"
 export RUN_ID

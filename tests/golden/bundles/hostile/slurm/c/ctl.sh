@@ -299,7 +299,7 @@ jp_sbatch() {
 }
 
 cd "$jp_here"
-jp_project=hostile
+jp_project='hostile'
 RUN_ID=${jp_run_id:-$(jp_last_run)}
 [[ -n $RUN_ID ]] || jp_die "no submissions in $jp_ledger yet: run submit_all.sh first"
 export RUN_ID

@@ -44,7 +44,7 @@ jp_export() {
 }
 
 jp_dry_run=0
-jp_job=login
+jp_job='login'
 jp_cmd=()
 while (($#)); do
   case $1 in
