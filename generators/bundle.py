@@ -8,6 +8,7 @@ from . import model as m
 from .base import Artifact, Context
 from .render import render
 from .semantics import effective_resources
+from .shell import Safe
 from .slurm import slurm_minutes, submission_order
 from .validate import Loaded
 
@@ -120,7 +121,7 @@ def plan(loaded: Loaded, ctx: Context, files: list[str]) -> Artifact:
              for n, s in proj.syncs.items()]
     context = {"header": ctx.header(), "project": loaded.project, "rows": rows, "syncs": syncs,
                "totals": [f"{_money(v)} {u}" for u, v in sorted(totals.items())],
-               "files": [(f, describe(f)) for f in listing],
+               "files": [(f, Safe(describe(f))) for f in listing],  # our own texts
                "clusters": sorted((n, c.kind) for n, c in loaded.project.clusters.items())}
     return Artifact("PLAN.md", render(ctx.env, "bundle/PLAN.md.j2", context))
 

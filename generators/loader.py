@@ -78,6 +78,7 @@ class Source:
     positions: dict[Loc, tuple[int, int]] = field(default_factory=dict)
     spans: dict[Loc, tuple[int, int]] = field(default_factory=dict)
     key_positions: dict[Loc, tuple[int, int]] = field(default_factory=dict)
+    scalars: dict[Loc, tuple[str, int, str]] = field(default_factory=dict)
 
     def where(self, loc: Loc, *, key: bool = False) -> tuple[int, int]:
         """Line and column of the value at ``loc`` (or of its key), else of its nearest parent."""
@@ -95,6 +96,21 @@ class Source:
         """The YAML text of the value at ``loc`` (for digests of what a group reads)."""
         start, end = self.spans.get(tuple(loc), (0, 0))
         return self.text[start:end]
+
+    def within(self, loc: Loc, offset: int) -> tuple[int, int]:
+        """Line and column of character ``offset`` of the string at ``loc``: exact for
+        single-line and literal block (``|``) scalars, the nearest line start for folded
+        ones, the scalar's start otherwise."""
+        line, col = self.where(loc)
+        start = self.scalars.get(tuple(loc))
+        if start is None:
+            return line, col
+        style, index, value = start
+        if style in ("|", ">"):
+            return _block_position(self.text, index, value, offset) or (line, col)
+        if "\n" in value[:offset]:
+            return line, col
+        return line, col + offset + (1 if style in ("'", '"') else 0)
 
     def problem(self, loc: Loc, message: str, *, key: bool = False) -> Problem:
         line, col = self.where(loc, key=key)
@@ -131,6 +147,9 @@ class _Walker:
         if len(loc) <= 2:
             self.source.spans[loc] = (node.start_mark.index, node.end_mark.index)
         if isinstance(node, yaml.ScalarNode):
+            if "{{" in node.value:  # where its placeholders stand, for error messages
+                self.source.scalars[loc] = (node.style or "", node.start_mark.index,
+                                            node.value)
             return _scalar(node)
         if isinstance(node, yaml.SequenceNode):
             return [self.value(child, (*loc, i)) for i, child in enumerate(node.value)]
@@ -162,6 +181,25 @@ class _Walker:
             self.source.key_positions[(*loc, key)] = pos
             out[key] = self.value(value_node, (*loc, key))
         return out
+
+
+def _block_position(text: str, index: int, value: str, offset: int) -> tuple[int, int] | None:
+    """Line and column of character ``offset`` of a block scalar whose indicator (``|``,
+    ``>``) is at ``index`` of ``text``: the value's lines are the raw lines after it, less
+    their indentation (a folded scalar joins them with one character each)."""
+    first = text.find("\n", index)
+    if first < 0:
+        return None
+    raw = text[first + 1:].split("\n")
+    indent = next((len(r) - len(r.lstrip(" ")) for r in raw if r.strip()), 0)
+    line0 = text.count("\n", 0, first + 1) + 1
+    consumed = 0
+    for k, row in enumerate(raw):
+        width = max(0, len(row) - indent)
+        if offset <= consumed + width:
+            return line0 + k, indent + offset - consumed + 1
+        consumed += width + 1
+    return None
 
 
 def _syntax_problem(file: str, text: str, exc: yaml.MarkedYAMLError) -> Problem:

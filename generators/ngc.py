@@ -13,9 +13,10 @@ import yaml
 from . import model as m
 from .base import Artifact, Context, Generator, Group
 from .ngc_rules import MAX_RUNTIME
+from .placeholders import command_code, used_names
 from .render import render
 from .semantics import merged_env, static_params
-from .shell import Param, parse_text, shell_code, shquote, var_refs, word, word_code
+from .shell import Param, parse_text, shquote, var_refs, variable, word
 from .validate import Loaded
 
 SCRIPTS = ("launch_all.sh", "monitor.sh", "status.sh", "ctl.sh")
@@ -116,12 +117,26 @@ def common_args(loaded: Loaded, name: str) -> list[str]:
         out += _flag("--port", str(port))
     for secret in cl.secrets:
         out += _flag("--secret", secret)
+    return out + _env_and_command(loaded, name)
+
+
+def _env_and_command(loaded: Loaded, name: str) -> list[str]:
+    """--env-var words that do not depend on the point, and the command line (whose values
+    are the expansions of variables set per point)."""
+    job = loaded.project.jobs[name]
     static = static_params(loaded, name)
     columns = set(loaded.points[name].names)
+    out: list[str] = []
     for key, value in merged_env(loaded, job).items():
         if not _uses(value, columns):
             out += ["--env-var", word(parse_text(f"{key}:{value}")[0], static)]
-    return out
+    for ref in used_names(job.command):
+        if ref in static:  # built-ins reach the command as variables, like parameters
+            out += _flag("--env-var", f"{variable(ref)}:{static[ref]}")
+    code = command_code(job.command)
+    if job.interactive:
+        code = f"{code}\nsleep {MAX_RUNTIME}"
+    return out + _flag("--commandline", code)
 
 
 def _uses(text: str, params: set[str] | dict[str, str]) -> bool:
@@ -144,23 +159,18 @@ def _fill(text: str, values: dict[str, str]) -> str:
 
 
 def point_args(loaded: Loaded, name: str, index: int, key: str) -> list[str]:
-    """Quoted words of one point's launch: its name, command and env that uses parameters."""
+    """Quoted words of one point's launch: its name, the values of its parameters (as
+    environment variables the command refers to) and env values that use parameters."""
     job = loaded.project.jobs[name]
     points = loaded.points[name]
     values = dict(zip(points.names, points.rows[index], strict=True))
     static = {**static_params(loaded, name), **values}
     if job.config is not None:
         static["config_path"] = config_path(loaded, name, key)
-    if isinstance(job.command, str):
-        code = "".join(map(str, shell_code(job.command, parse_text(
-            job.command, vars_in_code=True)[0], static)))
-    else:
-        code = " ".join("".join(map(str, word_code(parse_text(a)[0], static)))
-                        for a in job.command)
-    if job.interactive:
-        code = f"{code}\nsleep {MAX_RUNTIME}"
     out = _flag("--name", job_name(loaded.project.project, name, key))
-    out += _flag("--commandline", code)
+    for ref in used_names(job.command):
+        if ref in values or ref == "config_path":
+            out += _flag("--env-var", f"{variable(ref)}:{static[ref]}")
     for env_key, value in merged_env(loaded, job).items():
         if _uses(value, values):
             out += _flag("--env-var", f"{env_key}:{_fill(value, static)}")

@@ -1,9 +1,19 @@
-"""The one Jinja environment, its filters, and atomic writes."""
+"""The one Jinja environment, its filters, and atomic writes.
+
+Every value a template prints passes a filter for its context: ``shquote``/``shvalue``
+(a shell word), ``comment`` (a ``#`` comment), ``text`` (one line of a quoted
+here-document), ``heredoc`` (paragraphs of one), ``md`` (a Markdown table cell). The
+environment enforces it: each ``{{ ... }}`` of a template (built-in or a project's override)
+is checked when it renders, and anything but the output of those filters, a number, or a
+string of characters that are inert in every context fails the build with the template and
+line. A value cannot reach a generated file any other way.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Mapping
 from functools import cache
@@ -11,9 +21,139 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from jinja2 import nodes
 
 from .errors import RenderError
-from .shell import assign, shquote, shvalue
+from .shell import Safe, assign, shquote, shvalue
+
+_INERT = re.compile(r"[A-Za-z0-9_@%+=:,./-]*")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_SEPARATOR = re.compile(r"[ ,:;|>-]*")
+
+
+class Unfiltered(Exception):
+    """A template printed a value that did not come through a context filter."""
+
+
+def _visible(text: str, keep: str = "") -> str:
+    r"""``text`` with control characters (but those in ``keep``) shown as escapes.
+
+    >>> _visible("a\nb\x01")
+    'a\\nb\\x01'
+    """
+    out = []
+    for ch in text:
+        if ch in keep:
+            out.append(ch)
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ch == "\r" or _CONTROL.fullmatch(ch):
+            out.append(f"\\x{ord(ch):02x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def oneline(value: object) -> Safe:
+    r"""One line of prose for a ``#`` comment or a line of a quoted here-document: line breaks
+    and other control characters are shown as escapes, so nothing can start a new line.
+
+    >>> print(oneline("a\nUSAGE\ntouch x"), oneline(["two", "parts"]))
+    a\nUSAGE\ntouch x two parts
+    """
+    if isinstance(value, list | tuple):
+        value = " ".join(map(str, value))
+    return Safe(_visible(str(value)))
+
+
+def heredoc(value: object) -> Safe:
+    r"""Paragraphs for a quoted here-document: each line indented by two spaces, so that no
+    line can equal the document's delimiter; control characters but tabs shown as escapes.
+
+    >>> print(heredoc("one\nUSAGE"))
+      one
+      USAGE
+    """
+    lines = _visible(str(value).rstrip("\n"), keep="\n\t").split("\n")
+    return Safe("\n".join("  " + line if line else "" for line in lines))
+
+
+def md(value: object) -> Safe:
+    r"""A Markdown table cell or code span: one line, ``|`` escaped, ``<``, ``>`` and backticks
+    replaced so that no value opens HTML or closes a code span.
+
+    >>> print(md("a|b <x> `c`"))
+    a\|b &lt;x&gt; 'c'
+    """
+    text = oneline(value).replace("|", "\\|").replace("`", "'")
+    return Safe(text.replace("<", "&lt;").replace(">", "&gt;"))
+
+
+def _allowed(value: object) -> bool:
+    if isinstance(value, Safe | int | float):
+        return True
+    return isinstance(value, str) and bool(_INERT.fullmatch(value))
+
+
+def _join(items: Any, separator: str = "") -> Safe:
+    """Jinja's ``join``, for items that may be printed (see ``_checked``)."""
+    values = list(items)
+    for item in values:
+        if not _allowed(item):
+            raise Unfiltered(f"join got {item!r:.80}")
+    if not _SEPARATOR.fullmatch(separator):
+        raise Unfiltered(f"join got the separator {separator!r:.40}")
+    return Safe(separator.join(str(v) for v in values))
+
+
+def _checked(value: Any, where: str) -> Any:
+    if _allowed(value):
+        return value
+    raise Unfiltered(f"{where}: {value!r:.80} reaches the output without a context filter "
+                     "(shquote, shvalue, comment, text, heredoc, md)")
+
+
+def _guard(node: nodes.Expr, where: str, macros: set[str]) -> nodes.Expr:
+    """``node`` wrapped in the output check, unless it is literal template text or output
+    that was checked already (a macro call, super(), or those through indent)."""
+    if isinstance(node, nodes.Const):
+        return node
+    if isinstance(node, nodes.CondExpr):
+        return nodes.CondExpr(node.test, _guard(node.expr1, where, macros),
+                              _guard(node.expr2, where, macros) if node.expr2 else None,
+                              lineno=node.lineno)
+    if _trusted(node, macros):
+        return node
+    return nodes.Filter(node, "_checked", [nodes.Const(f"{where}:{node.lineno}")], [],
+                        None, None, lineno=node.lineno)
+
+
+def _trusted(node: nodes.Expr, macros: set[str]) -> bool:
+    if isinstance(node, nodes.Filter) and node.name == "indent" and node.node is not None:
+        return _trusted(node.node, macros)
+    if not isinstance(node, nodes.Call):
+        return False
+    callee = node.node
+    if isinstance(callee, nodes.Name):
+        return callee.name == "super"
+    return isinstance(callee, nodes.Getattr) and isinstance(callee.node, nodes.Name) \
+        and callee.node.name in macros
+
+
+class _Environment(jinja2.Environment):
+    """Jinja's environment with the output check put around every ``{{ ... }}``."""
+
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        tree = super()._parse(source, name, filename)
+        macros = {n.target for n in tree.find_all(nodes.Import) if isinstance(n.target, str)}
+        macros.add("sh")  # the base template imports _macros/shell.j2 as sh for every child
+        where = name or "template"
+        for output in tree.find_all(nodes.Output):
+            output.nodes = [n if isinstance(n, nodes.TemplateData) else _guard(n, where, macros)
+                            for n in output.nodes]
+        return tree
 
 
 def _lines(value: str) -> list[str]:
@@ -23,7 +163,7 @@ def _lines(value: str) -> list[str]:
 @cache
 def make_env(search_path: tuple[str, ...]) -> jinja2.Environment:
     """The one Jinja environment: strict, whitespace-controlled, with jobpack's filters."""
-    env = jinja2.Environment(
+    env = _Environment(
         loader=jinja2.FileSystemLoader(list(search_path)),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
@@ -35,10 +175,9 @@ def make_env(search_path: tuple[str, ...]) -> jinja2.Environment:
         comment_end_string="##}",
         auto_reload=False,
     )
-    env.filters["shquote"] = shquote
-    env.filters["shvalue"] = shvalue
-    env.filters["assign"] = assign
-    env.filters["lines"] = _lines
+    env.filters.update({"shquote": shquote, "shvalue": shvalue, "assign": assign,
+                        "comment": oneline, "text": oneline, "heredoc": heredoc, "md": md,
+                        "join": _join, "_checked": _checked, "lines": _lines})
     return env
 
 
@@ -50,6 +189,8 @@ def render(env: jinja2.Environment, name: str, context: Mapping[str, Any]) -> st
         raise RenderError(f"{exc.filename or exc.name}:{exc.lineno}: {exc.message}") from None
     except jinja2.UndefinedError as exc:
         raise RenderError(f"template {name}: {exc.message}") from None
+    except Unfiltered as exc:
+        raise RenderError(f"template {name}: {exc}") from None
 
 
 def digest_files(paths: Iterable[Path], roots: Iterable[Path] = ()) -> str:

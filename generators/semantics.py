@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 from . import model as m
 from . import ngc_rules
 from .errors import Problem
+from .loader import dotted
+from .placeholders import RUN_ID_SAMPLE, check_code, used_names
 from .shell import Param, parse_text, var_refs
 from .validate import BUILTINS, PLATFORM_VARS, SLURM_TIME, Loaded, Points, suggest
 
@@ -191,6 +193,7 @@ def _job(ck: _Checker, loaded: Loaded, name: str, job: m.Job, cluster_names: set
     params |= {"config_path"} if job.config is not None else set()
     _strings(ck, (*loc, "env"), job.env, known, params=params)
     _command(ck, loc, job, known, params)
+    _code_values(ck, loaded, name, job, points)
     rest = job.model_dump(by_alias=True,
                           exclude=PROSE | {"command", "env", "sweep", "on_timeout", "config"})
     _strings(ck, loc, rest, known)
@@ -212,6 +215,42 @@ def _job(ck: _Checker, loaded: Loaded, name: str, job: m.Job, cluster_names: set
         ck.add((*loc, "sweep"), f"{points.size} points exceed the max_array_size "
                f"({cluster.max_array_size}) of cluster {job.cluster!r}; remove 'chunk: false' "
                "to split the array into chunks")
+
+
+def _code_values(ck: _Checker, loaded: Loaded, name: str, job: m.Job, points: Points) -> None:
+    """Placeholders in shell code that cannot stand where they do, or whose values may not
+    (values are known here: sweep points and built-ins), at FILE:LINE:COL of each."""
+    loc = ("jobs", name)
+    columns = {n: [row[i] for row in points.rows] for i, n in enumerate(points.names)}
+    static = {k: [v] for k, v in static_params(loaded, name).items()}
+    cluster = loaded.project.clusters.get(job.cluster)
+    configs = getattr(cluster, "configs", None) or ""
+    known: dict[str, list[str]] = {**static, **columns, "run_id": [RUN_ID_SAMPLE],
+                                   "config_path": [f"{configs}/{name}/point.py"]}
+    codes: list[tuple[tuple[str, ...], Any]] = [(("command",), job.command)]
+    if job.on_timeout is not None and job.on_timeout.run is not None:
+        codes.append((("on_timeout", "run"), job.on_timeout.run))
+    for sub, code in codes:
+        if isinstance(code, str):
+            for offset, message in check_code(code, lambda n: known.get(n, [])):
+                line, col = loaded.source.within((*loc, *sub), offset)
+                ck.problems.append(Problem(loaded.source.file, line, col,
+                                           dotted((*loc, *sub)), message))
+    if isinstance(cluster, m.NgcCluster):
+        _ngc_carried(ck, loc, job, columns)
+
+
+def _ngc_carried(ck: _Checker, loc: Loc, job: m.Job, columns: dict[str, list[str]]) -> None:
+    """NGC jobs get their parameters' values as --env-var KEY:VALUE, which ngc takes only
+    without line breaks and up to 2048 characters."""
+    for ref in used_names(job.command):
+        for n, value in enumerate(columns.get(ref, [])):
+            if "\n" in value or len(value) > 2048:
+                why = "a line break" if "\n" in value else "more than 2048 characters"
+                ck.add((*loc, "command"), f"'{{{{ {ref} }}}}': value {n + 1} has {why}; an "
+                       "NGC job receives each value as an environment variable "
+                       "(ngc batch run --env-var), which cannot carry it")
+                break
 
 
 SLURM_ONLY = ("resources", "account", "partition", "qos", "launcher", "sbatch", "escalate",

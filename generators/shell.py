@@ -2,9 +2,9 @@
 
 Strings from project.yaml may hold ``{{ name }}`` (sweep parameters and built-ins) and
 ``${NAME}`` (secrets and platform variables, left for the shell). ``parse_text`` splits a
-string into parts; ``word_code`` turns a value into one shell word; ``shell_code`` splices
-parameters into shell code the user wrote, closing and reopening whatever quotes surround
-each placeholder so the value arrives byte-exact.
+string into parts; ``word`` and ``word_ref`` turn a value into one shell word; shell code the
+user wrote gets its placeholders replaced by variable references (see ``placeholders``).
+What these functions return is ``Safe``: text fit for a shell line, which templates may print.
 """
 
 from __future__ import annotations
@@ -20,7 +20,15 @@ VARREF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _ANY_TEMPLATE = re.compile(r"\{\{|\{%|\{#")
 
 
-def shquote(value: str) -> str:
+class Safe(str):
+    """Text that one of the context filters produced for its context (a shell word, a
+    comment, a here-document line, a Markdown cell): templates print only such text, plain
+    numbers, and strings of characters that are inert everywhere (see ``render``)."""
+
+    __slots__ = ()
+
+
+def shquote(value: str) -> Safe:
     """Quote ``value`` so bash reads it back as exactly that string, on one line.
 
     >>> shquote("plain-1.0")
@@ -35,9 +43,9 @@ def shquote(value: str) -> str:
     if "\x00" in value:
         raise ValueError("a shell value cannot contain a NUL byte")
     if _SAFE.fullmatch(value):
-        return value
+        return Safe(value)
     if not _CONTROL.search(value):
-        return "'" + value.replace("'", "'\\''") + "'"
+        return Safe("'" + value.replace("'", "'\\''") + "'")
     out = []
     for ch in value:
         if ch in _ESCAPES:
@@ -46,20 +54,24 @@ def shquote(value: str) -> str:
             out.append(f"\\x{ord(ch):02x}")
         else:
             out.append(ch)
-    return "$'" + "".join(out) + "'"
+    return Safe("$'" + "".join(out) + "'")
 
 
-def assign(code: str) -> str:
+def assign(code: str) -> Safe:
     """A shell word for the right side of an assignment: never bare, so that a value such as
     ``fold`` or ``test`` cannot read as a command name (shellcheck SC2209).
 
-    >>> assign("fold"), assign("'a b'"), assign('"${HOME}"/x')
-    ("'fold'", "'a b'", '"${HOME}"/x')
+    >>> assign("fold"), assign(shquote("a b"))
+    ("'fold'", "'a b'")
     """
-    return f"'{code}'" if _SAFE.fullmatch(code) else code
+    if _SAFE.fullmatch(code):
+        return Safe(f"'{code}'")
+    if not isinstance(code, Safe):
+        raise ValueError(f"not shell code from a quoting filter: {code!r}")
+    return code
 
 
-def shvalue(value: str) -> str:
+def shvalue(value: str) -> Safe:
     """``shquote`` for the right side of an assignment (see ``assign``)."""
     return assign(shquote(value))
 
@@ -131,133 +143,66 @@ def var_refs(text: str) -> list[str]:
     return VARREF.findall(text)
 
 
-# A piece of generated code: a constant string, or the code of sweep column N (read at run time).
-Segment = str | int
+def variable(name: str) -> str:
+    """The shell variable that holds the value of placeholder ``name`` at run time.
 
-
-def _join(segments: list[Segment]) -> list[Segment]:
-    out: list[Segment] = []
-    for seg in segments:
-        if isinstance(seg, str) and out and isinstance(out[-1], str):
-            out[-1] += seg
-        elif seg != "":
-            out.append(seg)
-    return out
-
-
-def value_segment(part: Param, static: dict[str, str], columns: dict[str, int]) -> Segment:
-    """Code for one parameter in an unquoted position: quoted text now, or a column later."""
-    if part.name in columns:
-        return columns[part.name]
-    if part.name == "run_id":
-        return '"${RUN_ID}"'
-    return shquote(static[part.name])
-
-
-def word_code(parts: list[Part], static: dict[str, str],
-              columns: dict[str, int] | None = None) -> list[Segment]:
-    """Code for one shell word holding the value ``parts`` stand for.
-
-    >>> word_code(parse_text("${HOME}/a b/{{ job }}")[0], {"job": "x y"})
-    ['"${HOME}"\\'/a b/\\'\\'x y\\'']
+    >>> variable("lr"), variable("run_id")
+    ('jp_p_lr', 'RUN_ID')
     """
-    out: list[Segment] = []
+    return "RUN_ID" if name == "run_id" else f"jp_p_{name}"
+
+
+def word_ref(parts: list[Part]) -> Safe:
+    """Code for one shell word: literal text quoted, ``${NAME}`` and every placeholder as a
+    quoted expansion of its variable, so no value is ever part of the code.
+
+    >>> print(word_ref(parse_text("${HOME}/a b/{{ job }}")[0]))
+    "${HOME}"'/a b/'"${jp_p_job}"
+    """
+    out: list[str] = []
     for part in parts:
         if isinstance(part, Lit):
             out.append(shquote(part.text))
         elif isinstance(part, Var):
             out.append('"${' + part.name + '}"')
         else:
-            out.append(value_segment(part, static, columns or {}))
-    return _join(out) or ["''"]
+            out.append('"${' + variable(part.name) + '}"')
+    return Safe("".join(out) or "''")
 
 
-def word(parts: list[Part], static: dict[str, str]) -> str:
-    """Like ``word_code`` for values that do not depend on a sweep point."""
-    segs = word_code(parts, static)
-    assert len(segs) == 1 and isinstance(segs[0], str)
-    return segs[0]
+def word(parts: list[Part], static: dict[str, str]) -> Safe:
+    """Code for one shell word whose placeholders are all known when the bundle is built
+    (their values are quoted into the word; ``run_id`` stays ``"${RUN_ID}"``).
 
-
-_CLOSE = {"S": ("'", "'"), "D": ('"', '"'), "A": ("'", "$'"), "N": ("", ""), "C": ("", ""),
-          "B": ("", "")}
-
-
-def quote_states(code: str, offsets: list[int]) -> list[str]:
-    """The quoting state of bash code at each offset: N(one), S(ingle), D(ouble), A(NSI-C)...
-
-    >>> quote_states("a 'b' \\"c\\" $'d' $(e \\"f\\")", [0, 3, 7, 12, 20])
-    ['N', 'S', 'D', 'A', 'D']
+    >>> print(word(parse_text("${HOME}/a b/{{ job }}")[0], {"job": "x y"}))
+    "${HOME}"'/a b/x y'
     """
-    wanted = sorted(set(offsets))
-    found: dict[int, str] = {}
-    stack = ["N"]
-    i = 0
-    while i < len(code) and wanted:
-        while wanted and wanted[0] <= i:
-            found[wanted.pop(0)] = stack[-1]
-        i = _step(code, i, stack)
-    for off in wanted:
-        found[off] = stack[-1]
-    return [found[o] for o in offsets]
+    out: list[Part] = []
+    for part in parts:
+        if isinstance(part, Param) and part.name != "run_id":
+            text = static[part.name]
+            if out and isinstance(out[-1], Lit):
+                out[-1] = Lit(out[-1].text + text)
+            else:
+                out.append(Lit(text))
+        else:
+            out.append(part)
+    return word_ref(out)
 
 
-_OPENERS = {"'": "S", '"': "D", "`": "B"}
+def tsv_cell(value: str) -> str:
+    r"""A value as one cell of a table the scripts read without ``eval``: backslash, tab, line
+    breaks and other control characters escaped as ``printf %b`` reads them back.
 
-
-def _step(code: str, i: int, stack: list[str]) -> int:
-    """Advance the quote-state machine by one token; return the next offset."""
-    top = stack[-1]
-    if top in "SA":
-        return _step_quoted(code, i, stack)
-    ch = code[i]
-    if ch == "\\":
-        return i + 2
-    if code.startswith("$(", i):
-        stack.append("C")
-        return i + 2
-    if top == "D":
-        if ch == '"':
-            stack.pop()
-        elif ch == "`":
-            stack.append("B")
-        return i + 1
-    if (top, ch) in (("C", ")"), ("B", "`")):
-        stack.pop()
-        return i + 1
-    if code.startswith("$'", i):
-        stack.append("A")
-        return i + 2
-    if ch in _OPENERS:
-        stack.append(_OPENERS[ch])
-    return i + 1
-
-
-def _step_quoted(code: str, i: int, stack: list[str]) -> int:
-    """Inside '...' nothing escapes; inside $'...' a backslash escapes the next character."""
-    if stack[-1] == "A" and code[i] == "\\":
-        return i + 2
-    if code[i] == "'":
-        stack.pop()
-    return i + 1
-
-
-def shell_code(code: str, parts: list[Part], static: dict[str, str],
-               columns: dict[str, int] | None = None) -> list[Segment]:
-    """Splice parameter values into shell code, closing and reopening surrounding quotes.
-
-    >>> code = "echo '<{{ x }}>' {{ x }}"
-    >>> shell_code(code, parse_text(code, vars_in_code=True)[0], {"x": "a b"})
-    ["echo '<''a b''>' 'a b'"]
+    >>> print(tsv_cell("a b" + chr(9) + "c" + chr(10) + "d" + chr(92) + "e" + chr(1)))
+    a b\tc\nd\\e\x01
     """
-    params = [p for p in parts if isinstance(p, Param)]
-    states = quote_states(code, [p.start for p in params])
-    out: list[Segment] = []
-    pos = 0
-    for part, state in zip(params, states, strict=True):
-        out.append(code[pos:part.start])
-        close, reopen = _CLOSE[state]
-        out += [close, value_segment(part, static, columns or {}), reopen]
-        pos = PLACEHOLDER.match(code, part.start).end()  # type: ignore[union-attr]
-    out.append(code[pos:])
-    return _join(out)
+    out = []
+    for ch in value:
+        if ch in _ESCAPES and ch != "'":
+            out.append(_ESCAPES[ch])
+        elif _CONTROL.fullmatch(ch):
+            out.append(f"\\x{ord(ch):02x}")
+        else:
+            out.append(ch)
+    return "".join(out)

@@ -7,9 +7,10 @@ from typing import Any
 
 from . import model as m
 from .base import Artifact, Context, Generator, Group
+from .placeholders import command_code, used_names
 from .render import render
 from .semantics import effective_resources, merged_env, static_params
-from .shell import Param, Segment, parse_text, shell_code, shquote, var_refs, word, word_code
+from .shell import Param, parse_text, shquote, tsv_cell, var_refs, variable, word, word_ref
 from .sync import seconds
 from .validate import Loaded, Points
 
@@ -50,29 +51,7 @@ def slurm_cluster(loaded: Loaded, name: str) -> m.SlurmCluster:
     return cluster
 
 
-def command_segments(command: str | tuple[str, ...], static: dict[str, str],
-                     columns: dict[str, int]) -> list[Segment]:
-    """Shell code for the job's command with parameters spliced in, safely quoted."""
-    if isinstance(command, str):
-        parts, _ = parse_text(command, vars_in_code=True)
-        return shell_code(command, parts, static, columns)
-    out: list[Segment] = []
-    for i, arg in enumerate(command):
-        out += ([" "] if i else []) + word_code(parse_text(arg)[0], static, columns)
-    return _merge(out)
-
-
-def _merge(segs: list[Segment]) -> list[Segment]:
-    out: list[Segment] = []
-    for s in segs:
-        if isinstance(s, str) and out and isinstance(out[-1], str):
-            out[-1] += s
-        else:
-            out.append(s)
-    return out
-
-
-def _has_params(text: str, columns: dict[str, int]) -> bool:
+def _has_params(text: str, columns: set[str]) -> bool:
     return any(isinstance(p, Param) and p.name in columns for p in parse_text(text)[0])
 
 
@@ -127,13 +106,11 @@ def stage_out(loaded: Loaded, job: m.Job) -> list[tuple[str, int]]:
     return out
 
 
-def _hook(job: m.Job, static: dict[str, str]) -> str | None:
-    """Shell code of the job's on_timeout hook (built-in parameters spliced in)."""
+def _hook(job: m.Job) -> str | None:
+    """Shell code of the job's on_timeout hook (placeholders as variable references)."""
     if job.on_timeout is None or job.on_timeout.run is None:
         return None
-    code = job.on_timeout.run
-    return "".join(str(s) for s in shell_code(code, parse_text(code, vars_in_code=True)[0],
-                                              static))
+    return command_code(job.on_timeout.run)
 
 
 def rung_options(rung: m.Rung) -> list[str]:
@@ -152,7 +129,7 @@ def rung_options(rung: m.Rung) -> list[str]:
 def submit_options(loaded: Loaded, job: m.Job) -> list[str]:
     """Options passed on the sbatch command line: directives whose value is a secret."""
     cluster = loaded.project.clusters[job.cluster]
-    out = []
+    out: list[str] = []
     for key in ("account", "partition", "qos"):
         value = getattr(job, key) or getattr(cluster, key)
         if value and "${" in value:
@@ -213,18 +190,23 @@ class SlurmGenerator(Generator):
         res = effective_resources(loaded, job)
         points = loaded.points[name]
         static = static_params(loaded, name)
-        columns = {p: i + 1 for i, p in enumerate(points.names)}
+        columns = set(points.names)
         env = merged_env(loaded, job)
         static_env, point_env = [], []
         for key, value in env.items():
             parts = parse_text(value)[0]
             if _has_params(value, columns):
-                point_env.append((key, word_code(parts, static, columns)))
+                point_env.append((key, word_ref(parts)))
             else:
                 static_env.append((key, word(parts, static)))
         texts = [*env.values(), *cluster.modules, cluster.conda or "",
                  *(job.command if isinstance(job.command, tuple) else [job.command])]
         used = sorted({v for t in texts for v in var_refs(t)} & set(loaded.project.secrets))
+        hook = _hook(job)
+        refs = {*used_names(job.command), *(used_names(job.on_timeout.run)
+                                            if job.on_timeout and job.on_timeout.run else [])}
+        refs |= {p.name for v in env.values() if _has_params(v, columns)
+                 for p in parse_text(v)[0] if isinstance(p, Param)}
         return {
             "header": ctx.header(name), "name": name, "job": job, "res": res,
             "project": loaded.project.project, "cluster_name": job.cluster,
@@ -232,13 +214,16 @@ class SlurmGenerator(Generator):
             "submit_options": submit_options(loaded, job),
             "modules": [word(parse_text(mod)[0], static) for mod in cluster.modules],
             "conda": word(parse_text(cluster.conda)[0], static) if cluster.conda else None,
-            "static_env": static_env, "point_env": point_env, "secrets": used,
-            "command": command_segments(job.command, static, columns),
+            "static_env": static_env, "secrets": used,
+            "builtins": [(variable(n), static[n]) for n in sorted(refs)
+                         if n in static and n not in columns],
+            "code": "".join(f"export {key}={value}\n" for key, value in point_env)
+                    + command_code(job.command),
             "sweep": job.sweep is not None, "size": points.size,
             "params": list(points.names), "tsv": f"{name}.params.tsv",
             "launcher": job.launcher,
             "on_timeout": job.on_timeout,
-            "hook": _hook(job, static),
+            "hook": hook,
             "before": signal_before(job),
             "stage_in": [item.sync for item in job.stage_in],
             "stage_out": stage_out(loaded, job),
@@ -304,17 +289,19 @@ def submission_order(loaded: Loaded, names: list[str]) -> list[str]:
 
 
 def params_tsv(header: list[str], points: Points) -> str:
-    """The sweep table an array task reads its point from: one shell-quoted row per point.
+    r"""The sweep table an array task reads its point from, one row per point.
 
-    Line 3 + i holds point i; values are shell-quoted on one line, so tabs and newlines in
-    values cannot break the table.
+    Line 3 + i holds point i. Cells are escaped as ``printf %b`` reads them back (see
+    ``tsv_cell``), so tabs and line breaks in values cannot break the table, and no value is
+    ever read by ``eval``.
 
-    >>> print(params_tsv(["h"], Points(("lr",), (("0.1",), ("a b",)))).replace(chr(9), "|"), end="")
+    >>> table = params_tsv(["h"], Points(("lr",), (("0.1",), ("a\tb",))))
+    >>> print(table.replace(chr(9), "|"), end="")
     # h
     index|lr
     0|0.1
-    1|'a b'
+    1|a\tb
     """
     lines = ["# " + " ".join(header), "\t".join(("index", *points.names))]
-    lines += ["\t".join((str(i), *(shquote(v) for v in row))) for i, row in enumerate(points.rows)]
+    lines += ["\t".join((str(i), *(tsv_cell(v) for v in row))) for i, row in enumerate(points.rows)]
     return "\n".join(lines) + "\n"

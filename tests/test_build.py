@@ -194,11 +194,13 @@ def test_dry_run_works_without_secrets_or_scheduler(project_copy, tmp_path: Path
                               capture_output=True, text=True, check=False)
         assert proc.returncode == 0, (script.name, proc.stderr)
         if script.name in ("submit_all.sh", "train.sbatch"):  # they need HPC_ACCOUNT, WANDB_*
-            assert "is not set; the dry run shows it unexpanded" in proc.stderr
+            assert "is not set; the dry run shows it as ${" in proc.stderr
     grid = subprocess.run(["bash", str(folder / "grid.sbatch"), "--dry-run", "--index", "1"],
                           env=env, capture_output=True, text=True, check=True).stdout
     assert "+ export WANDB_DIR=/scratch/zoo" in grid  # a later value refers to an earlier one
-    assert "python grid.py --lr 0.10 --seed 2 --opt adam" in grid  # numbers as written
+    # the point's values as written, then the command that refers to them
+    assert "export jp_p_lr=0.10\nexport jp_p_seed=2\n" in grid and "export jp_p_opt=adam\n" in grid
+    assert 'python grid.py --lr "${jp_p_lr}" --seed "${jp_p_seed}" --opt "${jp_p_opt}"' in grid
     assert not (folder / "ledger.tsv").exists() and not (folder / "logs").exists()
     ctl = subprocess.run(["bash", str(folder / "ctl.sh"), "status"], env=env,
                          capture_output=True, text=True, check=False)

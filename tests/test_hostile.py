@@ -80,10 +80,13 @@ def test_argv_job_receives_values_exactly(bundle: dict[str, Path], index: int,
 @pytest.mark.parametrize("index", range(len(_points("code"))))
 def test_shell_code_job_receives_values_exactly(bundle: dict[str, Path], index: int,
                                                 tmp_path: Path) -> None:
-    """Placeholders inside '...', "...", $'...', bare and inside $(...) all stay exact."""
+    """Placeholders in words, "...", $(case ...), ${UNSET:-...} (quoted and not), backticks
+    and an unquoted here-document all deliver the value as it is (command substitutions drop
+    trailing newlines, as they do for any text); a comment before them holds a quote."""
     value = _points("code")[index]
     got = _run_task(bundle, "code", index, tmp_path / "dump.jsonl")
-    assert got["argv"] == [value, value, value, value, "fixed 'quote", value.rstrip("\n")]
+    cut = value.rstrip("\n")
+    assert got["argv"] == [value, value, cut, value, value, cut, f"<{value}>", "fixed 'quote"]
     assert got["HOSTILE"] == value
     assert not list(bundle["root"].rglob("pwned"))
 

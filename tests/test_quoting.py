@@ -7,7 +7,7 @@ import subprocess
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from generators.shell import parse_text, shell_code, shquote, word_code
+from generators.shell import parse_text, shquote, tsv_cell, word_ref
 
 # Any text a YAML string can hold, except NUL (which no shell argument can carry).
 TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
@@ -38,25 +38,22 @@ def test_shquote_is_one_line_without_tabs(value: str) -> None:
 
 
 @SETTINGS
-@given(TEXT, st.sampled_from(["{{ v }}", "'{{ v }}'", '"{{ v }}"', "$'{{ v }}'",
-                              "x{{ v }}y", "'a'{{ v }}\"b\"", '"$(printf %s {{ v }})"']))
-def test_placeholder_in_any_quote_context_arrives_exactly(value: str, context: str) -> None:
-    code = f"{context} {context}"
-    segments = shell_code(code, parse_text(code, vars_in_code=True)[0], {"v": value})
-    assert len(segments) == 1 and isinstance(segments[0], str)
-    expected = value
-    if context.startswith('"$('):
-        expected = value.rstrip("\n")  # command substitution drops trailing newlines
-    wrap = {"x{{ v }}y": "x{}y", "'a'{{ v }}\"b\"": "a{}b"}.get(context, "{}")
-    assert bash_args(segments[0]) == [wrap.format(expected)] * 2
+@given(st.lists(TEXT, min_size=1, max_size=5))
+def test_tsv_cells_read_back_exactly_with_printf_b(values: list[str]) -> None:
+    """A row of cells is one line without tabs inside cells, and printf %b restores each."""
+    row = "\t".join(tsv_cell(v) for v in values)
+    assert "\n" not in row and "\r" not in row and row.count("\t") == len(values) - 1
+    script = 'for c in "$@"; do printf "%b\\0" "$c"; done'
+    out = subprocess.run(["bash", "-c", script, "_", *row.split("\t")], capture_output=True,
+                         check=True).stdout
+    assert out.decode("utf-8", "surrogateescape").split("\0")[:-1] == values
 
 
 @SETTINGS
 @given(TEXT, TEXT)
 def test_word_with_secret_reference_keeps_literal_text(before: str, after: str) -> None:
     text = before.replace("{", "(").replace("$", "%") + "${SECRET}" + after.replace("{", "(")
-    code = word_code(parse_text(text)[0], {})
-    assert len(code) == 1 and isinstance(code[0], str)
-    got = subprocess.run(["bash", "-c", f"SECRET='s e' ; printf '%s\\0' {code[0]}"],
+    code = word_ref(parse_text(text)[0])
+    got = subprocess.run(["bash", "-c", f"SECRET='s e' ; printf '%s\\0' {code}"],
                          capture_output=True, check=True).stdout.decode().split("\0")[:-1]
     assert got == [text.replace("${SECRET}", "s e")]

@@ -9,7 +9,7 @@ usage() {
   cat <<'USAGE'
 Usage: footprints_to_nodes.sh [run|status] [--every INTERVAL] [--dry-run] [-h]
 
-Many small footprint files, moved as one tar stream to each node's local disk.
+  Many small footprint files, moved as one tar stream to each node's local disk.
 
   run (default)  copy new and changed files; nothing is deleted from the destination
   status         print done, partial or absent for the destination
@@ -34,13 +34,34 @@ ssh).
 USAGE
 }
 
-jp_log() { printf '[%s] %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" >&2; }
-jp_die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+jp_secrets=()
+jp_log() { printf '[%s] %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(jp_scrub "$*")" >&2; }
+jp_die() { printf 'error: %s\n' "$(jp_scrub "$*")" >&2; exit 1; }
+# jp_scrub TEXT: print TEXT with the value of every secret replaced by ${NAME}, so that no
+# message shows one (whatever a tool echoed back).
+jp_scrub() {
+  local - text=$1 name value
+  set +x
+  for name in "${jp_secrets[@]}"; do
+    value=${!name:-}
+    ((${#value} < 3)) || [[ $value == "\${$name}" ]] || text=${text//"$value"/\$\{$name\}}
+  done
+  printf '%s' "$text"
+}
+# Copy standard input to standard output, scrubbed line by line (for a tool's messages).
+jp_scrub_stream() {
+  local line
+  while IFS= read -r line || [[ -n $line ]]; do printf '%s\n' "$(jp_scrub "$line")"; done
+}
 # Print a command as a shell line: words quoted only when they need it.
 jp_print() {
   local word line='+'
   for word in "$@"; do
-    [[ $word =~ ^[A-Za-z0-9_@%+=:,./-]+$ ]] || printf -v word '%q' "$word"
+    if [[ $word == *[\'[:cntrl:]]* ]]; then
+      printf -v word '%q' "$word"
+    elif [[ ! $word =~ ^[A-Za-z0-9_@%+=:,./-]+$ ]]; then
+      word="'$word'"
+    fi
     line+=" $word"
   done
   printf '%s\n' "$line"

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import ROOT, build
@@ -204,6 +205,15 @@ def test_ctl_cancel_and_resubmit_by_suffix(double, small: Path) -> None:  # type
     assert logs == f"log of job {again.id} ({again.name})\n"
 
 
+def _run_in_job(body: dict[str, Any], code: str, cwd: Path) -> str:
+    """What ``code`` prints when run as NGC runs a job's command: by bash, with the job's
+    environment variables (--env-var) set."""
+    env = {**os.environ, "RUN_ID": "r1", **{e["name"]: e["value"] for e in body["envs"]}}
+    env["RUN_ID"] = "r1"
+    return subprocess.run(["bash", "-c", code], capture_output=True, text=True, check=True,
+                          cwd=cwd, env=env).stdout
+
+
 def test_every_feature_reaches_ngc_exactly(double, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """tests/projects/ngc through the real parser: each value arrives as it was written."""
     shutil.copytree(ROOT / "tests" / "projects" / "ngc", tmp_path / "p")
@@ -220,15 +230,19 @@ def test_every_feature_reaches_ngc_exactly(double, tmp_path: Path) -> None:  # t
     grid = [b for n, b in bodies.items() if n.startswith("zoo-grid-")]
     assert {b["aceInstance"] for b in grid} == {"dgxa100.40g.1.norm"}
     notes = set()
-    for body in grid:  # the argv command, as the job's shell will split it
+    for body in grid:  # the command, as the job's shell runs it with the job's environment
         code = body["command"].replace("python grid.py", "printf '%s\\n'", 1)
-        words = subprocess.run(["bash", "-c", code], capture_output=True, text=True,
-                               check=True, cwd=tmp_path).stdout.splitlines()
+        words = _run_in_job(body, code, tmp_path).splitlines()
         assert words[:2] == ["--config", f"/workspace/launch/configs/grid/{words[1][31:]}"]
         notes.add(words[3])
     assert notes == {"it's", "a b"}
     hostile = next(b for n, b in bodies.items() if n.startswith("zoo-gigachad_train-p"))
     assert {"name": "SEQUENCE", "value": "$(touch pwned) 'q'"} in hostile["envs"]
+    # the value reaches the command as a variable, never as its text
+    assert "pwned" not in hostile["command"]
+    code = hostile["command"].replace("python train.py", "printf '%s\\n'", 1)
+    tag = _run_in_job(hostile, code, tmp_path).splitlines()[-1]
+    assert tag == "run r1 of $(touch pwned) 'q'"
     assert {"name": "WANDB_API_KEY", "value": "k3y"} in hostile["envs"]
     assert not list(tmp_path.rglob("pwned"))
 

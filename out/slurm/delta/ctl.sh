@@ -32,13 +32,34 @@ A task whose state cannot be read is left alone: it is never resubmitted for tha
 USAGE
 }
 
-jp_log() { printf '[%s] %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" >&2; }
-jp_die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+jp_secrets=()
+jp_log() { printf '[%s] %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(jp_scrub "$*")" >&2; }
+jp_die() { printf 'error: %s\n' "$(jp_scrub "$*")" >&2; exit 1; }
+# jp_scrub TEXT: print TEXT with the value of every secret replaced by ${NAME}, so that no
+# message shows one (whatever a tool echoed back).
+jp_scrub() {
+  local - text=$1 name value
+  set +x
+  for name in "${jp_secrets[@]}"; do
+    value=${!name:-}
+    ((${#value} < 3)) || [[ $value == "\${$name}" ]] || text=${text//"$value"/\$\{$name\}}
+  done
+  printf '%s' "$text"
+}
+# Copy standard input to standard output, scrubbed line by line (for a tool's messages).
+jp_scrub_stream() {
+  local line
+  while IFS= read -r line || [[ -n $line ]]; do printf '%s\n' "$(jp_scrub "$line")"; done
+}
 # Print a command as a shell line: words quoted only when they need it.
 jp_print() {
   local word line='+'
   for word in "$@"; do
-    [[ $word =~ ^[A-Za-z0-9_@%+=:,./-]+$ ]] || printf -v word '%q' "$word"
+    if [[ $word == *[\'[:cntrl:]]* ]]; then
+      printf -v word '%q' "$word"
+    elif [[ ! $word =~ ^[A-Za-z0-9_@%+=:,./-]+$ ]]; then
+      word="'$word'"
+    fi
     line+=" $word"
   done
   printf '%s\n' "$line"
@@ -83,21 +104,26 @@ jp_here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # Only the commands that submit need the secrets (status, logs and cancel do not).
 jp_need_secrets() {
   :
-  # Secrets are read at run time: from the environment, or from secrets.env beside this script.
-  if [[ -f "$jp_here/secrets.env" ]]; then
-    set -a
-    # shellcheck source=/dev/null
-    source "$jp_here/secrets.env"
-    set +a
-  fi
+  # Secrets are read at run time, from the environment or from secrets.env beside this script,
+  # with xtrace off. A dry run shows each as ${NAME}, never its value.
   jp_secrets=(DELTA_ACCOUNT)
-  for jp_secret in "${jp_secrets[@]}"; do
-    if [[ -z ${!jp_secret:-} ]]; then
-      ((jp_dry_run)) || jp_die "$jp_secret is not set: export it or put it in secrets.env beside this script (see secrets.env.example)"
-      printf 'warning: %s is not set; the dry run shows it unexpanded\n' "$jp_secret" >&2
-      printf -v "$jp_secret" '%s' "\${$jp_secret}"
+  jp_read_secrets() {
+    local - name
+    set +x
+    if [[ -f "$jp_here/secrets.env" ]]; then
+      set -a
+      # shellcheck source=/dev/null
+      source "$jp_here/secrets.env"
     fi
-  done
+    for name in "${jp_secrets[@]}"; do
+      if [[ -z ${!name:-} ]]; then
+        ((jp_dry_run)) || jp_die "$name is not set: export it or put it in secrets.env beside this script (see secrets.env.example)"
+        printf 'warning: %s is not set; the dry run shows it as %s\n' "$name" "\${$name}" >&2
+      fi
+      if ((jp_dry_run)); then printf -v "$name" '%s' "\${$name}"; fi
+    done
+  }
+  jp_read_secrets
 
 }
 # The jobs of cluster delta, by position in submission order.

@@ -34,13 +34,34 @@ line.
 USAGE
 }
 
-jp_log() { printf '[%s] %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" >&2; }
-jp_die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+jp_secrets=()
+jp_log() { printf '[%s] %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(jp_scrub "$*")" >&2; }
+jp_die() { printf 'error: %s\n' "$(jp_scrub "$*")" >&2; exit 1; }
+# jp_scrub TEXT: print TEXT with the value of every secret replaced by ${NAME}, so that no
+# message shows one (whatever a tool echoed back).
+jp_scrub() {
+  local - text=$1 name value
+  set +x
+  for name in "${jp_secrets[@]}"; do
+    value=${!name:-}
+    ((${#value} < 3)) || [[ $value == "\${$name}" ]] || text=${text//"$value"/\$\{$name\}}
+  done
+  printf '%s' "$text"
+}
+# Copy standard input to standard output, scrubbed line by line (for a tool's messages).
+jp_scrub_stream() {
+  local line
+  while IFS= read -r line || [[ -n $line ]]; do printf '%s\n' "$(jp_scrub "$line")"; done
+}
 # Print a command as a shell line: words quoted only when they need it.
 jp_print() {
   local word line='+'
   for word in "$@"; do
-    [[ $word =~ ^[A-Za-z0-9_@%+=:,./-]+$ ]] || printf -v word '%q' "$word"
+    if [[ $word == *[\'[:cntrl:]]* ]]; then
+      printf -v word '%q' "$word"
+    elif [[ ! $word =~ ^[A-Za-z0-9_@%+=:,./-]+$ ]]; then
+      word="'$word'"
+    fi
     line+=" $word"
   done
   printf '%s\n' "$line"
@@ -79,26 +100,34 @@ while (($#)); do
 done
 
 jp_here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# Secrets are read at run time: from the environment, or from secrets.env beside this script.
-if [[ -f "$jp_here/secrets.env" ]]; then
-  set -a
-  # shellcheck source=/dev/null
-  source "$jp_here/secrets.env"
-  set +a
-fi
+# Secrets are read at run time, from the environment or from secrets.env beside this script,
+# with xtrace off. A dry run shows each as ${NAME}, never its value.
 jp_secrets=(FTP_PASS)
-for jp_secret in "${jp_secrets[@]}"; do
-  if [[ -z ${!jp_secret:-} ]]; then
-    ((jp_dry_run)) || jp_die "$jp_secret is not set: export it or put it in secrets.env beside this script (see secrets.env.example)"
-    printf 'warning: %s is not set; the dry run shows it unexpanded\n' "$jp_secret" >&2
-    printf -v "$jp_secret" '%s' "\${$jp_secret}"
+jp_read_secrets() {
+  local - name
+  set +x
+  if [[ -f "$jp_here/secrets.env" ]]; then
+    set -a
+    # shellcheck source=/dev/null
+    source "$jp_here/secrets.env"
   fi
-done
+  for name in "${jp_secrets[@]}"; do
+    if [[ -z ${!name:-} ]]; then
+      ((jp_dry_run)) || jp_die "$name is not set: export it or put it in secrets.env beside this script (see secrets.env.example)"
+      printf 'warning: %s is not set; the dry run shows it as %s\n' "$name" "\${$name}" >&2
+    fi
+    if ((jp_dry_run)); then printf -v "$name" '%s' "\${$name}"; fi
+  done
+}
+jp_read_secrets
 
 jp_name='results_down'
-jp_host='10.0.0.5'
-jp_user='kvedder'
-jp_password="${FTP_PASS}"
+# The login, read only where it is used, with xtrace off (it may hold secrets).
+jp_login() {
+  jp_host='10.0.0.5'
+  jp_user='kvedder'
+  jp_password="${FTP_PASS}"
+}
 jp_upload=0
 jp_local='./results'
 jp_remote='/mnt/nfs/kvedder/results/zoo'
@@ -112,12 +141,14 @@ jp_lq() {
 # jp_lftp COMMAND...: run lftp commands on the server as one "open && A && B" chain fed on
 # stdin (cmd:fail-exit makes lftp hang on a failed command read from a pipe; && does not).
 jp_lftp() {
-  local cmd line
+  local - cmd line jp_host jp_user jp_password
+  set +x
+  jp_login
   line="open -u $(jp_lq "$jp_user,$jp_password") $(jp_lq "ftp://$jp_host")"
   for cmd in "$@"; do line+=" && $cmd"; done
   # lftp names URLs with the login in them: strip "user:password@" from what it prints.
   printf 'set net:max-retries 2\nset net:reconnect-interval-base 2\nset net:timeout 20\n%s\n' \
-    "$line" | lftp 2> >(sed -E 's#(ftp://)[^/@[:space:]]*@#\1#g' >&2)
+    "$line" | lftp 2> >(sed -E 's#(ftp://)[^/@[:space:]]*@#\1#g' | jp_scrub_stream >&2)
 }
 jp_mirror() {  # [OPTION...]: the mirror in the sync's direction
   local -a opts=(--no-perms --parallel=4)

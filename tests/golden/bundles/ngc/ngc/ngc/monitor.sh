@@ -33,13 +33,34 @@ job never ages out of view; a final state, once seen, is kept in the ledger.
 USAGE
 }
 
-jp_log() { printf '[%s] %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" >&2; }
-jp_die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+jp_secrets=()
+jp_log() { printf '[%s] %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(jp_scrub "$*")" >&2; }
+jp_die() { printf 'error: %s\n' "$(jp_scrub "$*")" >&2; exit 1; }
+# jp_scrub TEXT: print TEXT with the value of every secret replaced by ${NAME}, so that no
+# message shows one (whatever a tool echoed back).
+jp_scrub() {
+  local - text=$1 name value
+  set +x
+  for name in "${jp_secrets[@]}"; do
+    value=${!name:-}
+    ((${#value} < 3)) || [[ $value == "\${$name}" ]] || text=${text//"$value"/\$\{$name\}}
+  done
+  printf '%s' "$text"
+}
+# Copy standard input to standard output, scrubbed line by line (for a tool's messages).
+jp_scrub_stream() {
+  local line
+  while IFS= read -r line || [[ -n $line ]]; do printf '%s\n' "$(jp_scrub "$line")"; done
+}
 # Print a command as a shell line: words quoted only when they need it.
 jp_print() {
   local word line='+'
   for word in "$@"; do
-    [[ $word =~ ^[A-Za-z0-9_@%+=:,./-]+$ ]] || printf -v word '%q' "$word"
+    if [[ $word == *[\'[:cntrl:]]* ]]; then
+      printf -v word '%q' "$word"
+    elif [[ ! $word =~ ^[A-Za-z0-9_@%+=:,./-]+$ ]]; then
+      word="'$word'"
+    fi
     line+=" $word"
   done
   printf '%s\n' "$line"
@@ -73,21 +94,26 @@ done
 
 
 jp_here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# Secrets are read at run time: from the environment, or from secrets.env beside this script.
-if [[ -f "$jp_here/secrets.env" ]]; then
-  set -a
-  # shellcheck source=/dev/null
-  source "$jp_here/secrets.env"
-  set +a
-fi
+# Secrets are read at run time, from the environment or from secrets.env beside this script,
+# with xtrace off. A dry run shows each as ${NAME}, never its value.
 jp_secrets=(WANDB_API_KEY)
-for jp_secret in "${jp_secrets[@]}"; do
-  if [[ -z ${!jp_secret:-} ]]; then
-    ((jp_dry_run)) || jp_die "$jp_secret is not set: export it or put it in secrets.env beside this script (see secrets.env.example)"
-    printf 'warning: %s is not set; the dry run shows it unexpanded\n' "$jp_secret" >&2
-    printf -v "$jp_secret" '%s' "\${$jp_secret}"
+jp_read_secrets() {
+  local - name
+  set +x
+  if [[ -f "$jp_here/secrets.env" ]]; then
+    set -a
+    # shellcheck source=/dev/null
+    source "$jp_here/secrets.env"
   fi
-done
+  for name in "${jp_secrets[@]}"; do
+    if [[ -z ${!name:-} ]]; then
+      ((jp_dry_run)) || jp_die "$name is not set: export it or put it in secrets.env beside this script (see secrets.env.example)"
+      printf 'warning: %s is not set; the dry run shows it as %s\n' "$name" "\${$name}" >&2
+    fi
+    if ((jp_dry_run)); then printf -v "$name" '%s' "\${$name}"; fi
+  done
+}
+jp_read_secrets
 
 # The jobs of cluster ngc: points, relaunches allowed, interactive or not.
 jp_names=(login gigachad_train grid)
@@ -97,15 +123,15 @@ jp_interactive=(1 0 0)
 # jp_common_POS: set jp_common to the flags every launch of the job shares (a function:
 # secrets expand only when something is launched); jp_ladder_POS: the instance of each attempt.
 jp_common_0() {
-  jp_common=(--image nvcr.io/nvidian/scene-flow-zoo:latest --result /results --org nvidian --team swaiinf --ace nv-us-west-2 --workspace zhiding_intern_kyle:/workspace:RW --workspace zhiding_intern_kyle_argoverse2:/workspace_argoverse2:RO --datasetid 1612345:/data/argoverse2 --priority HIGH --preempt RUNONCE --total-runtime 1D12H --label ml__zoo --port 6006 --port jupyter:8888/TCP --secret wandb:api_key:WANDB_KEY --env-var PYTHONUNBUFFERED:1 --env-var WANDB_API_KEY:"${WANDB_API_KEY}" --env-var WANDB_PROJECT:zoo)
+  jp_common=(--image nvcr.io/nvidian/scene-flow-zoo:latest --result /results --org nvidian --team swaiinf --ace nv-us-west-2 --workspace zhiding_intern_kyle:/workspace:RW --workspace zhiding_intern_kyle_argoverse2:/workspace_argoverse2:RO --datasetid 1612345:/data/argoverse2 --priority HIGH --preempt RUNONCE --total-runtime 1D12H --label ml__zoo --port 6006 --port jupyter:8888/TCP --secret wandb:api_key:WANDB_KEY --env-var PYTHONUNBUFFERED:1 --env-var WANDB_API_KEY:"${WANDB_API_KEY}" --env-var WANDB_PROJECT:zoo --commandline $'/workspace/entrypoint.sh\nsleep 167h')
 }
 jp_ladder_0=(dgx1v.16g.1.norm)
 jp_common_1() {
-  jp_common=(--image nvcr.io/nvidian/scene-flow-zoo:latest --result /results --org nvidian --team swaiinf --ace nv-us-west-2 --workspace zhiding_intern_kyle:/workspace:RW --workspace zhiding_intern_kyle_argoverse2:/workspace_argoverse2:RO --datasetid 1612345:/data/argoverse2 --preempt RUNONCE --total-runtime 1D12H --label ml__zoo --label ml__gigachad --secret wandb:api_key:WANDB_KEY --env-var PYTHONUNBUFFERED:1 --env-var WANDB_API_KEY:"${WANDB_API_KEY}" --env-var WANDB_PROJECT:zoo)
+  jp_common=(--image nvcr.io/nvidian/scene-flow-zoo:latest --result /results --org nvidian --team swaiinf --ace nv-us-west-2 --workspace zhiding_intern_kyle:/workspace:RW --workspace zhiding_intern_kyle_argoverse2:/workspace_argoverse2:RO --datasetid 1612345:/data/argoverse2 --preempt RUNONCE --total-runtime 1D12H --label ml__zoo --label ml__gigachad --secret wandb:api_key:WANDB_KEY --env-var PYTHONUNBUFFERED:1 --env-var WANDB_API_KEY:"${WANDB_API_KEY}" --env-var WANDB_PROJECT:zoo --commandline 'python train.py "${jp_p_config_path}" --tag "run $RUN_ID of ${jp_p_sequence}"')
 }
 jp_ladder_1=(dgx1v.16g.1.norm dgx1v.32g.1.norm dgxa100.80g.1.norm)
 jp_common_2() {
-  jp_common=(--image nvcr.io/nvidia/pytorch:24.01-py3 --result /results --org nvidian --team swaiinf --ace nv-us-west-2 --workspace zhiding_intern_kyle:/workspace:RW --workspace zhiding_intern_kyle_argoverse2:/workspace_argoverse2:RO --datasetid 1612345:/data/argoverse2 --preempt RUNONCE --total-runtime 4h --label ml__zoo --secret wandb:api_key:WANDB_KEY --env-var PYTHONUNBUFFERED:1 --env-var WANDB_API_KEY:"${WANDB_API_KEY}" --env-var WANDB_PROJECT:zoo)
+  jp_common=(--image nvcr.io/nvidia/pytorch:24.01-py3 --result /results --org nvidian --team swaiinf --ace nv-us-west-2 --workspace zhiding_intern_kyle:/workspace:RW --workspace zhiding_intern_kyle_argoverse2:/workspace_argoverse2:RO --datasetid 1612345:/data/argoverse2 --preempt RUNONCE --total-runtime 4h --label ml__zoo --secret wandb:api_key:WANDB_KEY --env-var PYTHONUNBUFFERED:1 --env-var WANDB_API_KEY:"${WANDB_API_KEY}" --env-var WANDB_PROJECT:zoo --commandline 'python grid.py --config "${jp_p_config_path}" --note "${jp_p_note}"')
 }
 jp_ladder_2=(dgxa100.40g.1.norm)
 declare -A jp_pos_of=()

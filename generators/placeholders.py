@@ -1,0 +1,983 @@
+"""Where each ``{{ name }}`` stands in shell code a user wrote, and what replaces it.
+
+A value never becomes shell code: every placeholder is replaced by a reference to a variable
+that holds the value (``"${jp_p_name}"``, or ``${RUN_ID}``), never by the value's text, so
+whatever the value holds, bash only ever expands it. Which form of the reference fits depends
+on where the placeholder stands, and that is what ``sites`` works out: unquoted words get a
+quoted expansion, text inside double quotes or an unquoted here-document a bare one, single
+quotes are closed around the expansion and reopened.
+
+Some places would still let bash, or a program the user calls, read the value as code or as a
+variable name: arithmetic (``$(( ))``, ``[[ -eq ]]``, subscripts, ``let``), variable names
+(``printf -v``, ``declare -a``, ``${!x}``), text another interpreter parses again
+(``bash -c``, ``eval``, ``ssh``, ``python -c``, ``awk``, ``sed``...) and single quotes (whose
+content is often such code). There the build checks every value the placeholder takes, which
+it knows, and refuses the ones that could change how the code reads (``value_problem``).
+Places where nothing expands at all (a quoted here-document, after a backslash) are refused.
+A placeholder in a comment is left as it is.
+
+The reading is a lexer of bash's quoting and nesting, not a full parser; where it cannot be
+sure it refuses, so a misreading costs a build error, never an execution.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .shell import PLACEHOLDER, Param, parse_text, variable, word_ref
+
+# Where a placeholder stands (its quoting), which decides the text that replaces it.
+WORD, DQUOTE, PARAM, SINGLE, ANSI, ARITH = "word", "dquote", "param", "single", "ansi", "arith"
+COMMENT, QHEREDOC, ESCAPED, NAME, UNSURE = "comment", "qheredoc", "escaped", "name", "unsure"
+
+# Values that cannot change how any shell or common interpreter reads the text around them.
+INERT = re.compile(r"[A-Za-z0-9_@%+=:,./-]*")
+INTEGER = re.compile(r"[-+]?[0-9]+")
+IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+SHELLS = {"bash", "sh", "dash", "zsh", "ksh", "ash", "mksh", "busybox", "fish"}
+PYTHONS = re.compile(r"(python|pypy|ipython)[0-9.]*")
+EVAL_FLAG = {"perl": "eE", "ruby": "eE", "node": "ep", "nodejs": "ep", "julia": "eE",
+             "Rscript": "e", "php": "r", "lua": "e", "luajit": "e"}
+AWKS = {"awk", "gawk", "mawk", "nawk"}
+ALL_ARGS = {"eval", "watch", "parallel", "tmux", "screen"}
+DASH_C = {"su", "runuser", "flock", "script"}
+SSH_VALUED = set("bcDEeFIiJLlmOopQRSWw")
+DECLARES = {"declare", "typeset", "local", "readonly", "export"}
+NAME_ARGS = {"read", "mapfile", "readarray", "unset"}
+RESERVED = {"if", "then", "else", "elif", "fi", "do", "done", "while", "until", "!", "{", "}",
+            "time", "function", "coproc"}
+ARITH_OPS = {"-eq", "-ne", "-lt", "-le", "-gt", "-ge"}
+METACHARS = set(" \t\n;&|()<>")
+
+
+@dataclass(frozen=True)
+class Site:
+    """One placeholder: its span in the code, its name, where it stands and who reads it."""
+
+    start: int
+    end: int
+    name: str
+    quoting: str
+    reads: str = ""  # '' (bash, once), 'arith', 'name', or the program that parses it again
+
+
+@dataclass
+class _Word:
+    text: str = ""  # the unquoted literal characters
+    literal: bool = True  # no quotes or expansions in it
+    assign: bool = False  # NAME=... at command position
+    places: list[tuple[int, bool]] = field(default_factory=list)  # (site, after an '=')
+
+
+@dataclass
+class _Heredoc:
+    delim: str
+    quoted: bool
+    strip: bool
+    reader: str | None = None  # the program that reads the body as code, once known
+
+
+@dataclass
+class _Command:
+    words: list[_Word] = field(default_factory=list)
+    heredocs: list[_Heredoc] = field(default_factory=list)
+
+
+@dataclass
+class _Frame:
+    kind: str  # cmd dq sq ansi pe arith heredoc
+    closer: str = ""
+    # cmd frames: the word being read, the simple command and the pipeline it belongs to
+    word: _Word | None = None
+    command: _Command = field(default_factory=_Command)
+    pipeline: list[_Command] = field(default_factory=list)
+    cmdpos: bool = True
+    after_for: bool = False
+    redirect: bool = False
+    case: list[str] = field(default_factory=list)
+    cond: list[_Word] | None = None
+    depth: int = 0
+    pending: list[_Heredoc] = field(default_factory=list)  # bodies start at the next newline
+    inner: list[int] = field(default_factory=list)  # sites anywhere inside this frame
+    # pe frames
+    phase: str = ""
+    quoted: bool = False
+    pattern: bool = False
+    # heredoc frames
+    line_start: bool = True
+
+
+class _Lexer:
+    def __init__(self, code: str) -> None:
+        self.code = code
+        self.i = 0
+        self.starts = {m.start(): m for m in PLACEHOLDER.finditer(code)}
+        self.found: list[Site] = []
+        self.reads: dict[int, str] = {}
+        self.stack = [_Frame("cmd")]
+
+    def run(self) -> list[Site]:
+        steps = {"cmd": self._cmd, "dq": self._dq, "sq": self._sq, "ansi": self._ansi,
+                 "pe": self._pe, "arith": self._arith, "heredoc": self._heredoc}
+        while self.i < len(self.code):
+            steps[self.stack[-1].kind]()
+        top = self.stack[0]
+        self._end_command(top)
+        unsure = len(self.stack) > 1 or bool(top.pending)
+        out = []
+        for n, site in enumerate(self.found):
+            quoting = UNSURE if unsure and site.quoting != COMMENT else site.quoting
+            out.append(Site(site.start, site.end, site.name, quoting,
+                            self.reads.get(n, site.reads)))
+        return out
+
+    # -- where a placeholder belongs -------------------------------------------------------
+    def _sink(self) -> _Frame:
+        """The frame whose command (or here-document) the text at hand belongs to."""
+        return next(f for f in reversed(self.stack) if f.kind in ("cmd", "heredoc"))
+
+    def _record(self, quoting: str) -> None:
+        m = self.starts[self.i]
+        arith = any(f.kind == "arith" or (f.kind == "pe" and f.phase == "arith")
+                    for f in self.stack)
+        index = len(self.found)
+        self.found.append(Site(m.start(), m.end(), m.group(1), quoting,
+                               "arith" if arith else ""))
+        self.i = m.end()
+        if quoting != COMMENT:
+            self._attach([index])
+
+    def _attach(self, sites: list[int]) -> None:
+        sink = self._sink()
+        if sink.kind == "heredoc":
+            self._mark(sites, sink.pending[0].reader or "")
+            return
+        word = self._word(sink)
+        word.literal = False
+        word.places += [(n, "=" in word.text or word.assign) for n in sites]
+        sink.inner += sites
+
+    def _touch(self) -> None:
+        """The word at hand holds quotes or expansions: it is no plain literal."""
+        sink = self._sink()
+        if sink.kind == "cmd":
+            self._word(sink).literal = False
+
+    def _mark(self, sites: list[int], reads: str) -> None:
+        if not reads:
+            return
+        for n in sites:
+            if self.reads.get(n, self.found[n].reads) in ("", "name") or reads == "arith":
+                self.reads[n] = reads
+
+    def _at(self, text: str, offset: int = 0) -> bool:
+        return self.code.startswith(text, self.i + offset)
+
+    # -- words, commands, pipelines --------------------------------------------------------
+    @staticmethod
+    def _word(cmd: _Frame) -> _Word:
+        if cmd.word is None:
+            cmd.word = _Word()
+        return cmd.word
+
+    def _end_word(self, cmd: _Frame) -> None:
+        word, cmd.word = cmd.word, None
+        if word is None:
+            return
+        if cmd.redirect:  # the target of a redirection is no argument
+            cmd.redirect = False
+            return
+        if cmd.cond is not None:
+            if word.literal and word.text == "]]":
+                self._end_cond(cmd)
+            else:
+                cmd.cond.append(word)
+            return
+        text = word.text if word.literal else None
+        if cmd.case and self._case_word(cmd, text):
+            return
+        if cmd.cmdpos and text == "[[":
+            cmd.cond = []
+            return
+        if cmd.cmdpos and text == "case":
+            cmd.case.append("subject")
+            return
+        cmd.command.words.append(word)
+        cmd.after_for = cmd.cmdpos and text in ("for", "select")
+        if cmd.cmdpos and (text in RESERVED or word.assign):
+            return
+        cmd.cmdpos = False
+
+    def _case_word(self, cmd: _Frame, text: str | None) -> bool:
+        """Words that move a case statement along; True when the word was one of them."""
+        state = cmd.case[-1]
+        if state == "subject":
+            cmd.case[-1] = "in"
+            return True
+        if state == "in" and text == "in":
+            cmd.case[-1] = "pattern"
+            return True
+        if text == "esac" and (state == "pattern" or cmd.cmdpos):
+            self._end_command(cmd)
+            cmd.case.pop()
+            return True
+        return False
+
+    def _end_cond(self, cmd: _Frame) -> None:
+        words, cmd.cond = cmd.cond or [], None
+        arith = any(w.literal and w.text in ARITH_OPS for w in words)
+        for k, w in enumerate(words):
+            sites = [n for n, _ in w.places]
+            if arith:
+                self._mark(sites, "arith")
+            elif k and words[k - 1].literal and words[k - 1].text == "-v":
+                self._mark(sites, "name")
+        cmd.cmdpos = False
+
+    def _end_command(self, cmd: _Frame, *, pipe: bool = False) -> None:
+        self._end_word(cmd)
+        cmd.pipeline.append(cmd.command)
+        cmd.command = _Command()
+        cmd.cmdpos, cmd.after_for = True, False
+        if not pipe:
+            pipeline, cmd.pipeline = cmd.pipeline, []
+            _analyse_pipeline(pipeline, self._mark)
+
+    # -- cmd frames: top level, $( ), ( ), ` ` ----------------------------------------------
+    def _cmd(self) -> None:
+        cmd = self.stack[-1]
+        c = self.code[self.i]
+        if self.i in self.starts:
+            self._record(WORD)
+        elif c == "#" and cmd.word is None:
+            self._comment()
+        elif c in " \t":
+            self._end_word(cmd)
+            self.i += 1
+        elif c == "\n":
+            self._newline(cmd)
+        elif cmd.closer == "`" and c == "`":
+            self._close(cmd)
+        else:
+            self._cmd_char(cmd, c)
+
+    def _cmd_char(self, cmd: _Frame, c: str) -> None:
+        if c == "\\":
+            self._escape(cmd)
+        elif c in "'\"`$":
+            self._open(c, in_dq=False)
+        elif c in METACHARS:
+            self._operator(cmd, c)
+        elif c == "[" and self._subscript_start(cmd):
+            self._word(cmd).literal = False
+            self.stack.append(_Frame("arith", closer="]"))
+            self.i += 1
+        else:
+            word = self._word(cmd)
+            word.text += c
+            if c == "=" and cmd.cmdpos and IDENTIFIER.fullmatch(word.text[:-1].rstrip("+")):
+                word.assign = True
+            self.i += 1
+
+    def _subscript_start(self, cmd: _Frame) -> bool:
+        word = cmd.word
+        if word is None or not word.literal or not IDENTIFIER.fullmatch(word.text):
+            return False
+        words = cmd.command.words
+        declaring = bool(words) and words[0].literal and words[0].text in DECLARES
+        return cmd.cmdpos or declaring
+
+    def _comment(self) -> None:
+        end = self.code.find("\n", self.i)
+        end = len(self.code) if end < 0 else end
+        while self.i < end:
+            if self.i in self.starts:
+                self._record(COMMENT)
+            else:
+                self.i += 1
+
+    def _newline(self, cmd: _Frame) -> None:
+        if cmd.cond is None:
+            self._end_command(cmd)
+        else:
+            self._end_word(cmd)
+        self.i += 1
+        if cmd.pending:
+            frame = _Frame("heredoc")
+            frame.pending, cmd.pending = cmd.pending, []
+            self.stack.append(frame)
+
+    def _escape(self, cmd: _Frame | None) -> None:
+        if self.i + 1 in self.starts:
+            self.i += 1
+            self._record(ESCAPED)
+            return
+        if cmd is not None and not self._at("\\\n"):
+            self._word(cmd).literal = False
+        self.i += 2
+
+    def _close(self, cmd: _Frame) -> None:
+        self._end_command(cmd)
+        self.stack.pop()
+        self.i += 1
+        if self.stack[-1].kind != "heredoc":
+            self._touch()
+        if cmd.inner:
+            self._attach(cmd.inner)
+
+    def _operator(self, cmd: _Frame, c: str) -> None:
+        if cmd.cond is not None:  # inside [[ ]]: ( ) < > && || only separate words
+            self._end_word(cmd)
+            self.i += 1
+        elif c == "(":
+            self._open_paren(cmd)
+        elif c == ")":
+            self._close_paren(cmd)
+        elif c == "<" and self._at("<<") and not self._at("<<<"):
+            self._end_word(cmd)
+            self._heredoc_operator(cmd)
+        elif c in "<>" and self._at("(", 1):
+            self._end_word(cmd)
+            self.stack.append(_Frame("cmd", closer=")"))
+            self.i += 2
+        elif c in "<>" or (c == "&" and self._at(">", 1)):
+            self._redirect(cmd)
+        elif c == "|" and cmd.case and cmd.case[-1] == "pattern":
+            self._end_word(cmd)
+            self.i += 1
+        else:
+            self._separator(cmd, c)
+
+    def _redirect(self, cmd: _Frame) -> None:
+        self._end_word(cmd)
+        m = re.compile(r"&>>?|[<>]&|<<<|>>|>\||<>|[<>]").match(self.code, self.i)
+        self.i = m.end() if m else self.i + 1
+        if not self._at("-") or self.code[self.i - 1] != "&":
+            cmd.redirect = True
+
+    def _separator(self, cmd: _Frame, c: str) -> None:
+        body = bool(cmd.case) and cmd.case[-1] == "body"
+        pipe = c == "|" and not self._at("||")
+        self._end_command(cmd, pipe=pipe)
+        if body and self._at(";;"):
+            cmd.case[-1] = "pattern"
+            self.i += 3 if self._at(";;&") else 2
+        elif body and self._at(";&"):
+            cmd.case[-1] = "pattern"
+            self.i += 2
+        elif self._at("||") or self._at("&&") or self._at("|&"):
+            self.i += 2
+        else:
+            self.i += 1
+
+    def _open_paren(self, cmd: _Frame) -> None:
+        if cmd.case and cmd.case[-1] == "pattern":
+            self.i += 1
+        elif (cmd.cmdpos or cmd.after_for) and cmd.word is None and self._at("(("):
+            cmd.cmdpos, cmd.after_for = False, False
+            self.stack.append(_Frame("arith", closer="))"))
+            self.i += 2
+        elif cmd.cmdpos and cmd.word is None:
+            self.stack.append(_Frame("cmd", closer=")"))
+            self.i += 1
+        else:  # array assignment x=( ... ), extglob @( ), a function's name()
+            self._word(cmd).literal = False
+            cmd.depth += 1
+            self.i += 1
+
+    def _close_paren(self, cmd: _Frame) -> None:
+        if cmd.depth:
+            cmd.depth -= 1
+            self.i += 1
+            return
+        self._end_word(cmd)
+        if cmd.case and cmd.case[-1] == "pattern":
+            cmd.case[-1] = "body"
+            cmd.cmdpos = True
+            self.i += 1
+        elif cmd.closer == ")":
+            self._close(cmd)
+        else:  # an unbalanced ")": bash would reject the code
+            self.stack.append(_Frame("cmd", closer="?"))
+            self.i += 1
+
+    def _heredoc_operator(self, cmd: _Frame) -> None:
+        self.i += 2
+        strip = self._at("-")
+        self.i += 1 if strip else 0
+        while self.i < len(self.code) and self.code[self.i] in " \t":
+            self.i += 1
+        delim, quoted = "", False
+        while self.i < len(self.code) and self.code[self.i] not in METACHARS:
+            c = self.code[self.i]
+            if self.i in self.starts:
+                self._record(NAME)  # a delimiter made of a value
+                quoted = True
+            elif c in "'\"":
+                end = self.code.find(c, self.i + 1)
+                end = len(self.code) - 1 if end < 0 else end
+                delim += self.code[self.i + 1:end]
+                quoted, self.i = True, end + 1
+            elif c == "\\":
+                delim += self.code[self.i + 1:self.i + 2]
+                quoted, self.i = True, self.i + 2
+            else:
+                delim += c
+                self.i += 1
+        doc = _Heredoc(delim, quoted, strip)
+        cmd.command.heredocs.append(doc)
+        cmd.pending.append(doc)
+
+    # -- quotes and expansions -------------------------------------------------------------
+    def _open(self, c: str, *, in_dq: bool) -> None:
+        if self.stack[-1].kind != "heredoc":
+            self._touch()
+        if c == "'":
+            self.stack.append(_Frame("sq"))
+            self.i += 1
+        elif c == '"':
+            self.stack.append(_Frame("dq"))
+            self.i += 1
+        elif c == "`":
+            self.stack.append(_Frame("cmd", closer="`"))
+            self.i += 1
+        else:
+            self._dollar(in_dq)
+
+    def _dollar(self, in_dq: bool) -> None:
+        quoted = in_dq or any(f.kind in ("dq", "heredoc") for f in self.stack)
+        if self._at("$(("):
+            self.stack.append(_Frame("arith", closer="))"))
+            self.i += 3
+        elif self._at("$("):
+            self.stack.append(_Frame("cmd", closer=")"))
+            self.i += 2
+        elif self._at("${"):
+            self.stack.append(_Frame("pe", phase="start", quoted=quoted))
+            self.i += 2
+        elif self._at("$["):
+            self.stack.append(_Frame("arith", closer="]"))
+            self.i += 2
+        elif self._at("$'") and not quoted:
+            self.stack.append(_Frame("ansi"))
+            self.i += 2
+        elif self._at('$"') and not quoted:
+            self.stack.append(_Frame("dq"))
+            self.i += 2
+        elif self.i + 1 in self.starts:
+            self.i += 1
+            self._record(NAME)  # $ right before a value: a variable named by the value
+        else:
+            self.i += 1
+
+    def _dq(self) -> None:
+        c = self.code[self.i]
+        if self.i in self.starts:
+            self._record(DQUOTE)
+        elif c == '"':
+            self.stack.pop()
+            self.i += 1
+        elif c == "\\":
+            self._escape(None)
+        elif c in "`$":
+            self._open(c, in_dq=True)
+        else:
+            self.i += 1
+
+    def _sq(self) -> None:
+        if self.i in self.starts:
+            self._record(SINGLE)
+        elif self.code[self.i] == "'":
+            self.stack.pop()
+            self.i += 1
+        else:
+            self.i += 1
+
+    def _ansi(self) -> None:
+        c = self.code[self.i]
+        if self.i in self.starts:
+            self._record(ANSI)
+        elif c == "\\":
+            self._escape(None)
+        elif c == "'":
+            self.stack.pop()
+            self.i += 1
+        else:
+            self.i += 1
+
+    def _pe(self) -> None:
+        frame = self.stack[-1]
+        if frame.phase == "start":
+            self._pe_name(frame)
+        elif frame.phase == "op":
+            self._pe_operator(frame)
+        elif frame.phase == "arith":
+            self._pe_arith(frame)
+        else:
+            self._pe_word(frame)
+
+    def _pe_name(self, frame: _Frame) -> None:
+        frame.phase = "op"
+        if self._at("#") and not self._at("}", 1) or self._at("!"):
+            self.i += 1
+        if self.i in self.starts:
+            self._record(NAME)
+            return
+        m = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9]+|[@*#?$!-]").match(self.code, self.i)
+        if m:
+            self.i = m.end()
+        if self._at("["):
+            self.stack.append(_Frame("arith", closer="]"))
+            self.i += 1
+
+    def _pe_operator(self, frame: _Frame) -> None:
+        c = self.code[self.i]
+        nxt = self.code[self.i + 1:self.i + 2]
+        if self.i in self.starts:
+            self._record(NAME)
+        elif c == "}":
+            self.stack.pop()
+            self.i += 1
+        elif c == ":" and nxt in ("-", "=", "+", "?"):
+            frame.phase = "word"
+            self.i += 2
+        elif c == ":":
+            frame.phase = "arith"
+            self.i += 1
+        elif c in "-=+?":
+            frame.phase = "word"
+            self.i += 1
+        elif c in "#%/^,":
+            frame.phase, frame.pattern = "word", True
+            self.i += 2 if nxt == c or (c == "/" and nxt in ("#", "%")) else 1
+        elif c == "@":
+            self.i += 2
+        else:  # not an operator bash knows; read on as a word
+            frame.phase = "word"
+
+    def _pe_word(self, frame: _Frame) -> None:
+        c = self.code[self.i]
+        if self.i in self.starts:
+            self._record(PARAM)
+        elif c == "}":
+            self.stack.pop()
+            self.i += 1
+        elif c == "\\":
+            self._escape(None)
+        elif c == "'" and frame.quoted and not frame.pattern:
+            self.i += 1  # inside "${x:-...}" a single quote is an ordinary character
+        elif c in "'\"`$":
+            self._open(c, in_dq=False)
+        else:
+            self.i += 1
+
+    def _pe_arith(self, frame: _Frame) -> None:
+        c = self.code[self.i]
+        if self.i in self.starts:
+            self._record(ARITH)
+        elif c == "}" and not frame.depth:
+            self.stack.pop()
+            self.i += 1
+        else:
+            self._arith_char(frame, c)
+
+    def _arith(self) -> None:
+        frame = self.stack[-1]
+        c = self.code[self.i]
+        if self.i in self.starts:
+            self._record(ARITH)
+        elif frame.closer == "))" and c == ")" and not frame.depth and self._at("))"):
+            self.stack.pop()
+            self.i += 2
+        elif frame.closer == "]" and c == "]" and not frame.depth:
+            self.stack.pop()
+            self.i += 1
+        else:
+            self._arith_char(frame, c)
+
+    def _arith_char(self, frame: _Frame, c: str) -> None:
+        if c in "([":
+            frame.depth += 1
+            self.i += 1
+        elif c in ")]":
+            frame.depth = max(0, frame.depth - 1)
+            self.i += 1
+        elif c == "\\":
+            self._escape(None)
+        elif c in "'\"`$":
+            self._open(c, in_dq=False)
+        else:
+            self.i += 1
+
+    def _heredoc(self) -> None:
+        frame = self.stack[-1]
+        doc = frame.pending[0]
+        if frame.line_start:
+            end = self.code.find("\n", self.i)
+            end = len(self.code) if end < 0 else end
+            line = self.code[self.i:end]
+            if (line.lstrip("\t") if doc.strip else line) == doc.delim:
+                self.i = end + 1
+                frame.pending.pop(0)
+                if not frame.pending:
+                    self.stack.pop()
+                return
+            frame.line_start = False
+            if doc.quoted:
+                self._quoted_line(end)
+                frame.line_start = True
+                self.i = min(end + 1, len(self.code))
+                return
+        c = self.code[self.i]
+        if self.i in self.starts:
+            self._record(DQUOTE)
+        elif c == "\n":
+            frame.line_start = True
+            self.i += 1
+        elif c == "\\":
+            self._escape(None)
+        elif c in "`$":
+            self._open(c, in_dq=True)
+        else:
+            self.i += 1
+
+    def _quoted_line(self, end: int) -> None:
+        while self.i < end:
+            if self.i in self.starts:
+                self._record(QHEREDOC)
+            else:
+                self.i += 1
+
+
+def _base(text: str) -> str:
+    return text.rsplit("/", 1)[-1]
+
+
+Mark = Callable[[list[int], str], None]
+
+
+def _analyse_pipeline(pipeline: list[_Command], mark: Mark) -> None:
+    """Mark what the commands of one pipeline read as code, arithmetic or names; a program
+    that reads code on its standard input (``... | bash``, ``python <<EOF``) reads whatever
+    the commands before it print, and the here-documents given to them."""
+    for command in pipeline:
+        _analyse(command.words, mark)
+    for j, command in enumerate(pipeline):
+        reader = _stdin_reader(command.words)
+        if reader:
+            for earlier in pipeline[:j]:
+                for word in earlier.words:
+                    mark([n for n, _ in word.places], reader)
+            for each in pipeline[:j + 1]:
+                for doc in each.heredocs:
+                    doc.reader = doc.reader or reader
+    for command in pipeline:
+        for doc in command.heredocs:
+            doc.reader = doc.reader or ""
+
+
+def _stdin_reader(words: list[_Word]) -> str:
+    """The interpreter of a command that runs code read from its standard input, if any."""
+    names = [w.text if w.literal else None for w in words]
+    for k, text in enumerate(names):
+        name = _base(text or "")
+        if name in SHELLS or PYTHONS.fullmatch(name) or name in EVAL_FLAG or name == "ssh":
+            options = [n for n in names[k + 1:]]
+            operands = [n for n in options if n is None or not n.startswith("-")]
+            if name == "ssh":
+                return "ssh" if len(operands) <= 1 else ""
+            if not operands or operands[0] == "-" or "-s" in options:
+                return name
+            return ""
+    return ""
+
+
+def _analyse(words: list[_Word], mark: Mark) -> None:
+    """Mark placeholders of one simple command that a program reads as code or as names."""
+    places = [[n for n, _ in w.places] for w in words]
+    names = [w.text if w.literal else None for w in words]
+    first = next((k for k, w in enumerate(words) if not w.assign and (
+        names[k] not in RESERVED or names[k] is None)), len(words))
+    for k in range(first, len(words)):
+        name = _base(names[k] or "")
+        if not name:
+            continue
+        reader = _reader(name, names, list(range(k + 1, len(words))))
+        if reader is not None:
+            label, targets = reader
+            for t in targets:
+                mark(places[t], label)
+    if first < len(words):
+        _builtins(_base(names[first] or ""), words, names, places, first, mark)
+
+
+def _reader(name: str, names: list[str | None],
+            rest: list[int]) -> tuple[str, list[int]] | None:
+    """(program, indexes of the words it parses as code) for a word naming an interpreter."""
+    if name in ALL_ARGS:
+        return name, rest
+    if name in ("trap", "source", "."):
+        return name, rest[:1]
+    if name in AWKS:
+        return name, _program(names, rest, {"-F", "-v", "-f"}, "-f")
+    if name == "sed":
+        return "sed", _program(names, rest, {"-e", "-f", "--expression", "-l"}, "-f")
+    if name == "ssh":
+        return "ssh", _ssh(names, rest)
+    flag = _code_flag(name)
+    if flag is None:
+        return None
+    label, is_flag, valued, stop, scan = flag
+    return label, _after_flag(names, rest, is_flag, valued, stop=stop, scan=scan)
+
+
+Flag = tuple[str, Callable[[str], bool], set[str], set[str], bool]
+
+
+def _code_flag(name: str) -> Flag | None:
+    """How a program takes code in an argument: (label, which option announces it, options
+    that take a value, options after which there is none, whether to look past operands)."""
+    if name in SHELLS:
+        return (f"{name} -c", lambda o: "c" in o[1:] and not o.startswith("--"),
+                {"-o", "+o"}, set(), False)
+    if PYTHONS.fullmatch(name):
+        return f"{name} -c", lambda o: o == "-c", {"-W", "-X"}, {"-m"}, False
+    if name in EVAL_FLAG:
+        letters = EVAL_FLAG[name]
+        return (f"{name} -{letters[0]}", lambda o: o in ("--eval", "--print") or (
+            not o.startswith("--") and any(x in o[1:] for x in letters)), set(), set(), False)
+    if name in DASH_C:
+        return f"{name} -c", lambda o: o == "-c", set(), set(), True
+    return None
+
+
+def _after_flag(names: list[str | None], rest: list[int], is_flag: Callable[[str], bool],
+                valued: set[str], *, stop: set[str], scan: bool) -> list[int]:
+    """The word after the first option that ``is_flag`` accepts, among the options that
+    follow the program name (or, with ``scan``, anywhere after it)."""
+    skip = False
+    for pos, k in enumerate(rest):
+        text = names[k]
+        if skip:
+            skip = False
+            continue
+        if text is None or not text.startswith(("-", "+")) or text in stop:
+            if scan:
+                continue
+            return []
+        if is_flag(text):
+            return rest[pos + 1:pos + 2] if len(text) == 2 or text.startswith("--") \
+                or not text.startswith("-c") else [k]
+        skip = text in valued
+    return []
+
+
+def _program(names: list[str | None], rest: list[int], valued: set[str],
+             file_flag: str) -> list[int]:
+    """awk and sed: the -e/expression words, or the first operand when none is given."""
+    programs: list[int] = []
+    skip = False
+    for pos, k in enumerate(rest):
+        text = names[k]
+        if skip:
+            skip = False
+            if names[rest[pos - 1]] in ("-e", "--expression"):
+                programs.append(k)
+            continue
+        if text == file_flag:
+            return programs
+        if text is not None and text.startswith("-") and text != "-":
+            skip = text in valued
+            continue
+        return programs or [k]
+    return programs
+
+
+def _ssh(names: list[str | None], rest: list[int]) -> list[int]:
+    skip = False
+    for pos, k in enumerate(rest):
+        text = names[k]
+        if skip:
+            skip = False
+            continue
+        if text is not None and text.startswith("-"):
+            skip = len(text) == 2 and text[1] in SSH_VALUED
+            continue
+        return rest[pos + 1:]
+    return []
+
+
+def _builtins(name: str, words: list[_Word], names: list[str | None],
+              places: list[list[int]], first: int, mark: Mark) -> None:
+    """Builtins that read an argument as arithmetic or as a variable name."""
+    args = range(first + 1, len(words))
+    if name == "let":
+        for k in args:
+            mark(places[k], "arith")
+    elif name in DECLARES:
+        _declare(words, names, places, args, mark)
+    elif name in NAME_ARGS:
+        for k in args:
+            mark(places[k], "name")
+    elif name in ("printf", "test", "["):
+        for k in args:
+            if names[k - 1] == "-v":
+                mark(places[k], "name")
+
+
+def _declare(words: list[_Word], names: list[str | None], places: list[list[int]],
+             args: range, mark: Mark) -> None:
+    """declare and its kin: with -a, -A, -i or -n every argument is read as names or
+    arithmetic; otherwise what stands before an argument's '=' names a variable."""
+    options = "".join((names[k] or "")[1:] for k in args
+                      if (names[k] or "").startswith(("-", "+")))
+    for k in args:
+        if any(c in options for c in "aAin"):
+            mark(places[k], "name")
+        else:
+            mark([n for n, after_eq in words[k].places if not after_eq], "name")
+
+
+def sites(code: str) -> list[Site]:
+    """Every placeholder of shell ``code``, where it stands and who reads it.
+
+    >>> [(s.name, s.quoting, s.reads) for s in sites("echo {{ a }} \\"{{ b }}\\" '{{ c }}'")]
+    [('a', 'word', ''), ('b', 'dquote', ''), ('c', 'single', '')]
+    >>> [(s.quoting, s.reads) for s in sites("# it's {{ a }}\\necho $(( {{ b }} + 1 ))")]
+    [('comment', ''), ('arith', 'arith')]
+    >>> [s.reads for s in sites("bash -c \\"echo {{ a }}\\"; eval x={{ b }}")]
+    ['bash -c', 'eval']
+    """
+    return _Lexer(code).run()
+
+
+def reference(site: Site, variable: str) -> str:
+    """The text that stands for the value of ``site`` in the rewritten code.
+
+    >>> reference(Site(0, 0, "v", "single"), "jp_p_v")
+    '\\'"${jp_p_v}"\\''
+    """
+    ref = "${" + variable + "}"
+    return {WORD: f'"{ref}"', PARAM: f'"{ref}"', NAME: f'"{ref}"', DQUOTE: ref, ARITH: ref,
+            SINGLE: f"'\"{ref}\"'", ANSI: f"'\"{ref}\"$'"}[site.quoting]
+
+
+def rewrite(code: str, found: list[Site], variable: Callable[[str], str]) -> str:
+    """``code`` with each placeholder replaced by a reference to its variable (comments keep
+    their text).
+
+    >>> code = "echo {{ a }} '<{{ a }}>' # {{ a }}"
+    >>> rewrite(code, sites(code), lambda n: "jp_p_" + n)
+    'echo "${jp_p_a}" \\'<\\'"${jp_p_a}"\\'>\\' # {{ a }}'
+    """
+    out, pos = [], 0
+    for site in found:
+        out.append(code[pos:site.start])
+        out.append(code[site.start:site.end] if site.quoting == COMMENT
+                   else reference(site, variable(site.name)))
+        pos = site.end
+    out.append(code[pos:])
+    return "".join(out)
+
+
+REFUSED = {
+    QHEREDOC: "nothing expands inside a quoted here-document (<<'EOF'): use an unquoted one "
+              "(<<EOF) to place a value there",
+    ESCAPED: "a backslash before '{{' makes it literal text; remove the backslash, or write "
+             "the braces differently if you meant them literally",
+    UNSURE: "the quotes or brackets of this shell code do not balance, so where this value "
+            "would stand cannot be told; fix the quoting (bash would reject it too)",
+}
+
+
+def site_problem(site: Site) -> str | None:
+    """Why a placeholder cannot stand where it does, whatever its values."""
+    if site.quoting in REFUSED:
+        return REFUSED[site.quoting]
+    if site.quoting == NAME and site.reads != "name":
+        return "a value cannot name a variable or a here-document delimiter here"
+    return None
+
+
+def value_problem(site: Site, value: str) -> str | None:
+    """Why ``value`` may not stand at ``site`` (None when it may).
+
+    >>> value_problem(Site(0, 0, "v", "word"), "$(rm -rf ~)") is None
+    True
+    >>> value_problem(Site(0, 0, "v", "arith", "arith"), "a[$(id)]")
+    "bash evaluates the value as arithmetic here, and 'a[$(id)]' is not an integer"
+    """
+    if site.reads == "arith" or site.quoting == ARITH:
+        ok, why = INTEGER, "bash evaluates the value as arithmetic here, and {} is not an integer"
+    elif site.reads == "name":
+        ok, why = IDENTIFIER, "the value names a variable here, and {} is not a variable name"
+    elif site.reads or site.quoting in (SINGLE, ANSI):
+        where = f"code that {site.reads} parses again" if site.reads else (
+            "$'...' quotes" if site.quoting == ANSI else
+            "single quotes, whose text is often code for another program")
+        ok, why = INERT, (f"the value stands inside {where}, and {{}} holds characters other "
+                          "than letters, digits and _@%+=:,./- that could change how it reads")
+    else:
+        return None
+    return None if ok.fullmatch(value) else why.format(repr(value))
+
+
+def command_code(command: str | tuple[str, ...]) -> str:
+    """The code a job runs: shell code with each placeholder replaced by a reference to its
+    variable, or an argv list as quoted words.
+
+    >>> print(command_code(("python", "t.py", "--lr", "{{ lr }}", "a b")))
+    python t.py --lr "${jp_p_lr}" 'a b'
+    >>> print(command_code("echo '{{ x }}' >out_{{ run_id }}"))
+    echo ''"${jp_p_x}"'' >out_"${RUN_ID}"
+    """
+    if isinstance(command, str):
+        return rewrite(command, sites(command), variable)
+    return " ".join(word_ref(parse_text(arg)[0]) for arg in command)
+
+
+def used_names(command: str | tuple[str, ...]) -> list[str]:
+    """Names of the placeholders a command refers to (comments aside), sorted.
+
+    >>> used_names("echo {{ b }} {{ a }} # {{ c }}"), used_names(["{{ x }}", "y"])
+    (['a', 'b'], ['x'])
+    """
+    if isinstance(command, str):
+        return sorted({s.name for s in sites(command) if s.quoting != COMMENT})
+    return sorted({p.name for arg in command for p in parse_text(arg)[0]
+                   if isinstance(p, Param)})
+
+
+# What a run id looks like: submit_all.sh and launch_all.sh accept [A-Za-z0-9._-]+ only.
+RUN_ID_SAMPLE = "20261201T000000Z"
+
+
+def check_code(code: str, values: Callable[[str], list[str]]) -> list[tuple[int, str]]:
+    """(offset, message) for each placeholder of ``code`` that cannot stand where it does,
+    or that one of its ``values`` (every value it takes, known at build time) may not.
+
+    >>> found = check_code("echo $(( {{ n }} * 2 )) '{{ s }}'", {"n": ["1", "x"], "s": ["a"]}.get)
+    >>> [(offset, message[:50]) for offset, message in found]
+    [(9, "'{{ n }}': bash evaluates the value as arithmetic ")]
+    """
+    out = []
+    for site in sites(code):
+        if site.quoting == COMMENT:
+            continue
+        label = f"'{{{{ {site.name} }}}}'"
+        problem = site_problem(site)
+        if problem:
+            out.append((site.start, f"{label}: {problem}"))
+            continue
+        taken = values(site.name) or []
+        for n, value in enumerate(taken):
+            problem = value_problem(site, value)
+            if problem:
+                where = f" (value {n + 1} of {len(taken)})" if len(taken) > 1 or \
+                    site.name != "run_id" else ""
+                out.append((site.start, f"{label}: {problem}{where}"))
+                break
+    return out
