@@ -22,6 +22,7 @@ sure it refuses, so a misreading costs a build error, never an execution.
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -122,8 +123,11 @@ class _Lexer:
     def run(self) -> list[Site]:
         steps = {"cmd": self._cmd, "dq": self._dq, "sq": self._sq, "ansi": self._ansi,
                  "pe": self._pe, "arith": self._arith, "heredoc": self._heredoc}
+        order = sorted(self.starts)
         while self.i < len(self.code):
+            before = self.i
             steps[self.stack[-1].kind]()
+            self._skipped(order, before)
         top = self.stack[0]
         self._end_command(top)
         unsure = len(self.stack) > 1 or bool(top.pending)
@@ -132,7 +136,18 @@ class _Lexer:
             quoting = UNSURE if unsure and site.quoting != COMMENT else site.quoting
             out.append(Site(site.start, site.end, site.name, quoting,
                             self.reads.get(n, site.reads)))
-        return out
+        return sorted(out, key=lambda site: site.start)
+
+    def _skipped(self, order: list[int], before: int) -> None:
+        """A step that read past the start of a placeholder without seeing it (part of an
+        operator, say) leaves it unplaced: it is recorded as one whose place is unsure."""
+        k = bisect.bisect_right(order, before)
+        seen = {site.start for site in self.found}
+        while k < len(order) and order[k] < self.i:
+            if order[k] not in seen:
+                m = self.starts[order[k]]
+                self.found.append(Site(m.start(), m.end(), m.group(1), UNSURE))
+            k += 1
 
     # -- where a placeholder belongs -------------------------------------------------------
     def _sink(self) -> _Frame:
@@ -154,6 +169,8 @@ class _Lexer:
         sink = self._sink()
         if sink.kind == "heredoc":
             self._mark(sites, sink.pending[0].reader or "")
+            # the body is also text of the command (or $( )) that holds the here-document
+            self.stack[self.stack.index(sink) - 1].inner += sites
             return
         word = self._word(sink)
         word.literal = False
@@ -449,7 +466,10 @@ class _Lexer:
 
     def _dollar(self, in_dq: bool) -> None:
         quoted = in_dq or any(f.kind in ("dq", "heredoc") for f in self.stack)
-        if self._at("$(("):
+        if self.i + 1 in self.starts:
+            self.i += 1
+            self._record(NAME)  # $ right before a value: a variable named by the value
+        elif self._at("$(("):
             self.stack.append(_Frame("arith", closer="))"))
             self.i += 3
         elif self._at("$("):
@@ -467,9 +487,6 @@ class _Lexer:
         elif self._at('$"') and not quoted:
             self.stack.append(_Frame("dq"))
             self.i += 2
-        elif self.i + 1 in self.starts:
-            self.i += 1
-            self._record(NAME)  # $ right before a value: a variable named by the value
         else:
             self.i += 1
 
@@ -679,13 +696,31 @@ def _analyse_pipeline(pipeline: list[_Command], mark: Mark) -> None:
             doc.reader = doc.reader or ""
 
 
+# A command whose name is not a plain word ("$SHELL", `which bash`) may be any program:
+# it is read as a shell, the kind that takes the most as code.
+UNKNOWN = "sh"
+
+
+def _program_names(words: list[_Word]) -> tuple[int, list[str]]:
+    """The index of the command's name, and each word's program name: the basename of a
+    plain word, the unknown program for a name that is not a plain word, '' otherwise."""
+    names = [w.text if w.literal else None for w in words]
+    first = next((k for k, w in enumerate(words) if not w.assign and (
+        names[k] not in RESERVED or names[k] is None)), len(words))
+    programs = [_base(n) if n else "" for n in names]
+    if first < len(words) and names[first] is None:
+        programs[first] = UNKNOWN
+    return first, programs
+
+
 def _stdin_reader(words: list[_Word]) -> str:
     """The interpreter of a command that runs code read from its standard input, if any."""
+    first, programs = _program_names(words)
     names = [w.text if w.literal else None for w in words]
-    for k, text in enumerate(names):
-        name = _base(text or "")
+    for k in range(first, len(words)):
+        name = programs[k]
         if name in SHELLS or PYTHONS.fullmatch(name) or name in EVAL_FLAG or name == "ssh":
-            options = [n for n in names[k + 1:]]
+            options = names[k + 1:]
             operands = [n for n in options if n is None or not n.startswith("-")]
             if name == "ssh":
                 return "ssh" if len(operands) <= 1 else ""
@@ -699,19 +734,17 @@ def _analyse(words: list[_Word], mark: Mark) -> None:
     """Mark placeholders of one simple command that a program reads as code or as names."""
     places = [[n for n, _ in w.places] for w in words]
     names = [w.text if w.literal else None for w in words]
-    first = next((k for k, w in enumerate(words) if not w.assign and (
-        names[k] not in RESERVED or names[k] is None)), len(words))
+    first, programs = _program_names(words)
     for k in range(first, len(words)):
-        name = _base(names[k] or "")
-        if not name:
+        if not programs[k]:
             continue
-        reader = _reader(name, names, list(range(k + 1, len(words))))
+        reader = _reader(programs[k], names, list(range(k + 1, len(words))))
         if reader is not None:
             label, targets = reader
             for t in targets:
                 mark(places[t], label)
     if first < len(words):
-        _builtins(_base(names[first] or ""), words, names, places, first, mark)
+        _builtins(programs[first], words, names, places, first, mark)
 
 
 def _reader(name: str, names: list[str | None],
@@ -861,8 +894,8 @@ def reference(site: Site, variable: str) -> str:
     '\\'"${jp_p_v}"\\''
     """
     ref = "${" + variable + "}"
-    return {WORD: f'"{ref}"', PARAM: f'"{ref}"', NAME: f'"{ref}"', DQUOTE: ref, ARITH: ref,
-            SINGLE: f"'\"{ref}\"'", ANSI: f"'\"{ref}\"$'"}[site.quoting]
+    forms = {DQUOTE: ref, ARITH: ref, SINGLE: f"'\"{ref}\"'", ANSI: f"'\"{ref}\"$'"}
+    return forms.get(site.quoting, f'"{ref}"')  # words, ${...} words, and refused places
 
 
 def rewrite(code: str, found: list[Site], variable: Callable[[str], str]) -> str:

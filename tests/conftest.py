@@ -23,6 +23,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      help="rewrite tests/golden from the current output (review the diff!)")
 
 
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """How many hostile values went through generated code in this run, and where."""
+    from hostile import TALLY
+
+    if TALLY:
+        terminalreporter.section("hostile values")
+        for where, count in sorted(TALLY.items()):
+            terminalreporter.write_line(f"{count:7d}  {where}")
+        terminalreporter.write_line(f"{sum(TALLY.values()):7d}  in all")
+
+
 @pytest.fixture
 def update_golden(request: pytest.FixtureRequest) -> bool:
     return bool(request.config.getoption("--update-golden"))
