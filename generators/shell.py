@@ -17,7 +17,10 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _ESCAPES = {"\\": "\\\\", "'": "\\'", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 VARREF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_ANY_TEMPLATE = re.compile(r"\{\{|\{%|\{#")
+# Template syntax that is not a placeholder: a '{{' that does not open one, a '{% tag', a
+# '{# comment #}'. Bash's own ${#x}, ${x%y} and printf '{%s}' are none of these.
+_ANY_TEMPLATE = re.compile(r"\{\{|\{%-?\s*(if|elif|else|endif|for|endfor|set|macro|block|raw"
+                           r"|include|import|extends|with|call|filter)\b|\{#[^}]*#\}")
 
 
 class Safe(str):
