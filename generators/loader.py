@@ -495,6 +495,10 @@ def load_yaml(path: Path, display: str | None = None) -> tuple[Any, Source]:
         text = read_text(path, MAX_PROJECT_BYTES)
     except ReadError as exc:
         message = exc.message if exc.line else f"the project file {exc.message}"
+        if exc.message == "was not found":
+            message += f" (create {display}, or name the project file with -p)"
+        elif exc.message == "is a folder, not a regular file":
+            message += f" (name the file itself with -p, e.g. -p {display}/project.yaml)"
         raise ProjectError([Problem(display, exc.line or 1, exc.col or 1, "(file)",
                                     message)]) from None
     return parse_yaml(text, display)
