@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 @dataclass(frozen=True, order=True)
@@ -16,7 +19,9 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}:{self.col}: {self.path}: {self.message}"
+        text = f"{self.file}:{self.line}:{self.col}: {self.path}: {self.message}"
+        # One problem is one line, whatever a file name or value quoted in it holds.
+        return _CONTROL.sub(lambda c: repr(c[0])[1:-1], text)
 
 
 class JobpackError(Exception):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, field_validator, model_validator
 
 
 def _scalar(value: Any) -> Any:
@@ -21,10 +21,58 @@ def _scalar(value: Any) -> Any:
 
 
 Scalar = Annotated[str | int | float | bool, PlainValidator(_scalar)]
-NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
-PROJECT = r"^[a-z0-9][a-z0-9-]*$"
+# Names become file and folder names (slurm/<cluster>/<job>.sbatch, sync/<name>.sh) and
+# scheduler job names (<project>-<job>, and Slurm logs <project>-<job>_<array>_<task>.out), so
+# they are bounded well below the 255 bytes a file name may have.
+NAME_MAX = 64
+NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+PROJECT = r"^[a-z0-9][a-z0-9-]{0,63}$"
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
-INTERVAL = r"^[0-9]+[smh]$"
+INTERVAL = r"^[0-9]{1,6}[smh]$"
+# Bounds of integers as the target CLIs parse them: Slurm reads counts into 32-bit integers
+# (sbatch refuses --nodes=2147483648) and keeps tasks and CPUs per node in 16 bits (65534
+# and 65535 are its "unset" and "infinite"); MaxArraySize is at most 4000001.
+INT32 = 2**31 - 1
+INT16 = 65533
+MAX_ARRAY = 4_000_001
+
+
+# Which control characters a string may hold, by where it sits in project.yaml ("*": any
+# key, "#": any list index). Every key, and every string not listed here, is STRICT: names,
+# paths, patterns, hosts, image references, options and the like take printable characters
+# only. Prose and shell code may also hold newlines and tabs. VALUEs are data that reach the
+# program through a quoting filter, byte-exact, so any character but NUL is carried.
+STRICT, PROSE, CODE, VALUE = "strict", "prose", "code", "value"
+TEXT_KINDS: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("description",), PROSE),
+    (("*", "*", "description"), PROSE),
+    (("jobs", "*", "command"), CODE),
+    (("jobs", "*", "on_timeout", "run"), CODE),
+    (("jobs", "*", "command", "#"), VALUE),
+    (("jobs", "*", "sweep", "matrix", "*", "#"), VALUE),
+    (("jobs", "*", "sweep", "list", "#", "*"), VALUE),
+    (("jobs", "*", "config", "set", "*"), VALUE),
+    (("env", "*"), VALUE),
+    (("clusters", "*", "env", "*"), VALUE),
+    (("jobs", "*", "env", "*"), VALUE),
+)
+
+
+def text_kind(loc: tuple[str | int, ...]) -> str:
+    """The kind of text the string at ``loc`` is (see TEXT_KINDS).
+
+    >>> text_kind(("jobs", "a", "command")), text_kind(("jobs", "a", "command", 0))
+    ('code', 'value')
+    >>> text_kind(("jobs", "a", "cluster")), text_kind(("description",))
+    ('strict', 'prose')
+    """
+    for pattern, kind in TEXT_KINDS:
+        if len(pattern) == len(loc) and all(
+                p == part or (p == "*" and isinstance(part, str))
+                or (p == "#" and isinstance(part, int))
+                for p, part in zip(pattern, loc, strict=True)):
+            return kind
+    return STRICT
 
 
 class Model(BaseModel):
@@ -44,24 +92,30 @@ def _scalar_text(value: Any) -> str:
     return str(value) if isinstance(value, str | int) else repr(value)
 
 
+MAX_MEMORY = 2**40  # in any unit: beyond every machine, far below what Slurm cannot parse
+
+
 def _memory(v: str | int | None) -> str | int | None:
     """Slurm's --mem: a number of megabytes, or a number with a unit K, M, G or T."""
-    if isinstance(v, str) and not re.fullmatch(r"[0-9]+[KMGT]?", v):
+    if isinstance(v, str) and not re.fullmatch(r"[0-9]{1,20}[KMGT]?", v):
         raise ValueError("memory is a number with an optional unit K, M, G or T (e.g. 32G)")
     if isinstance(v, int) and v < 0:
         raise ValueError("memory must not be negative")
+    if v is not None and int(str(v).rstrip("KMGT")) > MAX_MEMORY:
+        raise ValueError(f"memory {v} is more than Slurm can be asked for (at most "
+                         f"{MAX_MEMORY} in any unit)")
     return v
 
 
 class Resources(Model):
     """Scheduler resources of one job (or a cluster's defaults)."""
 
-    nodes: int | None = Field(None, ge=1)
-    ntasks_per_node: int | None = Field(None, ge=1)
-    gpus: int | None = Field(None, ge=0)
-    gpus_per_node: int | None = Field(None, ge=0)
+    nodes: int | None = Field(None, ge=1, le=INT32)
+    ntasks_per_node: int | None = Field(None, ge=1, le=INT16)
+    gpus: int | None = Field(None, ge=0, le=INT32)
+    gpus_per_node: int | None = Field(None, ge=0, le=INT32)
     gpu_type: str | None = Field(None, pattern=NAME)
-    cpus_per_task: int | None = Field(None, ge=1)
+    cpus_per_task: int | None = Field(None, ge=1, le=INT16)
     mem: str | int | None = None
     time: str | int | None = None
     signal: str | None = None
@@ -77,9 +131,9 @@ class Rung(Model):
     mem: str | int | None = None
     partition: str | None = None
     qos: str | None = None
-    gpus: int | None = Field(None, ge=0)
-    gpus_per_node: int | None = Field(None, ge=0)
-    cpus_per_task: int | None = Field(None, ge=1)
+    gpus: int | None = Field(None, ge=0, le=INT32)
+    gpus_per_node: int | None = Field(None, ge=0, le=INT32)
+    cpus_per_task: int | None = Field(None, ge=1, le=INT16)
 
     _mem = field_validator("mem")(classmethod(lambda cls, v: _memory(v)))
 
@@ -108,9 +162,9 @@ class StageOut(StageIn):
 class Rates(Model):
     """Prices used for PLAN.md's cost estimate."""
 
-    node_hour: float | int = 0
-    gpu_hour: float | int = 0
-    unit: str = "credits"
+    node_hour: float | int = Field(0, ge=0, le=10**12, allow_inf_nan=False)
+    gpu_hour: float | int = Field(0, ge=0, le=10**12, allow_inf_nan=False)
+    unit: str = Field("credits", max_length=NAME_MAX)
 
 
 class SlurmCluster(Model):
@@ -122,7 +176,7 @@ class SlurmCluster(Model):
     conda: str | None = None
     env: dict[str, Scalar] = {}
     rates: Rates | None = None
-    max_array_size: int = Field(1001, ge=1)
+    max_array_size: int = Field(1001, ge=1, le=MAX_ARRAY)
     login: str | None = None
     resources: Resources = Resources()
     sbatch: dict[str, Scalar] = {}
@@ -178,7 +232,7 @@ class Sweep(Model):
     matrix: dict[str, list[Scalar]] | None = None
     points: list[dict[str, Scalar]] | None = Field(None, alias="list")
     sequences: str | None = None
-    throttle: int | None = Field(None, ge=1)
+    throttle: int | None = Field(None, ge=1, le=MAX_ARRAY)
     chunk: bool = True
 
 
@@ -220,6 +274,9 @@ class Job(Model):
         raise ValueError("expected shell code (a non-empty string) or an argv list of strings")
 
 
+STORAGE_KINDS = ("rclone", "ssh", "ftp", "local")
+
+
 class Storage(Model):
     """A named place data moves to or from: an rclone remote, an ssh host, an FTP server, or a
     local folder. Exactly one of rclone, ssh, ftp and local is given."""
@@ -233,9 +290,17 @@ class Storage(Model):
     password: str | None = None
     port: int | None = Field(None, ge=1, le=65535)
 
+    @model_validator(mode="after")
+    def _one_kind(self) -> Storage:
+        given = [k for k in STORAGE_KINDS if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of rclone, ssh, ftp and local"
+                             + (f" (got {', '.join(given)})" if given else ""))
+        return self
+
     @property
     def kind(self) -> str:
-        return next(k for k in ("rclone", "ssh", "ftp", "local") if getattr(self, k) is not None)
+        return next(k for k in STORAGE_KINDS if getattr(self, k) is not None)
 
 
 class Sync(Model):
@@ -255,7 +320,7 @@ class Sync(Model):
 
 class Project(Model):
     project: str = Field(pattern=PROJECT)
-    user: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9-]*$")
+    user: str | None = Field(None, pattern=PROJECT)
     secrets: list[str] = []
     env: dict[str, Scalar] = {}
     images: dict[str, Image] = {}

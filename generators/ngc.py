@@ -43,6 +43,12 @@ def point_keys(names: tuple[str, ...], rows: tuple[tuple[str, ...], ...]) -> lis
     ['0.1_adam', 'p0f70bf0abf']
     >>> point_keys((), ((),))
     ['']
+
+    Keys name config files too, so they differ in more than case (``ab.py`` and ``AB.py`` are
+    one file on a case-insensitive file system):
+
+    >>> point_keys(("sequence", "length"), (("ab", "1"), ("AB", "2")))
+    ['p4b293b806f', 'pbc9eef1632']
     """
     keep = [i for i, n in enumerate(names) if not (n == "length" and "sequence" in names)]
     keys = []
@@ -51,7 +57,8 @@ def point_keys(names: tuple[str, ...], rows: tuple[tuple[str, ...], ...]) -> lis
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", text) and text:
             text = "p" + hashlib.sha256("\0".join(row).encode()).hexdigest()[:10]
         keys.append(text)
-    if len(set(keys)) != len(keys):  # values that only differ in dropped characters
+    # Values that only differ in dropped characters, or in case.
+    if len({k.lower() for k in keys}) != len(keys):
         keys = ["p" + hashlib.sha256("\0".join(r).encode()).hexdigest()[:10] for r in rows]
     return keys
 

@@ -4,11 +4,19 @@ job needs."""
 
 from __future__ import annotations
 
+import keyword
+import math
+import os
 import re
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
 
 from . import model as m
-from .validate import suggest
+from .errors import Problem, ProjectError
+from .loader import MAX_PROJECT_BYTES, MAX_VALUES, parse_json, parse_yaml
+from .validate import is_number, suggest
 
 if TYPE_CHECKING:
     from .loader import Loc
@@ -17,13 +25,25 @@ if TYPE_CHECKING:
 # Keys of a job that only NGC clusters use.
 NGC_ONLY = ("image", "instance", "interactive", "ports", "labels", "priority", "preempt",
             "total_runtime", "config")
-RUNTIME = re.compile(r"(?i)(?=\d)(\d+D)?(\d+H)?(\d+M)?(\d+S)?")
+RUNTIME = re.compile(r"(?i)(?=\d)(?:(\d{1,15})D)?(?:(\d{1,15})H)?(?:(\d{1,15})M)?"
+                     r"(?:(\d{1,15})S)?")
+# ngc turns a runtime into a Python timedelta, which ends before a billion days.
+MAX_RUNTIME_SECONDS = 1_000_000_000 * 86400 - 1
 INSTANCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+# ngc checks a team with re.match(r"[a-z][a-z\d_-]", team.lower()): a letter, then a letter,
+# digit, '_' or '-' (ngcbase/command/args_validation.py); it takes org and ace as given. The
+# values no-org, no-team and no-ace mean "none" to ngc, not a name.
+TEAM = re.compile(r"[A-Za-z][A-Za-z0-9_-][A-Za-z0-9._-]*")
+NOT_A_NAME = {"org": "no-org", "team": "no-team", "ace": "no-ace"}
+ENV_VALUE_MAX = 2048
+PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+# A YAML or JSON base is copied into one config per point: at most this many bytes in all.
+MAX_CONFIG_OUTPUT = 256 * 1024 * 1024
 LABEL = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 SECRET = re.compile(r"[A-Za-z0-9_.-]{1,63}(:[A-Za-z0-9_.-]{1,63}){0,2}")
 ENV_KEY = re.compile(r"[A-Za-z0-9_.-]{1,63}")
 MOUNT = re.compile(r"/[^\s:]*")
-PORT = re.compile(r"(?:(?P<name>[^:/]*):)?(?P<port>\d+)(?:/(?P<proto>TCP|UDP|HTTPS|GRPC))?")
+PORT = re.compile(r"(?:(?P<name>[^:/]*):)?(?P<port>\d{1,6})(?:/(?P<proto>TCP|UDP|HTTPS|GRPC))?")
 CONFIG_KINDS = (".py", ".yaml", ".yml", ".json")
 # The longest runtime NGC allows a job (7 days less an hour): interactive jobs sleep this long.
 MAX_RUNTIME = "167h"
@@ -38,13 +58,20 @@ def runtime_problem(value: str | int) -> str | None:
     "NGC rejects a bare number: write '3600s', or use m, h or D (e.g. 60m, 1h, 7D)"
     >>> runtime_problem("1W")
     "'1W' is not a runtime of the form [nD][nH][nM][nS] (e.g. 7D, 167h, 1D12H, 3600s)"
+    >>> runtime_problem("1000000000D")
+    "'1000000000D' is longer than ngc can represent (less than 1000000000 days)"
     """
     if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
-        return (f"NGC rejects a bare number: write '{value}s', or use m, h or D "
+        shown = value if len(str(value)) < 20 else "N"
+        return (f"NGC rejects a bare number: write '{shown}s', or use m, h or D "
                 "(e.g. 60m, 1h, 7D)")
-    if not RUNTIME.fullmatch(value):
+    match = RUNTIME.fullmatch(value)
+    if not match:
         return (f"{value!r} is not a runtime of the form [nD][nH][nM][nS] (e.g. 7D, 167h, "
                 "1D12H, 3600s)")
+    days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
+    if ((days * 24 + hours) * 60 + minutes) * 60 + seconds > MAX_RUNTIME_SECONDS:
+        return f"{value!r} is longer than ngc can represent (less than 1000000000 days)"
     return None
 
 
@@ -74,11 +101,32 @@ def port_problem(port: int | str) -> str | None:
     return None
 
 
+def name_problem(key: str, value: str) -> str | None:
+    """Why ngc would refuse ``value`` as ``--org``, ``--team`` or ``--ace`` (or read it as
+    something else than a name).
+
+    >>> [name_problem("team", t) for t in ("swaiinf", "ml-ops", "no-team")]
+    [None, None, "'no-team' tells ngc to use no team; leave team out instead"]
+    >>> print(name_problem("team", "a"))  # doctest: +NORMALIZE_WHITESPACE
+    'a' is not a valid NGC team name: ngc takes a letter, then letters, digits, '_' or '-'
+    (at least two characters)
+    """
+    if value == NOT_A_NAME[key]:
+        return f"{value!r} tells ngc to use no {key}; leave {key} out instead"
+    if key == "team" and not TEAM.fullmatch(value):
+        return (f"{value!r} is not a valid NGC team name: ngc takes a letter, then letters, "
+                "digits, '_' or '-' (at least two characters)")
+    if not INSTANCE.fullmatch(value):
+        return (f"{value!r} is not a valid NGC {key} name: use letters, digits, '_', '.' and "
+                "'-', starting with a letter or digit")
+    return None
+
+
 def cluster(ck: _Checker, loc: Loc, cl: m.NgcCluster) -> None:
     for key in ("org", "team", "ace"):
         value = getattr(cl, key)
-        if value is not None and not INSTANCE.fullmatch(value):
-            ck.add((*loc, key), f"{value!r} is not a valid NGC {key} name")
+        if value is not None and (problem := name_problem(key, value)):
+            ck.add((*loc, key), problem)
     _instances(ck, loc, cl.instance, cl.escalate)
     _mounts(ck, loc, cl)
     for i, secret in enumerate(cl.secrets):
@@ -134,8 +182,22 @@ def _common(ck: _Checker, loc: Loc, labels: list[str], runtime: str | int | None
 def _env(ck: _Checker, loc: Loc, key: str, value: m.Scalar) -> None:
     if not ENV_KEY.fullmatch(key):
         ck.add(loc, f"{key!r} is not an NGC environment variable name", key=True)
-    if len(m._scalar_text(value)) > 2048:
-        ck.add(loc, "NGC takes environment values of at most 2048 characters")
+    if problem := env_value_problem(m._scalar_text(value)):
+        ck.add(loc, problem)
+
+
+def env_value_problem(text: str) -> str | None:
+    r"""Why ngc would refuse ``text`` as the value of ``--env-var KEY:VALUE``: its check is
+    ``[A-Za-z0-9_.-]{1,63}:.{0,2048}``, and ``.`` matches anything but a newline.
+
+    >>> env_value_problem("a b"), env_value_problem("a\nb")
+    (None, 'ngc refuses a newline in an environment value')
+    """
+    if "\n" in text:
+        return "ngc refuses a newline in an environment value"
+    if len(text) > ENV_VALUE_MAX:
+        return f"NGC takes environment values of at most {ENV_VALUE_MAX} characters"
+    return None
 
 
 def job(ck: _Checker, loaded: Loaded, loc: Loc, jb: m.Job, cl: m.NgcCluster) -> None:
@@ -150,7 +212,10 @@ def job(ck: _Checker, loaded: Loaded, loc: Loc, jb: m.Job, cl: m.NgcCluster) -> 
     _ports(ck, loc, jb.ports)
     for key, value in jb.env.items():
         _env(ck, (*loc, "env", key), key, value)
+    for key, value in loaded.project.env.items():  # sent with every NGC job too
+        _env(ck, ("env", key), key, value)
     _no_run_id(ck, loc, jb, loaded.points[str(loc[1])].names)
+    _points(ck, loaded, loc, jb)
     if jb.sweep is not None:
         for key in ("throttle", "chunk"):
             if key in jb.sweep.model_fields_set:
@@ -220,11 +285,7 @@ def _config(ck: _Checker, loaded: Loaded, loc: Loc, jb: m.Job, cl: m.NgcCluster)
         ck.add((*loc, "config", "base"), "a Python config inherits its base by the absolute "
                "path the job sees (e.g. /workspace/code/configs/train.py)")
     elif suffix != ".py":
-        path = loaded.root / base
-        if base.startswith("/") or not path.is_file():
-            ck.add((*loc, "config", "base"), f"{base!r}: a YAML or JSON base is merged at "
-                   "build time, so it must be a file of the project (a path relative to "
-                   "project.yaml)")
+        _data_base(ck, loaded, loc, jb, suffix)
     if cl.configs is None:
         ck.add((*loc, "config"), f"cluster {jb.cluster!r} needs 'configs': the folder inside "
                "the jobs where the bundle's config files are (e.g. on a workspace)")
@@ -232,3 +293,119 @@ def _config(ck: _Checker, loaded: Loaded, loc: Loc, jb: m.Job, cl: m.NgcCluster)
     if not any(re.search(r"\{\{\s*config_path\s*\}\}", t) for t in texts):
         ck.add((*loc, "command"), "the command never uses '{{ config_path }}', the path of the "
                "point's config file")
+    _set(ck, (*loc, "config", "set"), jb.config.set_, python=suffix == ".py")
+
+
+def _set(ck: _Checker, loc: Loc, values: dict[str, m.Scalar], *, python: bool) -> None:
+    """Keys of ``config.set`` name places in the config; a Python config gets them as code
+    (``a = dict(b=...)``), so there each part must be an identifier."""
+    for key, value in values.items():
+        if problem := set_key_problem(key, python=python):
+            ck.add((*loc, key), problem, key=True)
+            continue
+        parts = key.split(".")
+        for n in range(1, len(parts)):
+            if ".".join(parts[:n]) in values:
+                ck.add((*loc, key), f"{key!r} sets a key inside {'.'.join(parts[:n])!r}, "
+                       "which is also set to a value here", key=True)
+                break
+        if isinstance(value, int | float) and not isinstance(value, bool) \
+                and not is_number(value):
+            ck.add((*loc, key), f"{m._scalar_text(value)} cannot be written as a config "
+                   "number: use a finite decimal number, or quote it to pass it as text")
+
+
+def set_key_problem(key: str, *, python: bool) -> str | None:
+    """Why ``key`` cannot be a key of ``config.set``.
+
+    >>> set_key_problem("model.lr", python=True) is None
+    True
+    >>> print(set_key_problem("a.class", python=True))  # doctest: +NORMALIZE_WHITESPACE
+    'a.class': in a Python config each part of a dotted key is an identifier that is not a
+    Python keyword
+    >>> set_key_problem("_base_", python=True)
+    "'_base_' is the base the config inherits; it cannot be set"
+    >>> set_key_problem("a..b", python=False)
+    "'a..b' has an empty part between dots"
+    """
+    parts = key.split(".")
+    if not all(parts):
+        return f"{key!r} has an empty part between dots"
+    if not python:
+        return None
+    if parts[0] == "_base_":
+        return f"{key!r} is the base the config inherits; it cannot be set"
+    if not all(p.isascii() and p.isidentifier() and not keyword.iskeyword(p) for p in parts):
+        return (f"{key!r}: in a Python config each part of a dotted key is an identifier that "
+                "is not a Python keyword")
+    return None
+
+
+def _data_base(ck: _Checker, loaded: Loaded, loc: Loc, jb: m.Job, suffix: str) -> None:
+    """A YAML or JSON base is read and merged at build time: it must be a file inside the
+    project (a symlink may not lead out of it), parse, hold a mapping, and stay small enough
+    that one copy per point is a sane amount of output."""
+    assert jb.config is not None
+    base, bloc = jb.config.base, (*loc, "config", "base")
+    real = Path(os.path.realpath(loaded.root / base))
+    if base.startswith("/") or not real.is_relative_to(os.path.realpath(loaded.root)):
+        ck.add(bloc, f"{base!r}: a YAML or JSON base is merged at build time, so it must be a "
+               "file of the project (a path relative to project.yaml, inside its folder)")
+        return
+    size = real.stat().st_size * loaded.points[str(loc[1])].size if real.is_file() else 0
+    if size > MAX_CONFIG_OUTPUT:
+        ck.add(bloc, f"one copy of config base {base!r} per point would write about {size} "
+               f"bytes (at most {MAX_CONFIG_OUTPUT}); use a Python base, which is inherited")
+        return
+    parse = parse_json if suffix == ".json" else _parse_yaml_base
+    found, data = ck.data_file(bloc, base, f"config base {base!r}", parse, MAX_PROJECT_BYTES)
+    if found and data is not None and not isinstance(data, dict):
+        ck.add(bloc, f"config base {base!r} must hold a mapping of keys, not "
+               f"{type(data).__name__}")
+
+
+def _parse_yaml_base(text: str, display: str) -> Any:
+    """A YAML base as ngc.py reads it (PyYAML's safe loader), after the loader's own bounds
+    on nesting and aliases; NaN is refused, as it would not compare equal to itself when the
+    written config is checked."""
+    parse_yaml(text, display, any_tag=True)
+    try:  # the safe loader's rules, at the speed of its C version
+        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        raise ProjectError([Problem(display, line, col, "yaml", f"{exc.problem}")]) from None
+    except yaml.YAMLError as exc:
+        raise ProjectError([Problem(display, 1, 1, "yaml", str(exc))]) from None
+    stack, seen = [data], 0
+    while stack and seen <= MAX_VALUES:
+        value, seen = stack.pop(), seen + 1
+        if isinstance(value, float) and math.isnan(value):
+            raise ProjectError([Problem(display, 1, 1, "yaml", "NaN (.nan) is not supported in "
+                                        "a config base")])
+        if isinstance(value, dict | list):
+            stack += value.values() if isinstance(value, dict) else value
+    return data
+
+
+def _points(ck: _Checker, loaded: Loaded, loc: Loc, jb: m.Job) -> None:
+    """Every point is its own NGC job, named after its values: points must differ, and env
+    values filled with a point's values must still be ones ngc accepts."""
+    points = loaded.points[str(loc[1])]
+    first: dict[tuple[str, ...], int] = {}
+    for i, row in enumerate(points.rows):
+        if row in first:
+            ck.add((*loc, "sweep"), f"point {i} repeats point {first[row]} (same values); NGC "
+                   "names each job after its point's values, so points must differ")
+            break
+        first[row] = i
+    static = {"project": loaded.project.project, "job": str(loc[1]),
+              "user": loaded.project.user or ""}
+    for key, value in jb.env.items():
+        text = m._scalar_text(value)
+        for i, row in enumerate(points.rows if PLACEHOLDER.search(text) else ()):
+            values = {**static, **dict(zip(points.names, row, strict=True))}
+            filled = PLACEHOLDER.sub(lambda mt: values.get(mt[1], mt[0]), text)  # noqa: B023
+            if problem := env_value_problem(filled):
+                ck.add((*loc, "env", key), f"with the values of point {i}: {problem}")
+                break

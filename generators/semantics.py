@@ -3,28 +3,64 @@
 from __future__ import annotations
 
 import itertools
-import json
+import math
 import re
 from typing import TYPE_CHECKING, Any
 
 from . import model as m
 from . import ngc_rules
 from .errors import Problem
-from .loader import dotted
+from .loader import dotted, parse_json
 from .placeholders import RUN_ID_SAMPLE, check_code, used_names
 from .shell import Param, parse_text, var_refs
-from .validate import BUILTINS, PLATFORM_VARS, SLURM_TIME, Loaded, Points, suggest
+from .validate import (
+    BUILTINS,
+    PLATFORM_VARS,
+    SLURM_TIME,
+    Loaded,
+    Points,
+    is_number,
+    suggest,
+    text_problem,
+)
 
 if TYPE_CHECKING:
     from .loader import Loc
     from .validate import _Checker
 
+# Every long option of sbatch (Slurm 22.05: `sbatch --help` and the sbatch man page). sbatch
+# also takes any unambiguous abbreviation of one (`--outp` is `--output`), so names must be
+# given in full: an abbreviation could bring back an option refused below.
+SBATCH_OPTIONS = frozenset((
+    "account", "acctg-freq", "array", "batch", "bb", "bbf", "begin", "chdir", "cluster-constraint",
+    "clusters", "comment", "constraint", "container", "contiguous", "core-spec",
+    "cores-per-socket", "cpu-freq", "cpus-per-gpu", "cpus-per-task", "deadline", "delay-boot",
+    "dependency", "distribution", "error", "exclude", "exclusive", "export", "export-file",
+    "extra-node-info", "get-user-env", "gid", "gpu-bind", "gpu-freq", "gpus", "gpus-per-node",
+    "gpus-per-socket", "gpus-per-task", "gres", "gres-flags", "help", "hint", "hold", "ignore-pbs",
+    "input", "job-name", "kill-on-invalid-dep", "licenses", "mail-type", "mail-user", "mcs-label",
+    "mem", "mem-bind", "mem-per-cpu", "mem-per-gpu", "mincpus", "network", "nice", "no-kill",
+    "no-requeue", "nodefile", "nodelist", "nodes", "ntasks", "ntasks-per-core", "ntasks-per-gpu",
+    "ntasks-per-node", "ntasks-per-socket", "open-mode", "output", "overcommit", "oversubscribe",
+    "parsable", "partition", "power", "prefer", "priority", "profile", "propagate", "qos", "quiet",
+    "reboot", "requeue", "reservation", "signal", "sockets-per-node", "spread-job", "switches",
+    "test-only", "thread-spec", "threads-per-core", "time", "time-min", "tmp", "uid", "usage",
+    "use-min-nodes", "verbose", "version", "wait", "wait-all-nodes", "wckey", "wrap"
+))
 # sbatch options that resources/cluster keys manage; setting them through `sbatch:` would clash.
 MANAGED = {"job-name", "account", "partition", "qos", "nodes", "ntasks-per-node", "gpus",
            "gpus-per-node", "cpus-per-task", "mem", "time", "output", "error", "signal",
-           "requeue", "no-requeue", "array", "dependency", "parsable", "export"}
+           "requeue", "no-requeue", "array", "dependency", "parsable", "export", "export-file"}
+# Options after which sbatch would not submit the script and print its job id, which
+# submit_all.sh depends on (or would wait for the job to end).
+NOT_SUBMITTING = {"help", "usage", "version", "wrap", "test-only", "wait"}
+# Options sbatch refuses together with --mem.
+MEM_EXCLUSIVE = ("mem-per-cpu", "mem-per-gpu")
 SIGNAL = re.compile(r"((R|B|RB):)?[A-Z0-9]+(@\d{1,5})?")
 PROSE = {"description", "login"}  # text that never reaches a shell line
+# At most this many points per sweep: far beyond real use, and small enough that a mistaken
+# product is refused at once instead of exhausting memory.
+MAX_POINTS = 100_000
 DIRECTIVE_VALUE = re.compile(r"[A-Za-z0-9_@%+=:,./-]+")
 
 
@@ -121,16 +157,45 @@ def _directives(ck: _Checker, loc: Loc, obj: m.SlurmCluster | m.Job, known: set[
             ck.add((*loc, key), f"{value!r} is not a valid Slurm {key} name; use letters, digits "
                    "and _@%+=:,./-, or a single ${SECRET} reference")
     for key, value in obj.sbatch.items():
-        if not re.fullmatch(r"[a-z][a-z0-9-]*", key):
-            ck.add((*loc, "sbatch", key), f"{key!r} is not an sbatch long option name "
-                   "(write it without the leading '--')", key=True)
-        elif key in MANAGED:
-            ck.add((*loc, "sbatch", key), f"--{key} is set by jobpack itself; use the "
-                   "resources/cluster keys instead", key=True)
+        if problem := sbatch_option_problem(key):
+            ck.add((*loc, "sbatch", key), problem, key=True)
         text = m._scalar_text(value)
         if not isinstance(value, bool) and not DIRECTIVE_VALUE.fullmatch(text):
             ck.add((*loc, "sbatch", key), f"{text!r} cannot be written in an #SBATCH line "
                    "(no spaces, quotes or shell syntax)")
+
+
+def sbatch_option_problem(key: str) -> str | None:
+    """Why ``key`` cannot be an option of ``sbatch:`` (None when it can).
+
+    >>> sbatch_option_problem("constraint") is None
+    True
+    >>> print(sbatch_option_problem("outp"))  # doctest: +NORMALIZE_WHITESPACE
+    'outp' is not an sbatch option: sbatch would read it as --output, which jobpack sets
+    itself (use the resources/cluster keys instead)
+    >>> sbatch_option_problem("constrant")
+    "'constrant' is not an sbatch option (did you mean 'constraint'?)"
+    """
+    if key.startswith("-"):
+        return f"{key!r} is not an sbatch long option name (write it without the leading '--')"
+    if key in MANAGED:
+        return f"--{key} is set by jobpack itself; use the resources/cluster keys instead"
+    if key in NOT_SUBMITTING:
+        return (f"--{key} would stop sbatch from submitting the script and printing its job id, "
+                "which submit_all.sh needs")
+    if key in SBATCH_OPTIONS:
+        return None
+    full = sorted(o for o in SBATCH_OPTIONS if o.startswith(key)) if key else []
+    if len(full) == 1:
+        managed = (", which jobpack sets itself (use the resources/cluster keys instead)"
+                   if full[0] in MANAGED | NOT_SUBMITTING else "; write the full name")
+        return f"{key!r} is not an sbatch option: sbatch would read it as --{full[0]}{managed}"
+    if full:
+        return (f"{key!r} is not an sbatch option (it abbreviates "
+                f"{', '.join('--' + o for o in full[:4])}{', ...' if len(full) > 4 else ''}); "
+                "write the full name")
+    short = " (write long option names, e.g. nodes for -N)" if len(key) == 1 else ""
+    return f"{key!r} is not an sbatch option{suggest(key, SBATCH_OPTIONS)}{short}"
 
 
 def _strings(ck: _Checker, loc: Loc, value: Any, known: set[str], *,
@@ -151,8 +216,7 @@ def _strings(ck: _Checker, loc: Loc, value: Any, known: set[str], *,
 
 def _text(ck: _Checker, loc: Loc, text: str, known: set[str], params: set[str] | None) -> None:
     if "\x00" in text:
-        ck.add(loc, "a NUL byte cannot reach a shell script")
-        return
+        return  # reported, as for every string, by validate.check_characters
     parts, errors = parse_text(text)
     for err in errors:
         ck.add(loc, err)
@@ -209,6 +273,7 @@ def _job(ck: _Checker, loaded: Loaded, name: str, job: m.Job, cluster_names: set
     _only(ck, loc, job, ngc_rules.NGC_ONLY, "ngc")
     _directives(ck, loc, job, known)
     _resources(ck, loc, effective_resources(loaded, job), job)
+    _memory_options(ck, loc, effective_resources(loaded, job), {**cluster.sbatch, **job.sbatch})
     _recovery(ck, loc, job, known, {b for b in BUILTINS if b != "user" or proj.user})
     _staging(ck, loc, job, proj)
     if job.sweep and not job.sweep.chunk and points.size > cluster.max_array_size:
@@ -302,18 +367,7 @@ def _staging(ck: _Checker, loc: Loc, job: m.Job, proj: m.Project) -> None:
                "on_timeout.before seconds before the time limit); remove resources.signal")
 
 
-STORAGE_SUPPORTED = ("rclone", "local", "ssh", "ftp")
-
-
 def _storage(ck: _Checker, loc: Loc, place: m.Storage, known: set[str]) -> None:
-    given = [k for k in ("rclone", "ssh", "ftp", "local") if getattr(place, k) is not None]
-    if len(given) != 1:
-        ck.add(loc, "give exactly one of rclone, ssh, ftp and local"
-               + (f" (got {', '.join(given)})" if given else ""))
-        return
-    if given[0] not in STORAGE_SUPPORTED:
-        ck.add((*loc, given[0]), f"{given[0]} storage is not supported by this version "
-               f"(supported: {', '.join(STORAGE_SUPPORTED)})", key=True)
     _strings(ck, loc, place.model_dump(exclude={"port"}), known)
     if place.password is not None and not re.fullmatch(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}",
                                                       place.password):
@@ -337,7 +391,9 @@ def _sync(ck: _Checker, loc: Loc, sync: m.Sync, proj: m.Project, known: set[str]
           builtins: set[str]) -> None:
     for key, text in (("from", sync.from_), ("to", sync.to)):
         place, _path = endpoint(text, proj.storage)
-        if place is not None and place not in proj.storage:
+        # A place that is declared but invalid has its own error; only a name declared
+        # nowhere is unknown here.
+        if place is not None and place not in ck.declared.get("storage", proj.storage):
             ck.add((*loc, key), f"unknown storage {place!r}{suggest(place, proj.storage)} "
                    "(a local path with ':' must start with '/' or '.')")
         _text(ck, (*loc, key), text, known, builtins)
@@ -384,6 +440,34 @@ def _resources(ck: _Checker, loc: Loc, res: m.Resources, job: m.Job) -> None:
                "leave ntasks_per_node unset")
 
 
+def time_minutes(text: str) -> int | None:
+    """Minutes of a Slurm time limit (None for UNLIMITED or a text Slurm would reject).
+
+    >>> [time_minutes(t) for t in ("90", "1:30", "2:00:00", "1-0", "1-2:30", "0:0:61")]
+    [90, 2, 120, 1440, 1590, 2]
+    """
+    match = SLURM_TIME.fullmatch(text)
+    if not match or text.isalpha():
+        return None
+    n = {k: int(v) for k, v in match.groupdict().items() if v is not None}
+    if "d" in n:
+        seconds = ((n["d"] * 24 + n["dh"]) * 60 + n.get("dm", 0)) * 60 + n.get("ds", 0)
+    elif "c" in n:
+        seconds = (n["a"] * 60 + n["b"]) * 60 + n["c"]
+    else:
+        seconds = n["a"] * 60 + n.get("b", 0)
+    return -(-seconds // 60)  # Slurm rounds seconds up to the next minute
+
+
+def _memory_options(ck: _Checker, loc: Loc, res: m.Resources, sbatch: dict[str, Any]) -> None:
+    """sbatch refuses --mem, --mem-per-cpu and --mem-per-gpu together."""
+    given = [k for k in MEM_EXCLUSIVE if k in sbatch and sbatch[k] is not False]
+    given = (["mem"] if res.mem is not None else []) + given
+    if len(given) > 1:
+        ck.add((*loc, "sbatch"), f"sbatch refuses {' and '.join('--' + k for k in given)} "
+               "together; give one (resources.mem is --mem)")
+
+
 def _time(ck: _Checker, loc: Loc, time: str | int | None) -> None:
     if time is None:
         return
@@ -393,6 +477,9 @@ def _time(ck: _Checker, loc: Loc, time: str | int | None) -> None:
             r"[hmsd]", text, re.I) else ""
         ck.add(loc, f"Slurm would reject time {text!r}: use minutes, M:S, H:M:S, D-H, D-H:M "
                f"or D-H:M:S{hint}")
+    elif (minutes := time_minutes(text)) is not None and minutes > m.INT32:
+        ck.add(loc, f"time {text!r} is {minutes} minutes; Slurm takes at most {m.INT32} "
+               "(or UNLIMITED)")
 
 
 def _sweep(ck: _Checker, loaded: Loaded, loc: Loc, job: m.Job) -> Points:
@@ -412,12 +499,24 @@ def _sweep(ck: _Checker, loaded: Loaded, loc: Loc, job: m.Job) -> Points:
         ck.add(sloc, "a sweep needs at least one of matrix, list or sequences")
         return Points()
     names = _param_names(ck, sloc, sources)
+    if not _few_enough(ck, sloc, [s.size for s in sources]):
+        return Points(tuple(names), ())
     rows = [tuple(itertools.chain.from_iterable(combo))
             for combo in itertools.product(*(s.rows for s in sources))]
     if not rows and len(ck.problems) == errors_before:
         ck.add(sloc, "the sweep has no points")
     numeric = tuple(sorted({n for s in sources for n in s.numeric}))
     return Points(tuple(names), tuple(rows), numeric)
+
+
+def _few_enough(ck: _Checker, loc: Loc, sizes: list[int]) -> bool:
+    """Whether a product of ``sizes`` points stays within MAX_POINTS (computed before any
+    point is, so that a huge matrix is refused at once instead of exhausting memory)."""
+    total = math.prod(sizes)
+    if total > MAX_POINTS:
+        ck.add(loc, f"the sweep has {total} points; at most {MAX_POINTS} are supported "
+               "(split the job, or sweep inside the job)")
+    return total <= MAX_POINTS
 
 
 def _param_names(ck: _Checker, loc: Loc, sources: list[Points]) -> list[str]:
@@ -427,8 +526,9 @@ def _param_names(ck: _Checker, loc: Loc, sources: list[Points]) -> list[str]:
             ck.add(loc, f"parameter {n!r} is defined by two sweep sources")
         if n in BUILTINS:
             ck.add(loc, f"parameter {n!r} would hide the built-in '{{{{ {n} }}}}'")
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", n):
-            ck.add(loc, f"parameter name {n!r} is not an identifier")
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", n):
+            ck.add(loc, f"parameter name {n!r} is not an identifier of at most "
+                   f"{m.NAME_MAX} characters")
         names.append(n)
     return names
 
@@ -437,13 +537,11 @@ def _matrix(ck: _Checker, loc: Loc, matrix: dict[str, list[m.Scalar]]) -> Points
     for key, values in matrix.items():
         if not values:
             ck.add((*loc, key), "a matrix axis needs at least one value")
+    if not _few_enough(ck, loc, [len(v) for v in matrix.values()]):
+        return Points(tuple(matrix), ())
     rows = itertools.product(*([m._scalar_text(v) for v in vals] for vals in matrix.values()))
     return Points(tuple(matrix), tuple(rows), tuple(sorted(
-        k for k, vals in matrix.items() if vals and all(_is_number(v) for v in vals))))
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+        k for k, vals in matrix.items() if vals and all(is_number(v) for v in vals))))
 
 
 def _point_list(ck: _Checker, loc: Loc, points: list[dict[str, m.Scalar]]) -> Points:
@@ -455,54 +553,74 @@ def _point_list(ck: _Checker, loc: Loc, points: list[dict[str, m.Scalar]]) -> Po
             ck.add((*loc, i), f"every point must set the same parameters ({', '.join(names)})")
     rows = tuple(tuple(m._scalar_text(p.get(n, "")) for n in names) for p in points)
     return Points(names, rows, tuple(sorted(
-        n for n in names if all(_is_number(p.get(n)) for p in points))))
+        n for n in names if all(is_number(p.get(n)) for p in points))))
 
 
 def _sequences(ck: _Checker, loaded: Loaded, loc: Loc, rel: str) -> Points:
-    path = loaded.root / rel
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-        ck.add(loc, f"sequences file {rel!r} not found (paths are relative to the project file)")
-        return Points(("sequence", "length"), ())
-    ck.inputs.append(path)
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        ck.problems.append(Problem(rel, exc.lineno, exc.colno, "(json)",
-                                   f"invalid JSON: {exc.msg}"))
-        return Points(("sequence", "length"), ())
+    empty = Points(("sequence", "length"), ())
+    if rel.startswith("/"):
+        ck.add(loc, f"sequences file {rel!r}: give the path relative to the project file")
+        return empty
+    found, data = ck.data_file(loc, rel, f"sequences file {rel!r}", parse_json)
+    if not found:
+        return empty
     if not isinstance(data, dict) or not data:
         ck.add(loc, f"sequences file {rel!r} must be a non-empty JSON object "
                "{\"<sequence>\": <length>, ...}")
-        return Points(("sequence", "length"), ())
+        return empty
     bad = [k for k, v in data.items() if isinstance(v, bool) or not isinstance(v, int) or v < 0]
     if bad:
-        ck.add(loc, f"sequences file {rel!r}: length of {bad[0]!r} is not a non-negative integer"
-               + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""))
+        ck.add(loc, f"sequences file {rel!r}: length of {_short(bad[0])} is not a "
+               "non-negative integer" + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""))
+    for name in data:
+        if problem := text_problem(name, m.VALUE):
+            ck.add(loc, f"sequences file {rel!r}: the sequence name {_short(name)} {problem}")
+            return empty
+    if not _few_enough(ck, loc, [len(data)]):
+        return empty
     return Points(("sequence", "length"), tuple((k, str(v)) for k, v in data.items()),
                   ("length",))
 
 
+def _short(text: str) -> str:
+    r"""A value for a message: quoted, escaped, and cut when long.
+
+    >>> _short("a\nb"), len(_short("x" * 100))
+    ("'a\\nb'", 63)
+    """
+    shown = repr(text)
+    return shown if len(shown) <= 60 else shown[:60] + "..."
+
+
 def _cycles(ck: _Checker, proj: m.Project) -> None:
-    state: dict[str, int] = {}
+    """Report each dependency cycle once, walking ``after`` depth first with a stack of its
+    own (a chain of thousands of jobs must not exhaust Python's)."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
     reported: set[frozenset[str]] = set()
-
-    def visit(name: str, trail: list[str]) -> None:
-        state[name] = 1
-        for i, dep in enumerate(proj.jobs[name].after):
-            if dep not in proj.jobs or dep == name:
-                continue  # unknown steps and self-dependencies are reported by _job
-            if state.get(dep) == 1:
-                cycle = [*trail[trail.index(dep):], name, dep] if dep in trail else [name, dep]
-                if frozenset(cycle) not in reported:
-                    reported.add(frozenset(cycle))
-                    ck.add(("jobs", name, "after", i),
-                           f"dependency cycle: {' -> '.join(cycle)}")
-            elif dep not in state:
-                visit(dep, [*trail, name])
-        state[name] = 2
-
-    for name in proj.jobs:
-        if name not in state:
-            visit(name, [])
+    for root in proj.jobs:
+        if root in state:
+            continue
+        trail, stack = [root], [(root, iter(enumerate(proj.jobs[root].after)))]
+        state[root] = 1
+        while stack:
+            name, deps = stack[-1]
+            for i, dep in deps:
+                if dep not in proj.jobs or dep == name:
+                    continue  # unknown steps and self-dependencies are reported by _job
+                if state.get(dep) == 1:
+                    cycle = [*trail[trail.index(dep):], dep]
+                    if frozenset(cycle) not in reported:
+                        reported.add(frozenset(cycle))
+                        shown = cycle if len(cycle) <= 12 else [
+                            *cycle[:5], f"... ({len(cycle) - 8} more)", *cycle[-3:]]
+                        ck.add(("jobs", name, "after", i),
+                               f"dependency cycle: {' -> '.join(shown)}")
+                elif dep not in state:
+                    state[dep] = 1
+                    trail.append(dep)
+                    stack.append((dep, iter(enumerate(proj.jobs[dep].after))))
+                    break
+            else:
+                state[name] = 2
+                trail.pop()
+                stack.pop()

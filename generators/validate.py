@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import difflib
+import math
 import re
 import types
 import typing
+import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,13 +17,18 @@ from pydantic import BaseModel, ValidationError
 
 from . import model as m
 from .errors import Problem, ProjectError
-from .loader import Loc, Source, load_yaml
+from .loader import Loc, ReadError, Source, load_yaml, read_text
 
 BUILTINS = ("project", "user", "job", "run_id")
+# The largest data file (sequences, config base) a project may name: far beyond real use.
+MAX_DATA_BYTES = 64 * 1024 * 1024
 PLATFORM_VARS = re.compile(
     r"(SLURM|SLURMD|RUNAI|NGC|AZUREML)_[A-Z0-9_]+|USER|HOME|PATH|TMPDIR|HOSTNAME|PWD|LOGNAME"
     r"|RUN_ID|CUDA_VISIBLE_DEVICES")
-SLURM_TIME = re.compile(r"\d+|\d+:\d+|\d+:\d+:\d+|\d+-\d+|\d+-\d+:\d+|\d+-\d+:\d+:\d+"
+# Slurm's time forms: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S (numbers of at most 9 digits).
+SLURM_TIME = re.compile(r"(?:(?P<d>\d{1,9})-(?P<dh>\d{1,9})"
+                        r"(?::(?P<dm>\d{1,9})(?::(?P<ds>\d{1,9}))?)?"
+                        r"|(?P<a>\d{1,9})(?::(?P<b>\d{1,9})(?::(?P<c>\d{1,9}))?)?)"
                         r"|UNLIMITED|INFINITE|unlimited|infinite")
 
 
@@ -95,50 +103,221 @@ _TYPE_WORDS = {"string_type": "a string", "int_type": "an integer", "float_type"
                "model_type": "a mapping", "int_from_float": "an integer"}
 
 
+NAME_RULE = ("uses at most 64 letters, digits, '_', '.' and '-', starting with a letter or "
+             "digit (it names files and scheduler jobs)")
 PATTERN_WORDS = {
-    m.PROJECT: "is not a valid name: use lowercase letters, digits and '-', starting with a "
-               "letter or digit",
-    m.NAME: "is not a valid name: use letters, digits, '_', '.' and '-'",
+    m.PROJECT: "is not a valid name: use at most 64 lowercase letters, digits and '-', starting "
+               "with a letter or digit",
+    m.NAME: "is not a valid name: use at most 64 letters, digits, '_', '.' and '-', starting "
+            "with a letter or digit",
     m.INTERVAL: "is not an interval: a number and s, m or h (e.g. 15m)",
 }
 
 
+def _shown(value: Any) -> str:
+    """A value as the file wrote it, for messages (numbers keep their text).
+
+    >>> _shown("a b"), _shown(True), _shown(float("nan"))
+    ("'a b'", 'true', 'nan')
+    """
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(getattr(value, "text", value))
+    return repr(value)
+
+
 def _describe(value: Any) -> str:
-    kinds = {str: "string", int: "integer", float: "number", bool: "boolean", list: "list",
-             dict: "mapping", type(None): "nothing"}
-    shown = f" {value!r}" if isinstance(value, str | int | float) and len(repr(value)) < 40 else ""
-    return f"{kinds.get(type(value), type(value).__name__)}{shown}"
+    """What a value is, for "expected ..., got ..." messages.
+
+    >>> _describe("x"), _describe(0), _describe([1]), _describe(None)
+    ("string 'x'", 'integer 0', 'list', 'nothing')
+    """
+    kinds = [(bool, "boolean"), (int, "integer"), (float, "number"), (str, "string"),
+             (list, "list"), (dict, "mapping"), (type(None), "nothing")]
+    kind = next((word for cls, word in kinds if isinstance(value, cls)), type(value).__name__)
+    shown = _shown(value)
+    scalar = isinstance(value, str | int | float) and not isinstance(value, bool)
+    return f"{kind} {shown}" if scalar and len(shown) < 40 else kind
+
+
+def _data_loc(data: Any, loc: tuple[Any, ...]) -> Loc:
+    """The part of a pydantic error location that names keys and indexes of ``data``.
+
+    pydantic adds the member of a union it tried (``'str'``, ``'int'``, ``'list[str]'``) and
+    ``'[key]'`` for a bad mapping key; neither is a place in the file.
+
+    >>> _data_loc({"mem": [1]}, ("mem", "str"))
+    ('mem',)
+    >>> _data_loc({"env": {"A B": 1}}, ("env", "A B", "[key]"))
+    ('env', 'A B')
+    """
+    out: list[str | int] = []
+    for part in loc:
+        in_list = isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data)
+        if not (in_list or (isinstance(data, dict) and part in data)):
+            continue
+        data = data[part]
+        out.append(part)
+    return tuple(out)
+
+
+def _choices(expected: str) -> list[str]:
+    """The values of a pydantic literal error's ``expected`` text.
+
+    >>> _choices("'none', 'srun' or 'ray'")
+    ['none', 'srun', 'ray']
+    """
+    return re.findall(r"'([^']*)'", expected)
+
+
+def _bound_message(kind: str, err: Any) -> str | None:
+    """Our words for pydantic's bound and enum errors (None for other kinds)."""
+    ctx, got = err.get("ctx") or {}, err["input"]
+    if kind == "literal_error":
+        choices = _choices(str(ctx.get("expected", "")))
+        near = suggest(got, choices) if isinstance(got, str) else ""
+        return f"expected one of {', '.join(map(repr, choices))}{near}, got {_describe(got)}"
+    bounds = {"greater_than_equal": ("ge", "at least"), "less_than_equal": ("le", "at most"),
+              "greater_than": ("gt", "more than"), "less_than": ("lt", "less than")}
+    if isinstance(got, float) and not math.isfinite(got) or kind == "finite_number":
+        return f"must be a finite number, got {_shown(got)}"
+    if kind in bounds:
+        key, words = bounds[kind]
+        return f"must be {words} {ctx[key]}, got {_shown(got)}"
+    if kind == "string_too_long":
+        return f"is too long (at most {ctx['max_length']} characters)"
+    return None
+
+
+def _error_message(kind: str, err: Any) -> str:
+    if kind == "string_pattern_mismatch":
+        return f"{err['input']!r} {PATTERN_WORDS.get(err['ctx']['pattern'], 'is not valid')}"
+    return _bound_message(kind, err) or str(err["msg"]).removeprefix("Value error, ")
 
 
 def _pydantic_problems(exc: ValidationError, cls: type[BaseModel], prefix: Loc,
-                       source: Source) -> list[Problem]:
+                       source: Source, data: Any) -> list[Problem]:
     problems = []
+    expected: dict[Loc, list[str]] = {}  # type errors per place, joined: "a or b"
     for err in exc.errors():
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p
-                                                   and p not in ("list",)))
-        full: Loc = (*prefix, *loc)
         kind = err["type"]
+        if kind == "missing":
+            loc = (*_data_loc(data, err["loc"][:-1]), err["loc"][-1])
+            msg = f"required key {loc[-1]!r} is missing"
+            problems.append(source.problem((*prefix, *loc[:-1]), msg))
+            continue
+        loc = _data_loc(data, err["loc"])
         if kind == "extra_forbidden":
             owner = _model_at(cls, loc[:-1])
             allowed = [f.alias or n for n, f in owner.model_fields.items()] if owner else []
             msg = f"unknown key {loc[-1]!r}{suggest(str(loc[-1]), allowed)}"
-            problems.append(source.problem(full, msg, key=True))
-            continue
-        if kind == "missing":
-            msg = f"required key {loc[-1]!r} is missing"
-            problems.append(source.problem(full[:-1], msg))
-            continue
-        if kind in _TYPE_WORDS:
-            msg = f"expected {_TYPE_WORDS[kind]}, got {_describe(err['input'])}"
-            if isinstance(err["input"], dict) and any(
-                    isinstance(k, str) and k.startswith("{") for k in err["input"]):
-                msg += "; quote values that start with '{{'"
-        elif kind == "string_pattern_mismatch":
-            msg = f"{err['input']!r} {PATTERN_WORDS.get(err['ctx']['pattern'], 'is not valid')}"
+            problems.append(source.problem((*prefix, *loc), msg, key=True))
+        elif kind in _TYPE_WORDS:
+            words = expected.setdefault(loc, [])
+            if _TYPE_WORDS[kind] not in words:
+                words.append(_TYPE_WORDS[kind])
         else:
-            msg = err["msg"].removeprefix("Value error, ")
-        problems.append(source.problem(full, msg))
+            problems.append(source.problem((*prefix, *loc), _error_message(kind, err)))
+    for loc, words in expected.items():
+        got = _value_at(data, loc)
+        msg = f"expected {' or '.join(words)}, got {_describe(got)}"
+        if isinstance(got, dict) and any(isinstance(k, str) and k.startswith("{") for k in got):
+            msg += "; quote values that start with '{{'"
+        problems.append(source.problem((*prefix, *loc), msg))
     return problems
+
+
+def _value_at(data: Any, loc: Loc) -> Any:
+    for part in loc:
+        data = data[part]
+    return data
+
+
+_CHAR_NAMES = {"\0": "a NUL byte", "\t": "a tab", "\n": "a newline",
+               "\r": "a carriage return", "\x1b": "an escape character", "\x7f": "a DEL"}
+_KIND_RULES = {
+    m.STRICT: "names, keys, paths, patterns, hosts, image references and options take "
+              "printable characters only",
+    m.PROSE: "a description may hold newlines and tabs, no other control character",
+    m.CODE: "shell code may hold newlines and tabs, no other control character (write others "
+            "with printf escapes such as '\\r')",
+}
+
+
+def _bad_char(ch: str, kind: str) -> bool:
+    cat = unicodedata.category(ch)
+    if ch == "\0" or cat == "Cs":
+        return True
+    if kind == m.VALUE:
+        return False
+    if kind == m.STRICT:
+        return cat in ("Cc", "Cf", "Zl", "Zp")
+    return cat == "Cc" and ch not in "\t\n"
+
+
+def _char_name(ch: str) -> str:
+    cat = unicodedata.category(ch)
+    named = {"Cf": "an invisible formatting character", "Zl": "a line separator",
+             "Zp": "a paragraph separator", "Cs": "a lone surrogate"}
+    return _CHAR_NAMES.get(ch) or named.get(cat, "a control character")
+
+
+def text_problem(text: str, kind: str) -> str | None:
+    r"""Why ``text`` cannot be used as a string of ``kind`` (None when it can).
+
+    >>> text_problem("a\tb", "prose") is None, text_problem("a\0b", "value")
+    (True, 'holds a NUL byte (U+0000), which no script or file can carry')
+    >>> text_problem("train\n", "strict").split(";")[0]
+    'holds a newline (U+000A)'
+    """
+    if text.isprintable():
+        return None
+    bad = next((ch for ch in text if _bad_char(ch, kind)), None)
+    if bad is None:
+        return None
+    what = f"{_char_name(bad)} (U+{ord(bad):04X})"
+    if bad == "\0":
+        return f"holds {what}, which no script or file can carry"
+    if unicodedata.category(bad) == "Cs":
+        return f"holds {what}, which UTF-8 cannot encode"
+    return f"holds {what}; {_KIND_RULES[kind]}"
+
+
+def check_characters(ck: _Checker, data: Any, loc: Loc = ()) -> None:
+    """Report every string of ``data`` (keys included) holding a character its place refuses.
+
+    One walk over the raw file, with the place's kind from ``model.TEXT_KINDS``: no field can
+    forget the check, and a new field is strict until it is listed there.
+    """
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if problem := text_problem(str(key), m.STRICT):
+                ck.characters.append(ck.source.problem((*loc, key), f"this key {problem}",
+                                                       key=True))
+            check_characters(ck, value, (*loc, key))
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            check_characters(ck, value, (*loc, i))
+    elif isinstance(data, str) and (problem := text_problem(data, m.text_kind(loc))):
+        ck.characters.append(ck.source.problem(loc, f"the value {problem}"))
+
+
+DECIMAL = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+def is_number(value: Any) -> bool:
+    """Whether a value is a finite number written in decimal, so that a config may hold it as
+    a number (``0x1F``, ``.inf`` and ``.nan`` stay text).
+
+    >>> from generators.loader import parse_yaml
+    >>> [is_number(v) for v in parse_yaml("[1, 0.5, 1e3, 0x1F, .nan, 1e999, true, '2']", "f")[0]]
+    [True, True, True, False, False, False, False, False]
+    """
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    finite = isinstance(value, int) or math.isfinite(value)  # no float() of a huge int
+    return finite and bool(DECIMAL.fullmatch(m._scalar_text(value)))
 
 
 class _Checker:
@@ -149,9 +328,41 @@ class _Checker:
         self.root = root
         self.problems: list[Problem] = []
         self.inputs: list[Path] = []
+        # Names declared in each section, valid or not (so that a reference to an invalid
+        # entry is not also called unknown).
+        self.declared: dict[str, set[str]] = {}
+        self.characters: list[Problem] = []  # strings holding a character their place refuses
+
+    def all_problems(self) -> list[Problem]:
+        """Every problem; where a string holds a refused character, that is the one problem
+        reported at its place (what else is wrong there follows from it)."""
+        places = {(p.line, p.col, p.path) for p in self.characters}
+        return self.characters + [p for p in self.problems
+                                  if (p.line, p.col, p.path) not in places]
 
     def add(self, loc: Loc, message: str, *, key: bool = False) -> None:
         self.problems.append(self.source.problem(loc, message, key=key))
+
+    def data_file(self, loc: Loc, rel: str, what: str, parse: Callable[[str, str], Any],
+                  limit: int = MAX_DATA_BYTES) -> tuple[bool, Any]:
+        """(True, value) of a file the project names at ``loc`` (relative to the project
+        file), parsed by ``parse``; else (False, None) after reporting why: a file that is
+        missing or not a regular file at ``loc``, bad content at its own line and column."""
+        path = self.root / rel
+        try:
+            value = parse(read_text(path, limit), rel)
+        except ReadError as exc:
+            if exc.line:
+                self.problems.append(Problem(rel, exc.line, exc.col, "(file)", exc.message))
+            else:
+                hint = " (paths are relative to the project file)" if "found" in exc.message else ""
+                self.add(loc, f"{what} {exc.message}{hint}")
+            return False, None
+        except ProjectError as exc:
+            self.problems += exc.problems
+            return False, None
+        self.inputs.append(path)
+        return True, value
 
     def model(self, cls: type[BaseModel], data: Any, loc: Loc) -> Any:
         """Validate ``data``; on errors, report them and return the model without the bad
@@ -159,7 +370,7 @@ class _Checker:
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            self.problems += _pydantic_problems(exc, cls, loc, self.source)
+            self.problems += _pydantic_problems(exc, cls, loc, self.source, data)
             bad = {e["loc"][0] for e in exc.errors() if e["loc"]}
             if not isinstance(data, dict) or not bad:
                 return None
@@ -192,7 +403,7 @@ def _clusters(ck: _Checker, raw: Any) -> tuple[dict[str, m.SlurmCluster | m.NgcC
     for name, body in raw.items():
         loc = ("clusters", name)
         if not re.fullmatch(m.NAME, name):
-            ck.add(loc, "a cluster name uses letters, digits, '_', '.' and '-'", key=True)
+            ck.add(loc, f"a cluster name {NAME_RULE}", key=True)
         kind = body.get("kind") if isinstance(body, dict) else None
         if isinstance(body, dict) and kind in m.KINDS_KNOWN and kind not in m.KINDS_SUPPORTED:
             ck.add((*loc, "kind"), f"cluster kind {kind!r} is not supported by this version "
@@ -216,8 +427,7 @@ def _jobs(ck: _Checker, raw: Any) -> tuple[dict[str, m.Job], set[str]]:
         return valid, set()
     for name, body in raw.items():
         if not re.fullmatch(m.NAME, name):
-            ck.add(("jobs", name), "a job name uses letters, digits, '_', '.' and '-' and "
-                   "starts with a letter or digit", key=True)
+            ck.add(("jobs", name), f"a job name {NAME_RULE}", key=True)
             continue
         job = ck.model(m.Job, body, ("jobs", name))
         if job is not None:
@@ -235,7 +445,7 @@ def _named(ck: _Checker, cls: type[BaseModel], section: str, raw: Any) -> dict[s
     out = {}
     for name, body in raw.items():
         if not re.fullmatch(m.NAME, name):
-            ck.add((section, name), "a name uses letters, digits, '_', '.' and '-'", key=True)
+            ck.add((section, name), f"a name {NAME_RULE}", key=True)
             continue
         item = ck.model(cls, body, (section, name))
         if item is not None:
@@ -262,6 +472,8 @@ def load_project(path: Path) -> Loaded:
     top = _top_level(ck, data)
     if not isinstance(data, dict):
         raise ProjectError(ck.problems)
+    check_characters(ck, data)
+    ck.declared = {k: set(v) for k, v in top.items() if isinstance(v, dict)}
     clusters, cluster_names = _clusters(ck, top.pop("clusters", None))
     jobs, job_names = _jobs(ck, top.pop("jobs", None))
     storage = _named(ck, m.Storage, "storage", top.pop("storage", None))
@@ -278,7 +490,7 @@ def load_project(path: Path) -> Loaded:
     from .semantics import check  # late import: semantics needs Loaded
 
     check(ck, loaded, cluster_names, job_names)
-    if ck.problems:
-        raise ProjectError(ck.problems)
+    if ck.problems or ck.characters:
+        raise ProjectError(ck.all_problems())
     loaded.inputs = [path, *ck.inputs]
     return loaded
