@@ -723,8 +723,9 @@ def _stdin_reader(words: list[_Word]) -> str:
             options = names[k + 1:]
             operands = [n for n in options if n is None or not n.startswith("-")]
             if name == "ssh":
-                return "ssh" if len(operands) <= 1 else ""
-            if not operands or operands[0] == "-" or "-s" in options:
+                return "ssh" if len(operands) <= 1 or None in operands[:2] else ""
+            # a word that is not plain may expand to nothing: then the program reads stdin
+            if not operands or operands[0] in ("-", None) or "-s" in options:
                 return name
             return ""
     return ""
