@@ -1,0 +1,113 @@
+"""No secret's value in out/, nor in what any script prints: -h, --dry-run, or a run that
+fails because a tool refused and echoed its arguments back; also under ``bash -x``.
+
+Secrets are set to distinctive values; every tool a script calls is a stub that fails and
+prints everything it was given (arguments, and standard input where it reads one), as a
+careless tool might. Whatever reaches the terminal must hold ``${NAME}``, never a value.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import PROJECTS, build
+
+SECRETS = {"HPC_ACCOUNT": "acct-S3CRET-1", "WANDB_API_KEY": "wandb-S3CRET-2",
+           "FTP_PASS": "ftp-S3CRET-3 'q' $x"}
+# Tools the scripts call, each failing loudly with everything it got.
+LOUD = '#!/bin/sh\necho "$(basename "$0"): error: refused: $*" >&2\n{stdin}exit 1\n'
+TOOLS = {"sbatch": "", "squeue": "", "scontrol": "", "sacct": "", "scancel": "", "srun": "",
+         "ngc": "", "rclone": "", "rsync": "", "ssh": "", "docker": "",
+         "lftp": 'echo "lftp got: $(cat)" >&2\n', "python": "", "python3": ""}
+
+
+@pytest.fixture(scope="module")
+def loud_tools(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("loud")
+    for tool, stdin in TOOLS.items():
+        (folder / tool).write_text(LOUD.format(stdin=stdin))
+        (folder / tool).chmod(0o755)
+    for harmless in ("module", "conda"):  # site tools a job sources; harmless here
+        (folder / harmless).write_text("#!/bin/sh\nexit 0\n")
+        (folder / harmless).chmod(0o755)
+    return folder
+
+
+@pytest.fixture(scope="module", params=["full", "ngc"])
+def bundle(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp(request.param) / "p"
+    shutil.copytree(PROJECTS / request.param, folder)
+    result = build(folder / "project.yaml", folder / "out")
+    assert result.code == 0, result.stderr
+    return folder / "out"
+
+
+def _found(text: str) -> list[str]:
+    return [name for name, value in SECRETS.items() if value in text or
+            value.split()[0] in text]
+
+
+def test_no_secret_value_is_written_into_the_bundle(bundle: Path) -> None:
+    for path in bundle.rglob("*"):
+        if path.is_file():
+            assert not _found(path.read_text(errors="replace")), path
+
+
+def _runs(script: Path) -> list[list[str]]:
+    """The ways a user runs a script: help, dry run, and for real (which fails here)."""
+    runs = [["-h"], ["--dry-run"]]
+    if script.parent.name == "sync":
+        runs += [["run", "--every", "0"], ["status"]]
+    elif script.name == "monitor.sh":
+        runs += [["--once"]]
+    else:
+        runs += [[]]
+    if script.name == "ctl.sh":
+        runs += [["status"], ["resubmit", "x"], ["monitor", "--once"], ["logs", "x"]]
+    if script.name == "status.sh":
+        runs += [["--cached"]]
+    return runs
+
+
+def test_no_script_prints_a_secret(bundle: Path, loud_tools: Path, tmp_path: Path) -> None:
+    env = {"PATH": f"{loud_tools}:/usr/bin:/bin", "HOME": str(tmp_path), "RUN_ID": "r1",
+           "SLURM_ARRAY_TASK_ID": "0", "NGC_CLI": str(loud_tools / "ngc"), **SECRETS}
+    scripts = sorted(p for p in bundle.rglob("*") if p.suffix in (".sh", ".sbatch"))
+    assert scripts
+    leaks = []
+    for script in scripts:
+        for args in _runs(script):
+            for trace in ([], ["-x"]):
+                proc = subprocess.run(["bash", *trace, str(script), *args], cwd=tmp_path,
+                                      env=env, capture_output=True, text=True, timeout=120,
+                                      check=False)
+                seen = _found(proc.stdout + proc.stderr)
+                if seen:
+                    text = proc.stdout + proc.stderr
+                    value = SECRETS[seen[0]].split()[0]
+                    at = text.find(value)
+                    leaks.append(f"{script.relative_to(bundle)} {args} {trace}: "
+                                 f"{text[max(0, at - 150):at + 40]!r}")
+    assert not leaks, "\n".join(leaks)
+
+
+def test_a_secret_in_secrets_env_is_read_with_xtrace_off(bundle: Path, tmp_path: Path) -> None:
+    folder = next(p.parent for p in bundle.rglob("submit_all.sh")) if list(
+        bundle.rglob("submit_all.sh")) else next(p.parent for p in bundle.rglob("launch_all.sh"))
+    (folder / "secrets.env").write_text("".join(f"{k}={shlex.quote(v)}\n"
+                                                for k, v in SECRETS.items()))
+    try:
+        script = folder / ("submit_all.sh" if (folder / "submit_all.sh").exists()
+                           else "launch_all.sh")
+        proc = subprocess.run(["bash", "-x", str(script), "--dry-run"], cwd=tmp_path,
+                              env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)},
+                              capture_output=True, text=True, timeout=120, check=False)
+        assert not _found(proc.stdout + proc.stderr)
+        assert "${" in proc.stdout  # the dry run shows names
+    finally:
+        (folder / "secrets.env").unlink()
