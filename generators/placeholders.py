@@ -744,8 +744,14 @@ def _analyse(words: list[_Word], mark: Mark) -> None:
             label, targets = reader
             for t in targets:
                 mark(places[t], label)
-    if first < len(words):
-        _builtins(programs[first], words, names, places, first, mark)
+    # words that are not plain may expand to nothing, so the next word may be the command;
+    # 'command' and 'builtin' run the builtin named after them
+    k = first
+    while k < len(words):
+        _builtins(names[k] or "", words, names, places, k, mark)
+        if names[k] is not None and names[k] not in ("command", "builtin"):
+            break
+        k += 1
 
 
 def _reader(name: str, names: list[str | None],
