@@ -3,6 +3,7 @@ a folder jobpack owns, never through a symlink, and what scripts wrote in out/ s
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -46,6 +47,10 @@ def add_runtime_files(folder: Path) -> dict[str, bytes]:
         (folder / rel).parent.mkdir(parents=True, exist_ok=True)
         (folder / rel).write_bytes(data)
     return files
+
+
+def without(tree: dict[str, str], files: set[str]) -> dict[str, str]:
+    return {rel: text for rel, text in tree.items() if rel not in files}
 
 
 def inodes(folder: Path, rels: list[str]) -> dict[str, int]:
@@ -231,6 +236,43 @@ def test_runtime_files_survive_a_rebuild_that_changes_scripts(project_copy,
     assert {rel: (folder / rel).read_bytes() for rel in runtime} == runtime
 
 
+def test_what_scripts_change_while_the_build_publishes_is_kept(project_copy,
+                                                               tmp_path: Path) -> None:
+    """The build is stopped after it linked the run-time files into the new tree and just
+    before the switch; meanwhile a script appends to its ledger, writes a new log,
+    releases its lock and replaces secrets.env. All of it is in out/ afterwards."""
+    project = project_copy("full")
+    out = tmp_path / "out"
+    assert build(project, out).code == 0
+    folder = out / "slurm/hpc"
+    add_runtime_files(folder)
+    project.write_text(project.read_text().replace("python prepare.py", "python prep.py"))
+    counted = jobpack("build", "-p", project, "-o", out, env={"JOBPACK_TEST_STOP": "count"})
+    steps = int(counted.stderr.split("publish=")[1].split()[0])
+    project.write_text(project.read_text().replace("python prep.py", "python prepare.py"))
+    first = start_build(project, out, JOBPACK_TEST_STOP=f"publish:{steps - 7}")
+    try:
+        wait_stopped(first)
+        journal = json.loads((tmp_path / ".jobpack/out/publish.json").read_text())
+        assert out.stat().st_ino != journal["tree"], "stopped after the switch, not before"
+        with open(folder / "ledger.tsv", "a") as ledger:
+            ledger.write("r1\tgrid\t18\n")
+        (folder / "logs/train_17_1.out").write_text("new log\n")
+        (folder / ".ledger.lock").unlink()
+        (folder / "secrets.env.new").write_text("HPC_ACCOUNT=def\n")
+        (folder / "secrets.env.new").rename(folder / "secrets.env")
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
+    assert first.wait() == 0
+    assert "python prepare.py" in (folder / "prepare.sbatch").read_text()
+    assert (folder / "ledger.tsv").read_text().endswith("r1\ttrain\t17\nr1\tgrid\t18\n")
+    assert (folder / "logs/train_17_1.out").read_text() == "new log\n"
+    assert not (folder / ".ledger.lock").exists()
+    assert (folder / "secrets.env").read_text() == "HPC_ACCOUNT=def\n"
+    assert (folder / "submit.lock/pid").read_text() == "123\n"
+    assert set(os.listdir(tmp_path / ".jobpack" / "out")) == STATE_FILES
+
+
 def test_check_and_build_agree_about_files_jobpack_did_not_write(project_copy,
                                                                 tmp_path: Path) -> None:
     project = project_copy("minimal")
@@ -295,3 +337,48 @@ def test_closed_pipe_is_quiet(args: list[str], project_copy, tmp_path: Path) -> 
     finally:
         os.close(write_end)
     assert proc.stderr == "" and proc.returncode == 0
+
+
+# --- a kill at every step of the publish, where folders cannot be exchanged ------------
+
+@pytest.mark.slow
+def test_kill_at_every_publish_step_without_exchange(project_copy, tmp_path: Path) -> None:
+    """With two renames instead of an exchange, a kill between them leaves no out/; the
+    next build (itself killed once in its recovery) puts the new bundle in place."""
+    project = project_copy("full")
+    out = tmp_path / "out"
+    texts = [project.read_text(), project.read_text().replace("python prepare.py", "p2")]
+    bundles = []
+    for text in texts:
+        project.write_text(text)
+        assert build(project, out).code == 0
+        bundles.append(read_tree(out))
+    runtime = add_runtime_files(out / "slurm/hpc")
+    theirs = {f"slurm/hpc/{rel}" for rel in runtime}
+    env = {"JOBPACK_TEST_EXCHANGE": "off"}
+    project.write_text(texts[0])
+    counted = jobpack("build", "-p", project, "-o", out, env={**env,
+                                                              "JOBPACK_TEST_STOP": "count"})
+    steps = int(counted.stderr.split("publish=")[1].split()[0])
+    target, outcomes = 1, set()
+    for n in range(1, steps + 1):
+        project.write_text(texts[target])
+        killed = start_build(project, out, JOBPACK_TEST_STOP=f"publish:{n}", **env)
+        wait_stopped(killed)
+        killed.kill()
+        killed.wait()
+        if out.exists():
+            assert manifest_ok(out)
+            outcomes.add(bundles.index(without(read_tree(out), theirs)) == target)
+        else:
+            outcomes.add(None)
+            again = start_build(project, out, JOBPACK_TEST_STOP="recover:1")
+            wait_stopped(again)  # out/ is missing: the recovery has work to do
+            again.kill()
+            again.wait()
+        assert build(project, out).code == 0
+        assert {rel: (out / "slurm/hpc" / rel).read_bytes() for rel in runtime} == runtime
+        assert without(read_tree(out), theirs) == bundles[target]
+        assert set(os.listdir(tmp_path / ".jobpack" / "out")) == STATE_FILES
+        target = 1 - target
+    assert outcomes == {False, None, True}  # old bundle, no out/ for a moment, new bundle
