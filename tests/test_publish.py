@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -153,6 +154,38 @@ def test_output_folder_jobpack_does_not_own_is_refused(case: str, command: str,
     assert snapshot(tmp_path) == before
     assert sorted(p.name for p in tmp_path.rglob(".jobpack")) == []
     assert Path("/.jobpack").exists() == had_root_state
+
+
+def test_output_folder_that_is_a_mount_point_is_refused(tmp_path: Path) -> None:
+    """out/ cannot be replaced in one rename across file systems: say what to do instead."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("mounting a file system on out/ needs root and unshare")
+    (tmp_path / "project.yaml").write_text((ROOT / "tests/projects/minimal/project.yaml")
+                                           .read_text())
+    (tmp_path / "out").mkdir()
+    script = 'mount -t tmpfs none "$1/out" && cd "$1" && exec "$2" -m generators.cli build'
+    proc = subprocess.run(["unshare", "--mount", "sh", "-c", script, "sh", str(tmp_path),
+                           sys.executable], capture_output=True, text=True, check=False,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr == (f"jobpack: {tmp_path}/out: is on another file system than "
+                           f"{tmp_path} (a mount point?); a build replaces out/ in one rename,"
+                           " which cannot cross file systems: build into a folder inside it"
+                           f" instead, e.g. -o {tmp_path}/out/out\n")
+    assert sorted(os.listdir(tmp_path)) == ["out", "project.yaml"]
+
+
+def test_half_written_record_of_doit_is_dropped(project_copy, tmp_path: Path) -> None:
+    """doit rewrites its record in place; a build killed meanwhile leaves half of it."""
+    project = project_copy("minimal")
+    out = tmp_path / "out"
+    assert build(project, out).code == 0
+    record = tmp_path / ".jobpack/out/doit.json"
+    record.write_bytes(record.read_bytes()[:40])
+    result = build(project, out)
+    assert result.code == 0, result.stderr
+    assert "Traceback" not in result.stderr and json.loads(record.read_text())
+    assert jobpack("check", "-p", project, "-o", out).code == 0
 
 
 def test_committed_out_of_a_fresh_clone_is_recognised(tmp_path: Path) -> None:
