@@ -195,14 +195,14 @@ def stale_files(paths: Paths) -> tuple[list[str], list[str]]:
     from .publish import written_before
 
     want = expected_files(paths)
-    have = [rel for rel in _walk(paths.out) if not is_runtime(rel)]
-    ours = written_before(paths)
-    stale = [f"missing: {p}" for p in sorted(set(want) - set(have))]
-    stale += [f"changed: {p}" for p in sorted(set(want) & set(have))
+    have = set(_walk(paths.out))
+    stale = [f"missing: {p}" for p in sorted(set(want) - have)]
+    stale += [f"changed: {p}" for p in sorted(set(want) & have)
               if not same_file(paths.out, p, want[p].text, want[p].executable)]
-    extra = sorted(set(have) - set(want))
-    stale += [f"old:     {p}" for p in extra if p in ours and real_file(paths.out, p)]
-    return stale, [f"extra:   {p}" for p in extra if not (p in ours and real_file(paths.out, p))]
+    ours = {p for p in written_before(paths) if real_file(paths.out, p)}
+    extra = sorted(have - set(want))
+    stale += [f"old:     {p}" for p in extra if p in ours]
+    return stale, [f"extra:   {p}" for p in extra if p not in ours and not is_runtime(p)]
 
 
 def _walk(out: Path) -> list[str]:
