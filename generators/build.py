@@ -192,7 +192,7 @@ def stale_files(paths: Paths) -> tuple[list[str], list[str]]:
     (missing, changed, or written by an earlier build and no longer built), and files
     jobpack did not write (``extra``), which builds leave alone. Run-time files are not
     reported."""
-    from .publish import written_before
+    from .publish import leftover_temporaries, written_before
 
     want = expected_files(paths)
     have = set(_walk(paths.out))
@@ -200,6 +200,7 @@ def stale_files(paths: Paths) -> tuple[list[str], list[str]]:
     stale += [f"changed: {p}" for p in sorted(set(want) & have)
               if not same_file(paths.out, p, want[p].text, want[p].executable)]
     ours = {p for p in written_before(paths) if real_file(paths.out, p)}
+    ours |= set(leftover_temporaries(paths.out))
     extra = sorted(have - set(want))
     stale += [f"old:     {p}" for p in extra if p in ours]
     return stale, [f"extra:   {p}" for p in extra if p not in ours and not is_runtime(p)]

@@ -63,6 +63,17 @@ def written_before(paths: Paths) -> set[str]:
     return files | {MANIFEST}
 
 
+def leftover_temporaries(out: Path) -> list[str]:
+    """Temporary files that builds of earlier jobpack versions left in out/ when killed."""
+    found = []
+    for here, _dirs, files in os.walk(out):
+        rel = os.path.relpath(here, out)
+        found += [os.path.normpath(os.path.join(rel, name)).replace(os.sep, "/")
+                  for name in files if _OLD_TMP.match(name)
+                  and not os.path.islink(os.path.join(here, name))]
+    return found
+
+
 def _parents(files: set[str]) -> set[str]:
     dirs: set[str] = set()
     for rel in files:
@@ -154,7 +165,7 @@ def publish(paths: Paths, staged: list[str], bundle: list[str], manifest: str,
     old = written_before(paths)
     new = set(bundle) | {MANIFEST}
     same_manifest = same_file(paths.out, MANIFEST, manifest, False)
-    gone = [r for r in old - new if real_file(paths.out, r)]
+    gone = [r for r in old - new if real_file(paths.out, r)] or leftover_temporaries(paths.out)
     if not staged and same_manifest and not gone and paths.out.is_dir():
         _write_state(paths, state)  # nothing in out/ changes: record the state only
         paths.pending.unlink()

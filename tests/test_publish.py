@@ -326,6 +326,23 @@ def test_check_and_build_agree_about_files_jobpack_did_not_write(project_copy,
     assert jobpack("check", "-p", project, "-o", out).code == 0
 
 
+def test_temporary_files_of_earlier_versions_are_removed(project_copy, tmp_path: Path) -> None:
+    """Builds of earlier versions, when killed, left .NAME.XXXXXXXX.tmp files in out/."""
+    project = project_copy("minimal")
+    out = tmp_path / "out"
+    assert build(project, out).code == 0
+    left = [".PLAN.md.k2j_9x0a.tmp", "slurm/local/.hello.sbatch.a1b2c3d4.tmp"]
+    for rel in left:
+        (out / rel).write_text("half a file")
+    result = jobpack("check", "-p", project, "-o", out)
+    assert result.code == 1 and "rebuild" in result.stderr
+    assert all(f"old:     {rel}" in result.stderr for rel in left)
+    assert jobpack("forget", "-p", project, "-o", out).code == 0  # as after an upgrade
+    assert build(project, out).code == 0
+    assert not any((out / rel).exists() for rel in left)
+    assert jobpack("check", "-p", project, "-o", out).code == 0
+
+
 # --- command-line errors ---------------------------------------------------------------
 
 def test_missing_project_file_says_so_and_creates_nothing(tmp_path: Path) -> None:
