@@ -90,8 +90,8 @@ def _check_owned(paths: Paths) -> None:
         return
     raise UsageError(
         f"{paths.out}: not empty and not built by jobpack (it has no MANIFEST.sha256 that "
-        "jobpack wrote); a build replaces the whole folder, so choose a new or empty one "
-        "with -o")
+        "jobpack wrote); jobpack builds only into a folder of its own: choose a new or "
+        "empty one with -o")
 
 
 def _built_by_jobpack(paths: Paths) -> bool:
