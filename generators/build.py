@@ -1,16 +1,18 @@
-"""The build: render changed groups, lint them, then publish into out/ with the bundle files.
+"""The build: render changed groups, lint them, then publish them with the bundle files.
 
 Stages share a state directory (``.jobpack/<out name>/`` beside out/):
 - ``state.json``: per group its slice digest and files (sha256, size, mtime) as published;
 - ``stage/`` + ``pending.json``: what ``render`` produced and ``bundle`` will publish;
 - ``lint.json``: sha256 of script contents that passed the linter, never checked twice.
-out/ is touched only by ``publish``, after ``render`` and ``lint`` succeeded.
+out/ is touched only by ``publish``, after ``render`` and ``lint`` succeeded, and then in
+one step (see publish.py).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -18,18 +20,19 @@ from typing import Any
 from . import __version__
 from .base import Artifact, Context, Generator, Group, file_header
 from .errors import LintError, Problem, ProjectError
+from .files import real_file, same_file, write_atomic, write_new
 from .paths import (
     CODE_DIR,
-    RUNTIME_FILES,
     STATE_FORMAT,
     Paths,
     files_intact,
+    is_runtime,
     read_json,
     read_state,
     stat_record,
     template_dirs,
 )
-from .render import digest_files, make_env, sha256_text, write_atomic, write_if_changed
+from .render import digest_files, make_env, sha256_text
 
 
 def generators() -> list[Generator]:
@@ -49,13 +52,6 @@ def make_context(paths: Paths) -> Context:
 def _group_digest(group: Group, code: str) -> str:
     blob = json.dumps(group.slice, sort_keys=True, default=repr, ensure_ascii=False)
     return hashlib.sha256(f"{code}\0{group.key}\0{blob}".encode()).hexdigest()
-
-
-def _on_disk(out: Path, art: Artifact) -> bool:
-    try:
-        return (out / art.path).read_bytes() == art.text.encode()
-    except FileNotFoundError:
-        return False
 
 
 def render_all(paths: Paths, loaded: Any, *,
@@ -114,13 +110,16 @@ def stage_render(paths: Paths) -> str:
     loaded = load_project(paths.project)
     groups, arts, rendered = render_all(paths, loaded, only_changed=True)
     old_files = read_state(paths).get("files", {})
-    changed = [a for a in arts if not _on_disk(paths.out, a)]
+    folders: set[str] = set()
+    changed = [a for a in arts
+               if not same_file(paths.out, a.path, a.text, a.executable, folders)]
     keep = {p for g in groups.values() for p in g["files"]}
     removed = sorted(set(old_files) - keep - {"MANIFEST.sha256"})
-    if paths.stage.exists():
+    paths.pending.unlink(missing_ok=True)  # the stage is incomplete from here on
+    if os.path.lexists(paths.stage):
         shutil.rmtree(paths.stage)
     for art in changed:
-        write_atomic(paths.stage / art.path, art.text, executable=art.executable)
+        write_new(paths.stage / art.path, art.text, executable=art.executable)
     inputs = {str(p.relative_to(paths.project.parent)): stat_record(p)
               for p in loaded.inputs[1:]}
     write_atomic(paths.pending, json.dumps({
@@ -155,82 +154,77 @@ def stage_lint(paths: Paths) -> str:
 
 
 def publish(paths: Paths) -> str:
-    """Stage 3: move staged files into out/, remove stale ones, write MANIFEST.sha256."""
+    """Stage 3: the stage, completed with MANIFEST.sha256 and the unchanged files,
+    replaces out/ in one step; files of removed jobs are left behind."""
     pending = read_json(paths.pending)
     if not pending:
         return "bundle: nothing to publish"
-    out = paths.out
-    written = 0
-    for rel, executable, _lint in pending["write"]:
-        text = (paths.stage / rel).read_text(encoding="utf-8")
-        written += write_if_changed(out / rel, text, executable=executable)
-    for rel in pending["delete"]:
-        (out / rel).unlink(missing_ok=True)
-        _prune(out, (out / rel).parent)
+    from .bundle import manifest
+    from .publish import publish as publish_tree
+
     groups = pending["groups"]
     digests = {p: f[0] for g in groups.values() for p, f in g["files"].items()}
-    from .bundle import manifest
-
     text = manifest(pending["header"], digests)
-    written += write_if_changed(out / "MANIFEST.sha256", text)
     groups["bundle"]["files"]["MANIFEST.sha256"] = [sha256_text(text), 0, 0]
-    files = {}
-    for g in groups.values():
-        for rel, rec in g["files"].items():
-            st = (out / rel).stat()
-            rec[1:] = [st.st_size, st.st_mtime_ns]
-            files[rel] = rec
-    state = {"format": STATE_FORMAT, "version": __version__, "groups": groups, "files": files,
+    state = {"format": STATE_FORMAT, "version": __version__, "groups": groups,
              "inputs": pending["inputs"]}
-    write_atomic(paths.state / "state.json", json.dumps(state, indent=1, sort_keys=True))
-    shutil.rmtree(paths.stage, ignore_errors=True)
-    paths.pending.unlink()
-    return f"bundle: {written} file(s) written, {len(pending['delete'])} removed, in {out}"
+    written, removed = publish_tree(paths, [w[0] for w in pending["write"]], sorted(digests),
+                                    text, state)
+    return f"bundle: {written} file(s) written, {removed} removed, in {paths.out}"
 
 
-def _prune(out: Path, folder: Path) -> None:
-    while folder != out and folder.is_dir() and not any(folder.iterdir()):
-        folder.rmdir()
-        folder = folder.parent
-
-
-def expected_files(paths: Paths) -> dict[str, str]:
-    """Every file a full build of the project would write, with its text."""
+def expected_files(paths: Paths) -> dict[str, Artifact]:
+    """Every file a full build of the project would write."""
     from .bundle import manifest
     from .validate import load_project
 
     loaded = load_project(paths.project)
-    groups, arts, _ = render_all(paths, loaded, only_changed=False)
-    texts = {a.path: a.text for a in arts}
-    digests = {p: sha256_text(t) for p, t in texts.items()}
-    texts["MANIFEST.sha256"] = manifest(file_header(paths.project.name), digests)
-    return texts
+    _groups, arts, _ = render_all(paths, loaded, only_changed=False)
+    files = {a.path: a for a in arts}
+    digests = {p: sha256_text(a.text) for p, a in files.items()}
+    text = manifest(file_header(paths.project.name), digests)
+    files["MANIFEST.sha256"] = Artifact("MANIFEST.sha256", text)
+    return files
 
 
-def stale_files(paths: Paths) -> list[str]:
-    """Files of out/ that differ from what the project builds (missing, changed or extra)."""
+def stale_files(paths: Paths) -> tuple[list[str], list[str]]:
+    """What ``jobpack check`` reports about out/: files a build would write or remove
+    (missing, changed, or written by an earlier build and no longer built), and files
+    jobpack did not write (``extra``), which builds leave alone. Run-time files are not
+    reported."""
+    from .publish import leftover_temporaries, written_before
+
     want = expected_files(paths)
-    have = set()
-    if paths.out.is_dir():
-        for p in paths.out.rglob("*"):
-            rel = p.relative_to(paths.out).as_posix()
-            if p.is_file() and not any(rel == r or rel.endswith("/" + r) or f"/{r}/" in f"/{rel}"
-                                       for r in RUNTIME_FILES):
-                have.add(rel)
+    have = set(_walk(paths.out))
     stale = [f"missing: {p}" for p in sorted(set(want) - have)]
     stale += [f"changed: {p}" for p in sorted(set(want) & have)
-              if (paths.out / p).read_bytes() != want[p].encode()]
-    stale += [f"extra:   {p}" for p in sorted(have - set(want))]
-    return stale
+              if not same_file(paths.out, p, want[p].text, want[p].executable)]
+    ours = {p for p in written_before(paths) if real_file(paths.out, p)}
+    ours |= set(leftover_temporaries(paths.out))
+    extra = sorted(have - set(want))
+    stale += [f"old:     {p}" for p in extra if p in ours]
+    return stale, [f"extra:   {p}" for p in extra if p not in ours and not is_runtime(p)]
+
+
+def _walk(out: Path) -> list[str]:
+    """Every entry of out/ that is not a folder, as a relative path; links not followed."""
+    found = []
+    for here, dirs, files in os.walk(out):
+        rel = Path(here).relative_to(out)
+        found += [(rel / n).as_posix() for n in files]
+        found += [(rel / d).as_posix() for d in dirs if os.path.islink(os.path.join(here, d))]
+    return found
 
 
 def clean(paths: Paths) -> str:
-    """Remove every file the build recorded, and the build state."""
+    """Remove every regular file the build recorded, and the build state. Nothing is
+    followed through a symlink, and nothing the build did not write is removed."""
+    from .files import unlink_below
+
     state = read_state(paths)
-    for rel in state.get("files", {}):
-        (paths.out / rel).unlink(missing_ok=True)
-        _prune(paths.out, (paths.out / rel).parent)
+    removed = sum(unlink_below(paths.out, rel) for rel in state.get("files", {}))
     for name in ("state.json", "pending.json", "lint.json"):  # doit.json stays: doit owns it
         (paths.state / name).unlink(missing_ok=True)
-    shutil.rmtree(paths.stage, ignore_errors=True)
-    return f"clean: removed {len(state.get('files', {}))} file(s) from {paths.out}"
+    if os.path.lexists(paths.stage):
+        shutil.rmtree(paths.stage)
+    return f"clean: removed {removed} file(s) from {paths.out}"

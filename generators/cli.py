@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .paths import Paths
 
 DOIT_COMMANDS = ("list", "info", "clean", "forget")
+DEFAULT_PROJECT = Path("project.yaml")
 
 
 def _options(defaults: bool) -> argparse.ArgumentParser:
     """-p/-o, accepted before and after the command (given twice, the later one wins)."""
     p = argparse.ArgumentParser(add_help=False)
     keep = argparse.SUPPRESS
-    p.add_argument("-p", "--project", type=Path,
-                   default=Path("project.yaml") if defaults else keep,
+    p.add_argument("-p", "--project", type=Path, default=None if defaults else keep,
                    help="project file (default: ./project.yaml)")
     p.add_argument("-o", "--out", type=Path, default=Path("out") if defaults else keep,
                    help="output folder (default: ./out)")
@@ -43,10 +44,17 @@ def _parser() -> argparse.ArgumentParser:
 def _paths(args: argparse.Namespace) -> Paths:
     from .paths import Paths
 
-    return Paths(args.project.absolute(), args.out.absolute())
+    # abspath, not resolve: `-o ..` names the parent folder, a symlink stays a symlink
+    return Paths(Path(os.path.abspath(args.project or DEFAULT_PROJECT)),
+                 Path(os.path.abspath(args.out)))
 
 
 def main(argv: list[str] | None = None) -> int:
+    with _QuietPipe():
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     args, rest = _parser().parse_known_args(argv)
     command = args.command or "build"
     if rest and command not in DOIT_COMMANDS:
@@ -55,25 +63,37 @@ def main(argv: list[str] | None = None) -> int:
 
     paths = _paths(args)
     try:
-        if command == "check":
-            return _check(paths)
-        if command == "plan":
-            return _plan(paths)
-        return _doit(paths, ["run"] if command == "build" else [command, *rest])
+        return _run(command, paths, rest)
     except JobpackError as exc:
         print(exc.render(), file=sys.stderr)
         return exc.exit_status
+    except OSError as exc:  # a full disk, a permission: one line, no traceback
+        print(f"jobpack: {exc}", file=sys.stderr)
+        return 1
+
+
+def _run(command: str, paths: Paths, rest: list[str]) -> int:
+    from . import guard
+
+    if command in ("check", "plan"):
+        guard.check_project(paths.project)
+        return _check(paths) if command == "check" else _plan(paths)
+    guard.prepare(paths)
+    try:
+        return _doit(paths, ["run"] if command == "build" else [command, *rest])
+    finally:
+        guard.release(paths)
 
 
 def _doit(paths: Paths, argv: list[str]) -> int:
     from doit.cmd_base import ModuleTaskLoader
     from doit.doit_cmd import DoitMain
 
-    from .tasks import LAST_ERROR, doit_config, make_tasks
+    from .tasks import LAST_ERROR, config, make_tasks
 
     LAST_ERROR.clear()
     namespace: dict[str, object] = dict(make_tasks(paths.project, paths.out))
-    namespace["DOIT_CONFIG"] = doit_config(paths)
+    namespace["DOIT_CONFIG"] = config(paths)
     code = DoitMain(ModuleTaskLoader(namespace)).run(argv)
     if code and LAST_ERROR:
         return int(LAST_ERROR[-1].exit_status)
@@ -83,10 +103,15 @@ def _doit(paths: Paths, argv: list[str]) -> int:
 def _check(paths: Paths) -> int:
     from .build import stale_files
 
-    stale = stale_files(paths)
+    stale, extra = stale_files(paths)
     if stale:
         print(f"{paths.out} is stale; rebuild with `jobpack build`:",
               *("  " + s for s in stale), sep="\n", file=sys.stderr)
+    if extra:
+        print(f"{paths.out} holds files jobpack did not write; builds leave them alone, "
+              "so remove them (or move them out of it):",
+              *("  " + s for s in extra), sep="\n", file=sys.stderr)
+    if stale or extra:
         return 1
     print(f"{paths.out} is up to date")
     return 0
@@ -95,8 +120,50 @@ def _check(paths: Paths) -> int:
 def _plan(paths: Paths) -> int:
     from .build import expected_files
 
-    sys.stdout.write(expected_files(paths)["PLAN.md"])
+    sys.stdout.write(expected_files(paths)["PLAN.md"].text)
     return 0
+
+
+class _QuietPipe:
+    """Output into a closed pipe (``jobpack plan | head -1``) is dropped, without a
+    traceback: the command still runs to its end (a build is never cut short by it)."""
+
+    def __enter__(self) -> None:
+        self.real = sys.stdout
+        sys.stdout = _PipeWriter(self.real)
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            sys.stdout.flush()
+        finally:
+            sys.stdout = self.real
+
+
+class _PipeWriter:
+    def __init__(self, real: Any) -> None:
+        self.real = real
+
+    def write(self, text: str) -> int:
+        try:
+            return int(self.real.write(text))
+        except BrokenPipeError:
+            self._drop()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self.real.flush()
+        except BrokenPipeError:
+            self._drop()
+
+    def _drop(self) -> None:
+        """Point stdout at /dev/null, so that later writes and the final flush succeed."""
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, self.real.fileno())
+        os.close(null)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from typing import Any
 import yaml
 
 from .errors import Problem, ProjectError
+from .paths import file_kind, project_file_problem
 
 Loc = tuple[str | int, ...]
 
@@ -81,18 +82,6 @@ class ReadError(Exception):
         self.message, self.line, self.col = message, line, col
 
 
-def _file_kind(mode: int) -> str:
-    """What a non-regular file is, for messages.
-
-    >>> _file_kind(stat.S_IFIFO), _file_kind(stat.S_IFDIR)
-    ('a FIFO (named pipe)', 'a folder')
-    """
-    kinds = [(stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
-             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-             (stat.S_ISSOCK, "a socket")]
-    return next((word for test, word in kinds if test(mode)), "not a regular file")
-
-
 def _read_bytes(path: Path, limit: int) -> bytes:
     """The bytes of a regular file of at most ``limit`` bytes.
 
@@ -111,7 +100,7 @@ def _read_bytes(path: Path, limit: int) -> bytes:
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise ReadError(f"is {_file_kind(info.st_mode)}, not a regular file")
+            raise ReadError(f"is {file_kind(info.st_mode)}, not a regular file")
         if info.st_size > limit:
             raise ReadError(f"is too large ({info.st_size} bytes; at most {limit} are read)")
         chunks, size = [], 0
@@ -532,11 +521,7 @@ def load_yaml(path: Path, display: str | None = None) -> tuple[Any, Source]:
     try:
         text = read_text(path, MAX_PROJECT_BYTES)
     except ReadError as exc:
-        message = exc.message if exc.line else f"the project file {exc.message}"
-        if exc.message == "was not found":
-            message += f" (create {display}, or name the project file with -p)"
-        elif exc.message == "is a folder, not a regular file":
-            message += f" (name the file itself with -p, e.g. -p {display}/project.yaml)"
+        message = exc.message if exc.line else project_file_problem(exc.message, display)
         raise ProjectError([Problem(display, exc.line or 1, exc.col or 1, "(file)",
                                     message)]) from None
     return parse_yaml(text, display)

@@ -1,4 +1,4 @@
-"""The one Jinja environment, its filters, and atomic writes.
+"""The one Jinja environment and its filters.
 
 Every value a template prints passes a filter for its context: ``shquote``/``shvalue``
 (a shell word), ``comment`` (a ``#`` comment), ``text`` (one line of a quoted
@@ -12,9 +12,7 @@ line. A value cannot reach a generated file any other way.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import tempfile
 from collections.abc import Iterable, Mapping
 from functools import cache
 from pathlib import Path
@@ -208,29 +206,3 @@ def digest_files(paths: Iterable[Path], roots: Iterable[Path] = ()) -> str:
 
 def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def write_atomic(path: Path, text: str, *, executable: bool = False) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename, never half-written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o755 if executable else 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_if_changed(path: Path, text: str, *, executable: bool = False) -> bool:
-    """Write only when the content (or mode) differs; return whether the file was written."""
-    try:
-        same = path.read_bytes() == text.encode("utf-8")
-        if same and bool(path.stat().st_mode & 0o100) == executable:
-            return False
-    except FileNotFoundError:
-        pass
-    write_atomic(path, text, executable=executable)
-    return True

@@ -11,7 +11,7 @@ from .base import Artifact, Context, Generator, Group
 from .placeholders import command_code, used_names
 from .render import render
 from .semantics import effective_resources, merged_env, static_params
-from .shell import Param, parse_text, shquote, tsv_cell, var_refs, variable, word, word_ref
+from .shell import Param, parse_text, shquote, shvalue, tsv_cell, var_refs, variable, word, word_ref
 from .sync import seconds
 from .validate import Loaded, Points
 
@@ -266,7 +266,7 @@ class SlurmGenerator(Generator):
                                                           *loaded.project.jobs[n].stage_out)})
         context = {"header": ctx.header(), "cluster_name": cname, "steps": steps,
                    "secrets": used, "project": loaded.project.project,
-                   "syncs": [shquote(s) for s in staged]}
+                   "syncs": [shvalue(s) for s in staged]}
         return [Artifact(f"slurm/{cname}/{script}",
                          render(ctx.env, f"slurm/{script}.j2", context),
                          executable=True, lint="shellcheck")

@@ -14,7 +14,7 @@ from typing import Any
 from doit.exceptions import TaskFailed
 from doit.reporter import ConsoleReporter
 
-from .paths import Paths, outputs_intact
+from .paths import Paths, outputs_intact, step
 
 # The last user-facing error raised inside a task, for the CLI's exit status and message.
 LAST_ERROR: list[Any] = []
@@ -26,12 +26,18 @@ def _guard(name: str, paths: Paths) -> Callable[[], Any]:
         from . import build
         from .errors import JobpackError
 
+        step.begin(name)
         try:
             print(getattr(build, name)(paths))
             return None
         except JobpackError as exc:
             LAST_ERROR.append(exc)
             return TaskFailed(exc.render())
+        except OSError as exc:  # a full disk, a permission: one line, no traceback
+            from .publish import PublishError
+
+            LAST_ERROR.append(PublishError(str(exc)))
+            return TaskFailed(str(exc))
     action.__name__ = name
     return action
 
@@ -79,8 +85,38 @@ class Reporter(ConsoleReporter):  # type: ignore[misc]  # doit ships no type hin
         super().complete_run()
 
 
-def doit_config(paths: Paths) -> dict[str, Any]:
-    paths.state.mkdir(parents=True, exist_ok=True)
+class DodoReporter(Reporter):
+    """For plain ``doit``: a user error ends the process with jobpack's exit status (2 for
+    an invalid project) instead of doit's 1, once doit has saved its record."""
+
+    def complete_run(self) -> None:
+        super().complete_run()
+        if LAST_ERROR:
+            raise SystemExit(LAST_ERROR[-1].exit_status)
+
+
+def config(paths: Paths, reporter: type[Reporter] = Reporter) -> dict[str, Any]:
+    """DOIT_CONFIG for a build whose checks and lock were taken care of by the caller."""
     return {"default_tasks": ["render", "lint", "bundle"], "backend": "json",
             "dep_file": str(paths.state / "doit.json"), "verbosity": 2,
-            "reporter": Reporter}
+            "reporter": reporter}
+
+
+def doit_config(paths: Paths) -> dict[str, Any]:
+    """DOIT_CONFIG for a dodo.py: checks the project and out/, holds the build lock of out/
+    until the process ends and completes a build that was killed. A problem is printed
+    and ends the process with status 2 (75 when another build keeps the lock)."""
+    import sys
+
+    from .errors import JobpackError
+    from .guard import prepare
+
+    try:
+        prepare(paths)
+    except JobpackError as exc:
+        print(exc.render(), file=sys.stderr)
+        raise SystemExit(exc.exit_status) from None
+    except OSError as exc:
+        print(f"jobpack: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+    return config(paths, DodoReporter)

@@ -15,9 +15,22 @@ fi
 if [ -n "$missing" ]; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq
+  # Another apt or dpkg (unattended upgrades, a second checkout) may hold the locks: wait
+  # for them instead of failing at once. apt-get install waits for dpkg's lock itself
+  # (DPkg::Lock::Timeout); apt-get update does not wait for the lists lock, so it is
+  # retried every 10 s, for at most 5 minutes.
+  LOCK_WAIT="-o DPkg::Lock::Timeout=600"
+  tries=1
+  # shellcheck disable=SC2086  # LOCK_WAIT is two words
+  until $SUDO apt-get $LOCK_WAIT update -qq; do
+    [ "$tries" -lt 30 ] || { echo "apt-get update failed $tries times" >&2; exit 1; }
+    echo "apt-get update failed (another apt running?); trying again in 10 s" >&2
+    tries=$((tries + 1))
+    sleep 10
+  done
   # shellcheck disable=SC2086  # one word per package
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get $LOCK_WAIT install -y -qq \
+    --no-install-recommends $missing
 fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv

@@ -168,12 +168,17 @@ def test_every_generated_script_has_help_and_is_executable(project_copy, tmp_pat
 
 
 def test_installed_without_editable_finds_its_templates(tmp_path: Path) -> None:
-    """A plain (non -e) install carries the templates and builds from any folder."""
+    """A plain (non -e) install carries every template, builds from any folder, and
+    packaging it gives no warning about the license or the template folders."""
     target = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
-                    "--target", str(target), str(ROOT)],
-                   check=True, capture_output=True)
-    assert (target / "generators" / "templates" / "slurm" / "job.sbatch.j2").exists()
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "-v", "--no-deps",
+                          "--target", str(target), str(ROOT)],
+                         check=True, capture_output=True, text=True)
+    installed = target / "generators" / "templates"
+    assert sorted(p.relative_to(installed) for p in installed.rglob("*.j2")) == \
+        sorted(p.relative_to(ROOT / "templates") for p in (ROOT / "templates").rglob("*.j2"))
+    for warning in ("absent from the `packages` configuration", "license` as a TOML table"):
+        assert warning not in pip.stdout + pip.stderr
     work = tmp_path / "elsewhere"
     shutil.copytree(ROOT / "tests/projects/minimal", work)
     env = {**os.environ, "PYTHONPATH": str(target)}

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-from pathlib import Path
 
 from conftest import build
 from hypothesis import HealthCheck, example, given, settings

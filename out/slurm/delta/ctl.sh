@@ -106,7 +106,7 @@ jp_need_secrets() {
   :
   # Secrets are read at run time, from the environment or from secrets.env beside this script,
   # with xtrace off. A dry run shows each as ${NAME}, never its value.
-  jp_secrets=(DELTA_ACCOUNT)
+  jp_secrets=('DELTA_ACCOUNT')
   jp_read_secrets() {
     local - name
     set +x

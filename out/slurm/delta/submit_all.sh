@@ -88,7 +88,7 @@ done
 jp_here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # Secrets are read at run time, from the environment or from secrets.env beside this script,
 # with xtrace off. A dry run shows each as ${NAME}, never its value.
-jp_secrets=(DELTA_ACCOUNT)
+jp_secrets=('DELTA_ACCOUNT')
 jp_read_secrets() {
   local - name
   set +x
@@ -311,7 +311,7 @@ jp_sbatch() {
 cd "$jp_here"
 export JOBPACK_DIR="$jp_here"
 # Jobs run these sync scripts on their nodes (stage_in, stage_out).
-jp_staged=(footprints_to_nodes staged_to_scratch)
+jp_staged=('footprints_to_nodes' 'staged_to_scratch')
 for jp_sync in "${jp_staged[@]}"; do
   [[ -f ../../sync/$jp_sync.sh ]] ||
     jp_die "missing ../../sync/$jp_sync.sh, which jobs run on their nodes: copy the whole bundle"

@@ -16,7 +16,7 @@ Usage: results_down.sh [run|status] [--every INTERVAL] [--dry-run] [-h]
   to:   ./results
   filters: -*.ckpt 
 
-A transfer is marked done only after an rsync --checksum dry run finds the destination identical:
+A transfer is marked done only after an lftp mirror --dry-run comparing sizes finds the destination identical:
 the destination then holds .jobpack-manifest (sha256, size and path of every file) and
 .jobpack-done. The marker is removed before each transfer starts, so an interrupted one
 reads as partial until a later run completes it. Failed transfers are retried 3
@@ -102,7 +102,7 @@ done
 jp_here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # Secrets are read at run time, from the environment or from secrets.env beside this script,
 # with xtrace off. A dry run shows each as ${NAME}, never its value.
-jp_secrets=(FTP_PASS)
+jp_secrets=('FTP_PASS')
 jp_read_secrets() {
   local - name
   set +x

@@ -87,7 +87,7 @@ done
 jp_here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # Secrets are read at run time, from the environment or from secrets.env beside this script,
 # with xtrace off. A dry run shows each as ${NAME}, never its value.
-jp_secrets=(HPC_ACCOUNT)
+jp_secrets=('HPC_ACCOUNT')
 jp_read_secrets() {
   local - name
   set +x
@@ -309,7 +309,7 @@ jp_sbatch() {
 cd "$jp_here"
 export JOBPACK_DIR="$jp_here"
 # Jobs run these sync scripts on their nodes (stage_in, stage_out).
-jp_staged=(checkpoints logs_up shards_to_nodes)
+jp_staged=('checkpoints' 'logs_up' 'shards_to_nodes')
 for jp_sync in "${jp_staged[@]}"; do
   [[ -f ../../sync/$jp_sync.sh ]] ||
     jp_die "missing ../../sync/$jp_sync.sh, which jobs run on their nodes: copy the whole bundle"

@@ -90,7 +90,7 @@ done
 jp_here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # Secrets are read at run time, from the environment or from secrets.env beside this script,
 # with xtrace off. A dry run shows each as ${NAME}, never its value.
-jp_secrets=(WANDB_API_KEY)
+jp_secrets=('WANDB_API_KEY')
 jp_read_secrets() {
   local - name
   set +x
