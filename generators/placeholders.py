@@ -69,6 +69,7 @@ class Site:
 class _Word:
     text: str = ""  # the unquoted literal characters
     literal: bool = True  # no quotes or expansions in it
+    quoted: bool = False  # has a quoted or escaped part, so it never expands to nothing
     assign: bool = False  # NAME=... at command position
     places: list[tuple[int, bool]] = field(default_factory=list)  # (site, after an '=')
 
@@ -174,6 +175,7 @@ class _Lexer:
             return
         word = self._word(sink)
         word.literal = False
+        word.quoted = True  # what replaces a placeholder is quoted: it never vanishes
         word.places += [(n, "=" in word.text or word.assign) for n in sites]
         sink.inner += sites
 
@@ -334,6 +336,7 @@ class _Lexer:
             return
         if cmd is not None and not self._at("\\\n"):
             self._word(cmd).literal = False
+            self._word(cmd).quoted = True
         self.i += 2
 
     def _close(self, cmd: _Frame) -> None:
@@ -452,6 +455,8 @@ class _Lexer:
     def _open(self, c: str, *, in_dq: bool) -> None:
         if self.stack[-1].kind != "heredoc":
             self._touch()
+        if self.stack[-1].kind == "cmd" and (c in "'\"" or self._at("$'") or self._at('$"')):
+            self._word(self.stack[-1]).quoted = True
         if c == "'":
             self.stack.append(_Frame("sq"))
             self.i += 1
@@ -742,6 +747,10 @@ def _analyse(words: list[_Word], mark: Mark) -> None:
         reader = _reader(programs[k], names, list(range(k + 1, len(words))))
         if reader is not None:
             label, targets = reader
+            # an unquoted expansion may vanish, and then the next word takes its place
+            while targets and targets[-1] + 1 < len(words) and not words[targets[-1]].literal \
+                    and not words[targets[-1]].quoted:
+                targets = [*targets, targets[-1] + 1]
             for t in targets:
                 mark(places[t], label)
     # words that are not plain may expand to nothing, so the next word may be the command;

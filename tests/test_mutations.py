@@ -131,8 +131,8 @@ def _build_in_process(project: Path) -> list[str] | None:
             for line in lines[:-1]:
                 assert ERROR_LINE.fullmatch(line), line
             return lines[:-1]
-    for text in files.values():
-        text.encode("utf-8")
+    for art in files.values():
+        art.text.encode("utf-8")
     return None
 
 
