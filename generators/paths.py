@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 CODE_DIR = Path(__file__).resolve().parent
-RUNTIME_FILES = ("ledger.tsv", "secrets.env", "logs")
+RUNTIME_FILES = ("ledger.tsv", "ledger.lock", "secrets.env", "logs")
 STATE_FORMAT = 2  # bump when state.json changes shape; older states are ignored
 
 
