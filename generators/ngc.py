@@ -19,6 +19,9 @@ from .shell import Param, parse_text, shell_code, shquote, var_refs, word, word_
 from .validate import Loaded
 
 SCRIPTS = ("launch_all.sh", "monitor.sh", "status.sh", "ctl.sh")
+# Scripts that launch read the secrets of the launch flags (ctl.sh only for resubmit); the
+# others (status.sh, exec.sh) never ask for them.
+LAUNCHERS = ("launch_all.sh", "monitor.sh", "ctl.sh")
 # NGC's terminal states (UNKNOWN left out: the monitor keeps asking rather than act on it),
 # and the failures a relaunch may cure; KILLED_BY_USER and CANCELED are left alone.
 RELAUNCH = ("FAILED", "FAILED_RUN_LIMIT_EXCEEDED", "KILLED_BY_SYSTEM", "TASK_LOST",
@@ -348,6 +351,7 @@ class NgcGenerator(Generator):
                    "project": loaded.project.project, "secrets": used,
                    "final": FINAL, "relaunch": RELAUNCH}
         scripts = list(SCRIPTS) + (["exec.sh"] if context["interactive"] else [])
-        out = [Artifact(f"ngc/{cname}/{s}", render(ctx.env, f"ngc/{s}.j2", context),
-                        executable=True, lint="shellcheck") for s in scripts]
-        return out
+        return [Artifact(f"ngc/{cname}/{s}",
+                         render(ctx.env, f"ngc/{s}.j2",
+                                {**context, "secrets": used if s in LAUNCHERS else []}),
+                         executable=True, lint="shellcheck") for s in scripts]

@@ -58,21 +58,6 @@ while (($#)); do
 done
 
 jp_here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# Secrets are read at run time: from the environment, or from secrets.env beside this script.
-if [[ -f "$jp_here/secrets.env" ]]; then
-  set -a
-  # shellcheck source=/dev/null
-  source "$jp_here/secrets.env"
-  set +a
-fi
-jp_secrets=(WANDB_API_KEY)
-for jp_secret in "${jp_secrets[@]}"; do
-  if [[ -z ${!jp_secret:-} ]]; then
-    ((jp_dry_run)) || jp_die "$jp_secret is not set: export it or put it in secrets.env beside this script (see secrets.env.example)"
-    printf 'warning: %s is not set; the dry run shows it unexpanded\n' "$jp_secret" >&2
-    printf -v "$jp_secret" '%s' "\${$jp_secret}"
-  fi
-done
 
 # The jobs of cluster ngc: points, relaunches allowed, interactive or not.
 jp_names=(login gigachad_train grid)
@@ -542,11 +527,13 @@ jp_state() {
 jp_is_final() { [[ $jp_final_states == *" $1 "* ]]; }
 jp_may_relaunch() { [[ $jp_relaunch_states == *" $1 "* ]]; }
 
-[[ -n ${jp_pos_of[$jp_job]+x} ]] && ((jp_interactive[jp_pos_of[$jp_job]])) ||
+# The position first: in (( )), bash 5.2 fails on an associative element used as a subscript.
+jp_pos=${jp_pos_of[$jp_job]:-}
+[[ -n $jp_pos ]] && ((jp_interactive[jp_pos])) ||
   jp_die "$jp_job is not an interactive job of this cluster"
 jp_id=
 if [[ -f $jp_ledger ]]; then
   jp_id=$(awk -F'\t' -v job="$jp_job" 'NR > 1 && $2 == job && $8 ~ /^(re)?launch$/ { id = $7 } END { print id }' "$jp_ledger")
 fi
 [[ -n $jp_id ]] || jp_die "no job of $jp_job in ledger.tsv: launch it with launch_all.sh --job $jp_job"
-jp_run jp_ngc batch exec "$jp_id" "${jp_cmd[@]}"
+jp_ngc_run batch exec "$jp_id" "${jp_cmd[@]}"

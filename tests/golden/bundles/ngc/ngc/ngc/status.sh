@@ -58,21 +58,6 @@ done
 
 
 jp_here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# Secrets are read at run time: from the environment, or from secrets.env beside this script.
-if [[ -f "$jp_here/secrets.env" ]]; then
-  set -a
-  # shellcheck source=/dev/null
-  source "$jp_here/secrets.env"
-  set +a
-fi
-jp_secrets=(WANDB_API_KEY)
-for jp_secret in "${jp_secrets[@]}"; do
-  if [[ -z ${!jp_secret:-} ]]; then
-    ((jp_dry_run)) || jp_die "$jp_secret is not set: export it or put it in secrets.env beside this script (see secrets.env.example)"
-    printf 'warning: %s is not set; the dry run shows it unexpanded\n' "$jp_secret" >&2
-    printf -v "$jp_secret" '%s' "\${$jp_secret}"
-  fi
-done
 
 # The jobs of cluster ngc: points, relaunches allowed, interactive or not.
 jp_names=(login gigachad_train grid)
