@@ -16,10 +16,13 @@ from .ngc_rules import MAX_RUNTIME
 from .placeholders import command_code, used_names
 from .render import render
 from .semantics import merged_env, static_params
-from .shell import Param, parse_text, shquote, var_refs, variable, word
+from .shell import Param, parse_text, shquote, tsv_cell, var_refs, variable, word
 from .validate import Loaded
 
 SCRIPTS = ("launch_all.sh", "monitor.sh", "status.sh", "ctl.sh")
+# Scripts that launch read the secrets of the launch flags (ctl.sh only for resubmit); the
+# others (status.sh, exec.sh) never ask for them.
+LAUNCHERS = ("launch_all.sh", "monitor.sh", "ctl.sh")
 # NGC's terminal states (UNKNOWN left out: the monitor keeps asking rather than act on it),
 # and the failures a relaunch may cure; KILLED_BY_USER and CANCELED are left alone.
 RELAUNCH = ("FAILED", "FAILED_RUN_LIMIT_EXCEEDED", "KILLED_BY_SYSTEM", "TASK_LOST",
@@ -166,21 +169,22 @@ def _fill(text: str, values: dict[str, str]) -> str:
 
 
 def point_args(loaded: Loaded, name: str, index: int, key: str) -> list[str]:
-    """Quoted words of one point's launch: its name, the values of its parameters (as
-    environment variables the command refers to) and env values that use parameters."""
+    """The words of one point's launch, as ngc receives them: its name, the values of its
+    parameters (as environment variables the command refers to) and env values that use
+    parameters."""
     job = loaded.project.jobs[name]
     points = loaded.points[name]
     values = dict(zip(points.names, points.rows[index], strict=True))
     static = {**static_params(loaded, name), **values}
     if job.config is not None:
         static["config_path"] = config_path(loaded, name, key)
-    out = _flag("--name", job_name(loaded.project.project, name, key))
+    out = ["--name", job_name(loaded.project.project, name, key)]
     for ref in used_names(job.command):
         if ref in values or ref == "config_path":
-            out += _flag("--env-var", f"{variable(ref)}:{static[ref]}")
+            out += ["--env-var", f"{variable(ref)}:{static[ref]}"]
     for env_key, value in merged_env(loaded, job).items():
         if _uses(value, values):
-            out += _flag("--env-var", f"{env_key}:{_fill(value, static)}")
+            out += ["--env-var", f"{env_key}:{_fill(value, static)}"]
     return out
 
 
@@ -336,10 +340,11 @@ class NgcGenerator(Generator):
         points = loaded.points[name]
         keys = point_keys(points.names, points.rows)
         header = ctx.header(name)
-        lines = ["# " + " ".join(header), "# index\tname\targuments of this point (quoted)"]
+        lines = ["# " + " ".join(header),
+                 "# index\tname\targuments of this point, one per cell (printf %b escapes)"]
         for i, key in enumerate(keys):
-            words = point_args(loaded, name, i, key)
-            lines.append(f"{i}\t{job_name(loaded.project.project, name, key)}\t{' '.join(words)}")
+            cells = (tsv_cell(word) for word in point_args(loaded, name, i, key))
+            lines.append("\t".join((str(i), job_name(loaded.project.project, name, key), *cells)))
         out = [Artifact(f"ngc/{cname}/{name}.points.tsv", "\n".join(lines) + "\n")]
         if job.config is not None:
             base = config_base(loaded, name)
@@ -365,6 +370,7 @@ class NgcGenerator(Generator):
                    "project": loaded.project.project, "secrets": used,
                    "final": FINAL, "relaunch": RELAUNCH}
         scripts = list(SCRIPTS) + (["exec.sh"] if context["interactive"] else [])
-        out = [Artifact(f"ngc/{cname}/{s}", render(ctx.env, f"ngc/{s}.j2", context),
-                        executable=True, lint="shellcheck") for s in scripts]
-        return out
+        return [Artifact(f"ngc/{cname}/{s}",
+                         render(ctx.env, f"ngc/{s}.j2",
+                                {**context, "secrets": used if s in LAUNCHERS else []}),
+                         executable=True, lint="shellcheck") for s in scripts]

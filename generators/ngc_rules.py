@@ -207,8 +207,9 @@ def job(ck: _Checker, loaded: Loaded, loc: Loc, jb: m.Job, cl: m.NgcCluster) -> 
         ck.add(loc, f"no instance: set 'instance' here or in cluster {jb.cluster!r}")
     _instances(ck, loc, jb.instance, [])
     _common(ck, loc, jb.labels, jb.total_runtime)
-    if len({*cl.labels, *jb.labels}) > 20:
-        ck.add((*loc, "labels"), "NGC takes at most 20 labels per job")
+    if len({*cl.labels, *jb.labels}) > 19:  # NGC's 20, less the jobpack_<tag> of each launch
+        ck.add((*loc, "labels"), "NGC takes at most 20 labels per job, and each launch adds "
+               "its own jobpack_<tag>: give at most 19")
     _ports(ck, loc, jb.ports)
     for key, value in jb.env.items():
         _env(ck, (*loc, "env", key), key, value)

@@ -20,7 +20,7 @@ from typing import Any
 CODE_DIR = Path(__file__).resolve().parent
 # Names of what the scripts create beside themselves at run time (a pattern matches any
 # part of a path below out/): `jobpack check` never reports them, builds carry them over.
-RUNTIME_PATTERNS = ("ledger.tsv*", ".ledger*", "secrets.env", "logs", "*.lock")
+RUNTIME_PATTERNS = ("ledger.tsv*", ".ledger*", "ledger.lock", "secrets.env", "logs", "*.lock")
 STATE_FORMAT = 2  # bump when state.json changes shape; older states are ignored
 
 

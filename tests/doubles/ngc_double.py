@@ -1,18 +1,24 @@
 """A test double of the ``ngc`` CLI: a server in the test process, and ``bin/ngc``, a client
-put first on PATH that hands its argv to the server and prints the answer.
+put first on PATH that hands its argv to the server and prints the answer (``bin/ngc.py``
+does the same in Python, over the server's Unix socket).
 
 The server checks every command with ngcsdk's own parser (``ngc_parser``), so it accepts
 exactly what the real CLI accepts; it records every call, gives job ids, and plays each job
 through a scripted sequence of states, one step each time the job is looked at. Jobs can be
 made older than NGC's 7-day job history: ``batch list`` then leaves them out, as NGC does,
-while ``batch info <id>`` still answers.
+while ``batch info <id>`` still answers. ``batch list`` keeps to its ``--begin-time`` /
+``--end-time`` window and, with ``--label``, to the jobs with a label matching one of the
+globs. With ``fail_after_create`` set, that fraction of ``batch run`` calls (drawn from a
+seeded generator) creates the job and then fails, as a CLI losing the server's answer does.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import fnmatch
 import json
 import os
+import random
 import socketserver
 import sys
 import threading
@@ -48,10 +54,15 @@ class Job:
         self.step += 1
         return state
 
+    @property
+    def labels(self) -> list[str]:
+        return list(self.body.get("userLabels") or [])
+
     def json(self, state: str) -> dict[str, Any]:
         return {"id": self.id, "createdDate": self.created.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
                 "jobDefinition": {"name": self.name, "resources": {"name": self.instance}},
-                "jobStatus": {"status": state, "jobId": self.id}}
+                "jobStatus": {"status": state, "jobId": self.id},
+                "labels": {"userLabels": {"values": self.labels}}}
 
 
 @dataclass
@@ -61,7 +72,10 @@ class NgcDouble:
     jobs: dict[int, Job] = field(default_factory=dict)
     calls: list[list[str]] = field(default_factory=list)
     refuse: set[str] = field(default_factory=set)  # job names whose launch fails
+    fail_after_create: float = 0.0  # fraction of launches that create the job, then fail
+    rng: random.Random = field(default_factory=lambda: random.Random(0))
     next_id: int = 4_000_000
+    port: int = 0  # of the TCP server, once serve() has started it
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -69,7 +83,7 @@ class NgcDouble:
         # The test's own Python first: `python3` then starts without a version manager's shim.
         python = Path(sys.executable).parent
         return {"PATH": os.pathsep.join((str(BIN), str(python), os.environ["PATH"])),
-                "NGC_DOUBLE_SOCKET": str(self.socket_path)}
+                "NGC_DOUBLE_SOCKET": str(self.socket_path), "NGC_DOUBLE_PORT": str(self.port)}
 
     def by_name(self, name: str) -> list[Job]:
         return [j for j in self.jobs.values() if j.name == name]
@@ -91,14 +105,7 @@ class NgcDouble:
 
     def _batch(self, sub: str, args: list[str]) -> tuple[int, str, str]:
         if sub == "run":
-            body = parse_batch_run(args)
-            if body["name"] in self.refuse:
-                return 1, "", f"Job '{body['name']}' refused (test double).\n"
-            job = Job(self.next_id, body["name"], body["aceInstance"], body,
-                      self.script(body["name"], body["aceInstance"]), dt.datetime.now(dt.UTC))
-            self.jobs[job.id] = job
-            self.next_id += 1
-            return 0, _dump({"job": job.json(job.status), "jobStatusHistory": []}), ""
+            return self._run(args)
         ns = parse_batch(sub, args)
         if sub == "list":
             return 0, _dump(self._list(ns)), ""
@@ -118,12 +125,31 @@ class NgcDouble:
             return 0, f"exec in job {job.id}: {getattr(ns, 'commandline', None)}\n", ""
         return 2, "", f"ngc double: batch {sub} is not played\n"
 
+    def _run(self, args: list[str]) -> tuple[int, str, str]:
+        body = parse_batch_run(args)
+        if body["name"] in self.refuse:
+            return 1, "", f"Job '{body['name']}' refused (test double).\n"
+        job = Job(self.next_id, body["name"], body["aceInstance"], body,
+                  self.script(body["name"], body["aceInstance"]), dt.datetime.now(dt.UTC))
+        self.jobs[job.id] = job
+        self.next_id += 1
+        if self.fail_after_create and self.rng.random() < self.fail_after_create:
+            return 1, "", "Error: The read operation timed out (test double: job created).\n"
+        return 0, _dump({"job": job.json(job.status), "jobStatusHistory": []}), ""
+
     def _list(self, ns: Any) -> list[dict[str, Any]]:
         now = dt.datetime.now(dt.UTC)
+        begin, end = (t.replace(tzinfo=dt.UTC) if t else None
+                      for t in (ns.begin_time, ns.end_time))
         out = []
         for job in self.jobs.values():
             if now - job.created > HISTORY:
                 continue  # NGC's job history ends here
+            if (begin and job.created < begin) or (end and job.created > end):
+                continue
+            if ns.label and not any(fnmatch.fnmatchcase(label, glob)
+                                    for glob in ns.label for label in job.labels):
+                continue
             out.append(job.json(job.look()))
         return out
 
@@ -132,18 +158,53 @@ class NgcDouble:
             raise ValueError(f"Job '{ident}' could not be found.")
         return self.jobs[ident]
 
-    def serve(self) -> socketserver.UnixStreamServer:
+    def serve(self) -> Servers:
+        """Answer on the Unix socket (JSON) and on a port of 127.0.0.1 (NUL-separated words,
+        which bin/ngc speaks with bash alone, so a call starts no interpreter)."""
         double = self
 
-        class Handler(socketserver.StreamRequestHandler):
+        class JsonHandler(socketserver.StreamRequestHandler):
             def handle(self) -> None:
                 argv = json.loads(self.rfile.readline())
                 code, out, err = double.handle(argv)
                 self.wfile.write(json.dumps({"code": code, "out": out, "err": err}).encode())
 
-        server = socketserver.UnixStreamServer(str(self.socket_path), Handler)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        return server
+        class WordHandler(socketserver.StreamRequestHandler):
+            """Request: the number of words, then the words, each ended by NUL. Answer: the
+            exit code, stdout and stderr, each ended by NUL."""
+
+            def handle(self) -> None:
+                count = int(self._word())
+                code, out, err = double.handle([self._word() for _ in range(count)])
+                self.wfile.write(f"{code}\0{out}\0{err}\0".encode())
+
+            def _word(self) -> str:
+                data = bytearray()
+                while (byte := self.rfile.read(1)) not in (b"\0", b""):
+                    data += byte
+                return data.decode()
+
+        unix = socketserver.UnixStreamServer(str(self.socket_path), JsonHandler)
+        tcp = socketserver.TCPServer(("127.0.0.1", 0), WordHandler)
+        self.port = tcp.server_address[1]
+        for server in (unix, tcp):
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+        return Servers((unix, tcp))
+
+
+@dataclass
+class Servers:
+    """The double's servers, stopped together."""
+
+    servers: tuple[socketserver.BaseServer, ...]
+
+    def shutdown(self) -> None:
+        for server in self.servers:
+            server.shutdown()
+
+    def server_close(self) -> None:
+        for server in self.servers:
+            server.server_close()
 
 
 def _dump(data: Any) -> str:

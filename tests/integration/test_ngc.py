@@ -285,3 +285,30 @@ def test_a_refused_launch_is_tried_three_times_then_left(double, small: Path) ->
     double.refuse = set()  # the cause is fixed: resubmit launches it, still on its first rung
     sh(small, "ctl.sh", "resubmit", refused[-10:], env=double.env)
     assert [j.instance for j in double.jobs.values() if j.name == refused] == ["dgx1v.16g.1.norm"]
+
+
+def test_only_launching_asks_for_secrets_and_exec_runs_under_bash_52(  # type: ignore[no-untyped-def]
+        double, tmp_path: Path) -> None:
+    """tests/projects/ngc needs WANDB_API_KEY to launch; looking at the run does not."""
+    shutil.copytree(ROOT / "tests" / "projects" / "ngc", tmp_path / "p")
+    assert build(tmp_path / "p" / "project.yaml", tmp_path / "out").code == 0
+    folder = tmp_path / "out" / "ngc" / "ngc"
+    double.script = lambda name, instance: ["RUNNING"]
+    sh(folder, "launch_all.sh", "--job", "login", env={**double.env, "WANDB_API_KEY": "k"})
+    login = next(iter(double.jobs.values()))
+    env = {k: v for k, v in double.env.items() if k != "WANDB_API_KEY"}
+    bare = {**env, "WANDB_API_KEY": ""}  # unset for the scripts, whatever the caller has
+    for args in (["status.sh", "--cached"], ["status.sh"], ["ctl.sh", "status"],
+                 ["ctl.sh", "logs", "login"], ["ctl.sh", "--dry-run", "cancel", "login"]):
+        proc = sh(folder, *args, env=bare)
+        assert "WANDB_API_KEY" not in proc.stderr, args
+    dry = sh(folder, "exec.sh", "--dry-run", env=bare)
+    assert dry.stdout == f"+ ngc batch exec {login.id}\n"
+    assert "syntax error" not in dry.stderr
+    out = sh(folder, "exec.sh", "--commandline", "hostname", env=bare).stdout
+    assert out == f"exec in job {login.id}: hostname\n"
+    wrong = sh(folder, "exec.sh", "grid", env=bare, code=1)
+    assert wrong.stderr == "error: grid is not an interactive job of this cluster\n"
+    refused = sh(folder, "ctl.sh", "resubmit", "login", env=bare, code=1)
+    assert "WANDB_API_KEY is not set" in refused.stderr
+    assert len(double.jobs) == 1

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import build
-from test_slurm import ledger, queue_empty, run, wait_until
+from test_slurm import queue_empty, run, submitted, wait_until
 
 pytestmark = pytest.mark.slurm
 
@@ -76,7 +76,7 @@ def test_stage_in_periodic_and_signal_stage_out(slurm, tmp_path: Path) -> None: 
     folder = root / "out" / "slurm" / "hpc"
 
     run(folder / "submit_all.sh", env=slurm.env)
-    (run_id, _job, _step, _array, _offset, job_id, *_rest) = ledger(folder)[0]
+    (run_id, _job, _step, _array, _offset, job_id, *_rest) = submitted(folder)[0]
     wait_until(lambda: queue_empty(slurm), 330, "the job to be killed by its time limit")
 
     state = subprocess.run(["scontrol", "show", "job", job_id], env=slurm.env, text=True,

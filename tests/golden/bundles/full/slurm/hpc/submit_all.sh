@@ -4,8 +4,8 @@
 # shellcheck disable=SC2034  # the shared job table and helpers: each script uses a part
 #
 # Submits every job of cluster hpc in dependency order and records each
-# submission in ledger.tsv beside this script. Run again, it submits only what the ledger
-# does not have yet for the run.
+# submission in ledger.tsv beside this script, before and after making it. Run again, it
+# submits exactly the points the ledger has no submission for in the run.
 set -euo pipefail
 
 usage() {
@@ -19,9 +19,14 @@ Submit the jobs of cluster hpc in dependency order with sbatch:
   4. evaluate, after train, grid
 
 Every job of a run gets the same RUN_ID (default: the UTC time of the first submission).
-Each submission is appended to ledger.tsv. Run again, this continues the ledger's latest
-run and submits only jobs it has no row for; failed tasks are resubmitted by
-ctl.sh monitor or ctl.sh resubmit, never twice by this script.
+Each submission is appended to ledger.tsv, before sbatch runs and after, under a tag the
+job carries as its comment (jobpack:TAG). Run again, this continues the ledger's latest
+run and submits exactly the points that have no submission in it yet (a submission cut
+short is first looked up on Slurm by its tag and kept if found); failed tasks are
+resubmitted by ctl.sh monitor or ctl.sh resubmit, never twice by this script.
+
+One script at a time works on ledger.tsv (the lock ledger.lock/ beside it): a second one
+waits up to JOBPACK_LOCK_WAIT seconds (default 60), then stops without submitting.
 
   --new       start a new run (a new RUN_ID, or the RUN_ID given in the environment)
   --dry-run   print the sbatch commands; submit nothing, write nothing
@@ -107,8 +112,9 @@ jp_read_secrets() {
 jp_read_secrets
 
 # The jobs of cluster hpc, by position in submission order.
-jp_names=(prepare train grid evaluate)
+jp_names=('prepare' 'train' 'grid' 'evaluate')
 jp_after=('' 0 0 '1 2')
+jp_sizes=(1 5 8 1)
 jp_array=(0 1 1 0)
 jp_chunks=('' '0:4 4:1' '0:4 4:4' '')
 jp_throttle=('' 2 '' '')
@@ -123,12 +129,211 @@ jp_opts_3() { jp_opts=(--account="${HPC_ACCOUNT}"); }
 declare -A jp_pos_of=()
 for jp_i in "${!jp_names[@]}"; do jp_pos_of[${jp_names[jp_i]}]=$jp_i; done
 
-# The ledger: one row per submission, resubmission or cancellation; never rewritten.
+# One writer of ledger.tsv at a time, wherever bash runs (no flock needed): the lock is the
+# folder ledger.lock/held. It appears by one rename (atomic on every file system) of a
+# folder that already holds its owner's pid, host and start time, so it is never seen
+# without them; while a submission is in flight, its process is named there too. A lock
+# whose owner and submission have ended on this host is taken over; one held by a live
+# process, or from another host, is waited for up to JOBPACK_LOCK_WAIT seconds (default 60).
+jp_lock_root="$jp_here/ledger.lock"
+jp_lock_dir="$jp_lock_root/held"
+jp_locked=0 jp_lock_mine='' jp_lock_holder='' jp_child='' jp_tags_made=0
+jp_host=$(uname -n)
+
+# jp_start_of PID: set jp_start to when process PID started (empty when there is none, or
+# only its zombie): it tells its owner from a later process with the same pid. Linux: the
+# start time in /proc/PID/stat, read without a fork; elsewhere ps, in a fixed locale and zone.
+jp_start_of() {
+  local stat state
+  local -a f
+  jp_start=''
+  if [[ -d /proc/self ]]; then
+    read -r stat 2>/dev/null </proc/"$1"/stat || return 0
+    read -ra f <<<"${stat##*) }"  # the fields after the command name: state is the first
+    [[ ${f[0]} == Z ]] || jp_start=${f[19]:-}
+  elif command -v ps >/dev/null; then
+    read -r state stat < <(LC_ALL=C TZ=UTC ps -o state= -o lstart= -p "$1" 2>/dev/null) || return 0
+    [[ $state == Z* ]] || jp_start=$stat
+  elif kill -0 "$1" 2>/dev/null; then
+    jp_start=alive
+  fi
+}
+jp_owner_line() {  # PID: set jp_owner to "PID HOST START SINCE SCRIPT", tab-separated
+  local since
+  jp_start_of "$1"
+  TZ=UTC printf -v since '%(%Y-%m-%dT%H:%M:%SZ)T' -1
+  printf -v jp_owner '%s\t%s\t%s\t%s\t%s' "$1" "$jp_host" "$jp_start" "$since" "${0##*/}"
+}
+# jp_line_alive OWNER_LINE: 0 when that process runs, or may (it runs on another host).
+jp_line_alive() {
+  local pid host started _rest
+  IFS=$'\t' read -r pid host started _rest <<<"$1"
+  [[ $host == "$jp_host" ]] || return 0
+  jp_start_of "$pid"
+  [[ -n $started && $jp_start == "$started" ]]
+}
+jp_read_line() {  # FILE: set jp_line to the first line of FILE (empty when there is none)
+  jp_line=''
+  read -r jp_line 2>/dev/null <"$1" || true
+}
+
+# jp_make_owned DIR: make folder DIR with this process's owner line in DIR/owner, all at
+# once: a private folder is renamed to DIR. 0 when DIR is now ours; 1 when it exists (mv
+# then moves the private folder into it, which is undone).
+jp_make_owned() {
+  local stage="$jp_lock_root/new.$$"
+  rm -rf "$stage"
+  mkdir -p "$stage" && printf '%s\n' "$jp_owner" >"$stage/owner" || return 1
+  if mv "$stage" "$1" 2>/dev/null; then
+    jp_read_line "$1/owner"
+    [[ $jp_line == "$jp_owner" ]] && return 0
+  fi
+  rm -rf "$1/new.$$" "$stage" 2>/dev/null || true
+  return 1
+}
+# jp_stale DIR: set jp_lock_holder to DIR's owner line; 0 when DIR is stale: its owner and
+# the submission it had in flight (DIR/child) have ended. A folder without an owner (never
+# made by these scripts: by hand, or a partial copy) is stale once a minute old.
+jp_stale() {
+  jp_read_line "$1/owner"
+  jp_lock_holder=$jp_line
+  if [[ -z $jp_lock_holder ]]; then
+    [[ -n $(find "$1" -maxdepth 0 -mmin +1 2>/dev/null) ]]
+    return
+  fi
+  jp_line_alive "$jp_lock_holder" && return 1
+  [[ -f $1/child ]] || return 0
+  jp_read_line "$1/child"
+  ! jp_line_alive "$jp_line"
+}
+jp_lock_who() {
+  local pid host _started since script
+  IFS=$'\t' read -r pid host _started since script <<<"$jp_lock_holder"
+  if [[ -z $pid ]]; then
+    printf 'an unknown process (%s has no owner file)' "$jp_lock_dir"
+  else
+    printf '%s (pid %s on host %s, since %s)' "$script" "$pid" "$host" "$since"
+  fi
+}
+# jp_lock_break HOLDER: move away the stale lock of HOLDER. Breakers take turns through the
+# folder ledger.lock/break (itself taken over when its owner has ended), and each checks
+# again under it that the lock is still HOLDER's and stale: so no process moves away a
+# lock that another has just taken.
+jp_lock_break() {
+  local brk="$jp_lock_root/break" gone="$jp_lock_root/gone.$$.$RANDOM" holder=$jp_lock_holder
+  if ! jp_make_owned "$brk"; then
+    if jp_stale "$brk"; then mv "$brk" "$gone.b" 2>/dev/null || true; fi
+    jp_lock_holder=$holder
+    return 0
+  fi
+  if jp_stale "$jp_lock_dir" && [[ $jp_lock_holder == "$1" ]] && mv "$jp_lock_dir" "$gone.h" 2>/dev/null; then
+    jp_log "took over the ledger lock from $(jp_lock_who), which has ended"
+  fi
+  mv "$brk" "$gone.b" 2>/dev/null || true
+  rm -rf "$gone".* 2>/dev/null || true
+}
+jp_lock_try() {  # take the lock if it is free or stale; 1 when a live process holds it
+  local try
+  mkdir -p "$jp_lock_root"
+  jp_owner_line "$$"
+  for try in 1 2 3; do
+    if jp_make_owned "$jp_lock_dir"; then
+      jp_lock_mine=$jp_owner jp_locked=1
+      rm -rf "$jp_lock_root"/gone.* 2>/dev/null || true  # locks moved away by breakers
+      return 0
+    fi
+    [[ -d $jp_lock_dir ]] || continue  # released meanwhile
+    jp_stale "$jp_lock_dir" || return 1
+    ((try == 3)) || jp_lock_break "$jp_lock_holder"
+  done
+  return 1
+}
+# jp_lock [WAIT]: take the lock, waiting up to WAIT seconds; 1 (with jp_lock_holder set)
+# when it is still held then. Released at exit, or by jp_unlock.
+jp_lock() {
+  local wait=${1:-${JOBPACK_LOCK_WAIT:-60}} start now said=0
+  [[ $wait =~ ^[0-9]+$ ]] || jp_die "JOBPACK_LOCK_WAIT must be a number of seconds (got: $wait)"
+  printf -v start '%(%s)T' -1
+  until jp_lock_try; do
+    printf -v now '%(%s)T' -1
+    ((now - start < wait)) || return 1
+    ((said)) || jp_log "ledger.tsv is in use by $(jp_lock_who); waiting up to ${wait}s"
+    said=1
+    sleep 1
+  done
+  trap jp_unlock EXIT
+  trap 'exit 129' HUP
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+}
+jp_lock_refused() {  # WHAT: the message for a lock still held after the wait
+  local _pid host _rest
+  IFS=$'\t' read -r _pid host _rest <<<"$jp_lock_holder"
+  printf '%s is in use by %s; %s. Wait for it to end; if it is not running on %s, remove %s' \
+    "$jp_ledger" "$(jp_lock_who)" "$1" "${host:-this host}" "$jp_lock_dir"
+}
+jp_unlock() {
+  ((jp_locked)) || return 0
+  # A submission still in flight (the script was interrupted) ends before the lock goes, so
+  # the next holder finds its job when it looks the tag up.
+  [[ -z $jp_child ]] || wait "$jp_child" 2>/dev/null || true
+  jp_locked=0
+  trap - EXIT HUP INT TERM
+  jp_read_line "$jp_lock_dir/owner"
+  [[ $jp_line == "$jp_lock_mine" ]] || return 0
+  local gone="$jp_lock_root/gone.$$.$RANDOM"
+  if mv "$jp_lock_dir" "$gone" 2>/dev/null; then rm -rf "$gone" || true; fi
+}
+
+# jp_guarded CMD...: run CMD (a submission), its output (stdout and stderr) in jp_out. Its
+# process first names itself in the lock (held/child, replaced at once by a rename), then
+# makes sure this script still runs: so while the submission may be made, the lock is not
+# taken over, even when this script is killed.
+jp_guarded() {
+  local rc=0
+  (
+    jp_owner_line "$BASHPID"
+    printf '%s\n' "$jp_owner" >"$jp_lock_dir/child.$BASHPID"
+    mv -f "$jp_lock_dir/child.$BASHPID" "$jp_lock_dir/child"
+    jp_line_alive "$jp_lock_mine" || exit 125
+    "$@"
+  ) >"$jp_lock_dir/out" 2>&1 </dev/null &
+  jp_child=$!
+  wait "$jp_child" || rc=$?
+  jp_child=''
+  jp_out=''
+  IFS= read -r -d '' jp_out <"$jp_lock_dir/out" || true
+  rm -f "$jp_lock_dir/out"  # what a tool printed may echo a secret: kept only scrubbed
+  jp_out=$(jp_scrub "${jp_out%$'\n'}")
+  return "$rc"
+}
+
+# jp_new_tag: set jp_tag to a tag no other submission has: time (epoch seconds, which also
+# dates the intent), pid, a count and a random number; letters allowed in an NGC label.
+jp_new_tag() {
+  local now
+  printf -v now '%(%s)T' -1
+  jp_tags_made=$((jp_tags_made + 1))
+  jp_tag="${now}_$$_${jp_tags_made}_$RANDOM"
+}
+# jp_ledger_mend: after a kill in the middle of a row, start the next row on a line of its own.
+jp_ledger_mend() {
+  [[ -s $jp_ledger && -n $(tail -c 1 "$jp_ledger") ]] || return 0
+  printf '\n' >>"$jp_ledger"
+}
+
+# The ledger: one row per submission, resubmission or cancellation; never rewritten. A
+# submission is written twice: its intent ("submitting", "resubmitting", slurm_id ?) before
+# sbatch runs, then its outcome with the same tag ("submit", "resubmit" with the Slurm id, or
+# "void" when it never reached Slurm). The tag also goes into the job as its comment
+# (--comment=jobpack:TAG), so a submission cut short is found on Slurm, never made twice.
 jp_ledger="$jp_here/ledger.tsv"
-jp_ledger_add() {  # RUN JOB STEP ARRAY OFFSET SLURM_ID ATTEMPT EVENT
+jp_ledger_add() {  # RUN JOB STEP ARRAY OFFSET SLURM_ID ATTEMPT EVENT TAG
   [[ -f $jp_ledger ]] ||
-    printf 'run_id\tjob\tstep\tarray\toffset\tslurm_id\tattempt\tevent\tat\n' >"$jp_ledger"
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >>"$jp_ledger"
+    printf 'run_id\tjob\tstep\tarray\toffset\tslurm_id\tattempt\tevent\tat\ttag\n' >"$jp_ledger"
+  local now
+  TZ=UTC printf -v now '%(%Y-%m-%dT%H:%M:%SZ)T' -1
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "${@:1:8}" "$now" "${9:-}" >>"$jp_ledger"
 }
 jp_last_run() {
   [[ -f $jp_ledger ]] || return 0
@@ -150,26 +355,49 @@ jp_expand() {
   printf '%s ' "${out[@]}"
 }
 
-# jp_load RUN: the latest submission of every point of the run, keyed "POS:POINT".
-declare -A jp_t_id=() jp_t_idx=() jp_t_att=() jp_t_off=() jp_t_cancel=()
+# jp_load RUN: for every point of the run (key "POS:POINT"), its latest submission that Slurm
+# accepted (jp_t_*), and in jp_t_pend the tag of a later submission whose outcome was never
+# recorded (its intent row in jp_i_row: "POS ARRAY OFFSET ATTEMPT EVENT"; see jp_resolve).
+declare -A jp_t_id=() jp_t_idx=() jp_t_att=() jp_t_off=() jp_t_cancel=() jp_t_pend=() jp_i_row=()
 jp_keys=()
 jp_load() {
-  jp_t_id=() jp_t_idx=() jp_t_att=() jp_t_off=() jp_t_cancel=()
+  jp_t_id=() jp_t_idx=() jp_t_att=() jp_t_off=() jp_t_cancel=() jp_t_pend=() jp_i_row=()
   jp_keys=()
   [[ -f $jp_ledger ]] || return 0
-  local run job _step array offset id attempt event _at pos idx key
-  while IFS=$'\t' read -r run job _step array offset id attempt event _at; do
+  local run job _step array offset id attempt event _at tag pos idx key
+  while IFS=$'\t' read -r run job _step array offset id attempt event _at tag; do
     [[ $run == "$1" && -n ${jp_pos_of[$job]+x} ]] || continue
     pos=${jp_pos_of[$job]}
+    case $event in
+      submitting | resubmitting) jp_i_row[$tag]="$pos"$'\t'"$array"$'\t'"$offset"$'\t'"$attempt"$'\t'"$event" ;;
+      submit | resubmit | void | cancel) ;;
+      *) continue ;;  # a row cut short by a kill
+    esac
     for idx in $(jp_expand "$array"); do
       if [[ $idx == - ]]; then key="$pos:0"; else key="$pos:$((offset + idx))"; fi
-      if [[ $event == cancel ]]; then jp_t_cancel[$key]=1; continue; fi
-      [[ -n ${jp_t_id[$key]+x} ]] || jp_keys+=("$key")
-      jp_t_id[$key]=$id jp_t_idx[$key]=$idx jp_t_att[$key]=$attempt jp_t_off[$key]=$offset
-      unset 'jp_t_cancel[$key]'
+      case $event in
+        cancel) jp_t_cancel[$key]=1 ;;
+        submitting | resubmitting) jp_t_pend[$key]=$tag ;;
+        void) [[ ${jp_t_pend[$key]:-} != "$tag" ]] || unset 'jp_t_pend[$key]' ;;
+        *)
+          [[ ${jp_t_pend[$key]:-} != "$tag" || -z $tag ]] || unset 'jp_t_pend[$key]'
+          [[ -n ${jp_t_id[$key]+x} ]] || jp_keys+=("$key")
+          jp_t_id[$key]=$id jp_t_idx[$key]=$idx jp_t_att[$key]=$attempt jp_t_off[$key]=$offset
+          unset 'jp_t_cancel[$key]' ;;
+      esac
     done
   done < <(tail -n +2 "$jp_ledger")
   mapfile -t jp_keys < <(printf '%s\n' "${jp_keys[@]}" | sort -t: -k1,1n -k2,2n)
+  [[ -n ${jp_keys[0]:-} ]] || jp_keys=()
+}
+jp_ptags=() jp_tag=''
+# jp_pending: set jp_ptags to the tags of the run's submissions of unknown outcome.
+jp_pending() {
+  local key
+  local -A seen=()
+  jp_ptags=()
+  for key in "${!jp_t_pend[@]}"; do seen[${jp_t_pend[$key]}]=1; done
+  jp_ptags=("${!seen[@]}")
 }
 jp_task_id() {  # KEY: set jp_tid to the Slurm id of the point's latest submission (123_4)
   jp_tid=${jp_t_id[$1]}
@@ -277,11 +505,15 @@ jp_kind() {  # STATE: set jp_k to active, done, failed, cancelled or unknown
 
 # jp_sbatch POS ATTEMPT ARRAY OFFSET DEPENDENCY EVENT: submit job POS with the options of
 # escalation rung ATTEMPT (the last rung when ATTEMPT is past it), record it, set jp_id.
+# The intent is recorded first, under a new tag that the job carries as its comment.
 jp_n=0
 jp_sbatch() {
-  local pos=$1 attempt=$2 array=$3 offset=$4 dependency=$5 event=$6 out rung
+  local - pos=$1 attempt=$2 array=$3 offset=$4 dependency=$5 event=$6 out rc=0 rung
+  set +x  # the options may hold secrets
   local name=${jp_names[$1]}
-  local -a args=(--parsable "--export=ALL,RUN_ID=$RUN_ID,JP_OFFSET=$offset")
+  jp_n=$((jp_n + 1))
+  if ((jp_dry_run)); then jp_tag="DRYRUN$jp_n"; else jp_new_tag; fi
+  local -a args=(--parsable "--export=ALL,RUN_ID=$RUN_ID,JP_OFFSET=$offset" "--comment=jobpack:$jp_tag")
   [[ -z $array ]] || args+=("--array=$array")
   [[ -z $dependency ]] || args+=("--dependency=$dependency")
   local -a jp_opts
@@ -293,17 +525,104 @@ jp_sbatch() {
     args+=("${jp_rung[@]}")
   fi
   args+=("$name.sbatch")
-  jp_n=$((jp_n + 1))
   if ((jp_dry_run)); then
     jp_print sbatch "${args[@]}"
     jp_id="DRYRUN$jp_n"
     return
   fi
-  out=$(cd "$jp_here" && sbatch "${args[@]}") || jp_die "sbatch failed for $name"
-  jp_id=${out%%;*}
-  [[ $jp_id =~ ^[0-9]+$ ]] || jp_die "unexpected sbatch output for $name: $out"
-  jp_ledger_add "$RUN_ID" "$name" "$((pos + 1))" "${array:--}" "$offset" "$jp_id" "$attempt" "$event"
-  jp_log "$event $name${array:+ [$array]} (attempt $attempt) as $jp_id"
+  # "submitting", "resubmitting": the outcome's event name with "ting" (see jp_settle).
+  jp_ledger_add "$RUN_ID" "$name" "$((pos + 1))" "${array:--}" "$offset" '?' "$attempt" "${event}ting" "$jp_tag"
+  jp_guarded sbatch "${args[@]}" || rc=$?
+  out=$jp_out
+  jp_id=${out##*$'\n'}
+  jp_id=${jp_id%%;*}
+  if ((rc == 0)) && [[ $jp_id =~ ^[0-9]+$ ]]; then
+    jp_ledger_add "$RUN_ID" "$name" "$((pos + 1))" "${array:--}" "$offset" "$jp_id" "$attempt" "$event" "$jp_tag"
+    jp_log "$event $name${array:+ [$array]} (attempt $attempt) as $jp_id"
+    return 0
+  fi
+  # sbatch failed or answered oddly, yet Slurm may have taken the job: its tag tells.
+  jp_log "sbatch for $name exited $rc: ${out:0:300}"
+  jp_lookup
+  if jp_settle "$jp_tag" "$pos"$'\t'"${array:--}"$'\t'"$offset"$'\t'"$attempt"$'\t'"${event}ting"; then
+    jp_id=${jp_by_tag[$jp_tag]}
+    return 0
+  fi
+  jp_die "sbatch failed for $name; nothing more was submitted"
+}
+
+# What Slurm knows of the submission tags (jp_by_tag: TAG -> job id), from squeue (every job
+# the controller holds: active ones, and ended ones for MinJobAge after they end) and, where
+# the accounting database keeps comments (AccountingStoreFlags=job_comment), from sacct.
+declare -A jp_by_tag=()
+jp_sq_ok=0 jp_min_age=''
+jp_lookup() {
+  local conf out id comment start
+  jp_by_tag=() jp_sq_ok=0 jp_min_age=''
+  conf=$(scontrol show config 2>/dev/null) || conf=''
+  jp_min_age=$(awk -F' *= *' '$1 == "MinJobAge" { print $2 + 0 }' <<<"$conf")
+  if out=$(jp_retry squeue -h -a -t all -u "$(id -un)" -o '%F|%k'); then
+    jp_sq_ok=1
+    while IFS='|' read -r id comment; do
+      [[ $comment != jobpack:* ]] || jp_by_tag[${comment#jobpack:}]=$id
+    done <<<"$out"
+  fi
+  [[ $conf == *AccountingStoreFlags*job_comment* ]] || return 0
+  printf -v start '%(%Y-%m-%dT%H:%M:%S)T' "$(($(jp_oldest_tag) - 3600))"
+  out=$(jp_retry sacct -n -P -X -u "$(id -un)" -S "$start" -o JobID,Comment) || return 0
+  while IFS='|' read -r id comment; do
+    [[ $comment != jobpack:* ]] || jp_by_tag[${comment#jobpack:}]=${id%%_*}
+  done <<<"$out"
+}
+jp_oldest_tag() {  # the epoch of the oldest tag of unknown outcome (or now)
+  local tag oldest
+  printf -v oldest '%(%s)T' -1
+  for tag in "${jp_ptags[@]}" "$jp_tag"; do
+    [[ ! ${tag%%_*} =~ ^[0-9]+$ ]] || ((${tag%%_*} >= oldest)) || oldest=${tag%%_*}
+  done
+  printf '%s' "$oldest"
+}
+# jp_absent TAG: 0 when Slurm would list a job with this tag had it been created: squeue
+# answered, and the intent is younger than MinJobAge (less a minute for clocks), so even
+# a job that has ended since is still held by the controller.
+jp_absent() {
+  local now
+  ((jp_sq_ok)) && [[ -n $jp_min_age ]] || return 1
+  ((jp_min_age != 0)) || return 0  # MinJobAge=0: ended jobs are never purged
+  printf -v now '%(%s)T' -1
+  ((now - ${1%%_*} < jp_min_age - 60))
+}
+# jp_settle TAG ROW: record the outcome of a submission of unknown outcome (its intent row,
+# as in jp_i_row) after jp_lookup: the job Slurm has under its tag (adopted, not submitted
+# again), or "void" when it never reached Slurm. 1 when that cannot be told: it is left.
+jp_settle() {
+  local tag=$1 pos array offset attempt event what
+  IFS=$'\t' read -r pos array offset attempt event <<<"$2"
+  what="${jp_names[pos]}${array:+ [$array]} (attempt $attempt, tag $tag)"
+  if [[ -n ${jp_by_tag[$tag]:-} ]]; then
+    jp_ledger_add "$RUN_ID" "${jp_names[pos]}" "$((pos + 1))" "$array" "$offset" "${jp_by_tag[$tag]}" \
+      "$attempt" "${event%ting}" "$tag"
+    jp_log "found the ${event%ting} of $what on Slurm as job ${jp_by_tag[$tag]}: recorded, not submitted again"
+    return 0
+  fi
+  if jp_absent "$tag"; then
+    jp_ledger_add "$RUN_ID" "${jp_names[pos]}" "$((pos + 1))" "$array" "$offset" - "$attempt" void "$tag"
+    jp_log "the ${event%ting} of $what never reached Slurm"
+    return 1
+  fi
+  jp_log "cannot tell whether the ${event%ting} of $what reached Slurm (no job has comment" \
+    "jobpack:$tag, but Slurm may have forgotten it): left alone; ctl.sh status shows it as" \
+    "UNCONFIRMED, and ctl.sh -h says how to settle it"
+  return 1
+}
+# jp_resolve: settle every submission of the run whose outcome was never recorded; reload.
+jp_resolve() {
+  local tag
+  jp_pending
+  ((${#jp_ptags[@]})) || return 0
+  jp_lookup
+  for tag in "${jp_ptags[@]}"; do jp_settle "$tag" "${jp_i_row[$tag]}" || true; done
+  jp_load "$RUN_ID"
 }
 
 cd "$jp_here"
@@ -314,6 +633,10 @@ for jp_sync in "${jp_staged[@]}"; do
   [[ -f ../../sync/$jp_sync.sh ]] ||
     jp_die "missing ../../sync/$jp_sync.sh, which jobs run on their nodes: copy the whole bundle"
 done
+if ((jp_dry_run == 0)); then
+  jp_lock || jp_die "$(jp_lock_refused 'nothing was submitted')"
+  jp_ledger_mend
+fi
 jp_previous=$(jp_last_run)
 if ((jp_new)) || [[ -z $jp_previous ]]; then
   RUN_ID=${RUN_ID:-$(date -u +%Y%m%dT%H%M%SZ)}
@@ -324,41 +647,135 @@ fi
 export RUN_ID
 ((jp_dry_run)) || mkdir -p logs
 jp_load "$RUN_ID"
-declare -A jp_known=()
-for jp_key in "${jp_keys[@]}"; do
-  jp_known[${jp_key%%:*}]+="${jp_known[${jp_key%%:*}]:+ }${jp_t_id[$jp_key]}"
-done
+((jp_dry_run)) || jp_resolve
 
-jp_ids=()
+# jp_missing POS: set jp_miss to the points of job POS that have no submission in the run,
+# and jp_unsure to the number of its points whose submission has an unknown outcome.
+jp_missing() {
+  local point
+  jp_miss=() jp_unsure=0
+  for ((point = 0; point < jp_sizes[$1]; point++)); do
+    if [[ -n ${jp_t_pend[$1:$point]:-} ]]; then
+      jp_unsure=$((jp_unsure + 1))
+    elif [[ -z ${jp_t_id[$1:$point]:-} ]]; then
+      jp_miss+=("$point")
+    fi
+  done
+}
+
+# jp_unfinished POS KINDS: set jp_wait to the Slurm ids of the run's earlier submissions of
+# job POS with a point whose state is one of KINDS (see jp_kind). A point Slurm no longer
+# knows ended long ago (Slurm forgets only ended jobs, and ignores a dependency on one):
+# nothing to wait for. Fails when Slurm's state cannot be read.
+jp_unfinished() {
+  local key
+  local -A seen=()
+  jp_wait=()
+  for key in "${jp_keys[@]}"; do
+    [[ ${key%%:*} == "$1" && -z ${seen[${jp_t_id[$key]}]:-} ]] || continue
+    jp_state_of "$key"
+    ((${#jp_down[@]} == 0)) || return 1
+    jp_kind "$jp_state"
+    [[ " $2 " == *" $jp_k "* ]] || continue
+    seen[${jp_t_id[$key]}]=1
+    jp_wait+=("${jp_t_id[$key]}")
+  done
+}
+
+# jp_dependency POS: set jp_dep to the --dependency of job POS's new submissions: afterok on
+# its parents' submissions of this invocation and their earlier ones not yet ended well (a
+# parent that failed makes Slurm cancel the dependant, as on a first submission; ctl.sh
+# monitor resubmits it once the parent recovers). Fails when a parent is incomplete.
+jp_dependency() {
+  local parent
+  local -a ids=() now
+  for parent in ${jp_after[$1]}; do
+    if ((jp_full[parent] == 0)); then
+      jp_log "${jp_names[$1]}: not submitted, as ${jp_names[parent]} has points without a confirmed submission (see ctl.sh status)"
+      return 1
+    fi
+    IFS=: read -ra now <<<"${jp_ids[parent]}"
+    ids+=("${now[@]}")
+    if ! jp_unfinished "$parent" "active failed cancelled"; then
+      jp_log "${jp_names[$1]}: not submitted, as the state of ${jp_names[parent]} cannot be read"
+      return 1
+    fi
+    ids+=("${jp_wait[@]}")
+  done
+  jp_dep=''
+  ((${#ids[@]} == 0)) || jp_dep="afterok:$(jp_unique "${ids[@]}")"
+}
+
+# jp_unique ID...: the ids joined by ":", each once, in their order.
+jp_unique() {
+  local id out=''
+  local -A seen=()
+  for id in "$@"; do
+    [[ -n ${seen[$id]:-} ]] || out+="${out:+:}$id"
+    seen[$id]=1
+  done
+  printf '%s' "$out"
+}
+
+# jp_spec INDEX...: an --array spec of ascending indexes (0 1 2 5 -> 0-2,5).
+jp_spec() {
+  local spec='' start=$1 prev=$1 i
+  shift
+  for i in "$@" ''; do
+    if [[ -n $i ]] && ((i == prev + 1)); then prev=$i; continue; fi
+    spec+="${spec:+,}$start"
+    ((prev == start)) || spec+="-$prev"
+    [[ -z $i ]] || start=$i prev=$i
+  done
+  printf '%s' "$spec"
+}
+
+# jp_submit_missing POS: submit the points of jp_miss with dependency jp_dep: one array per
+# chunk of the table that has missing points, with only those indexes. With a throttle,
+# each array waits for the one before, and the first for the job's arrays still running.
+jp_submit_missing() {
+  local pos=$1 chunk off count point dep prev='' throttle=${jp_throttle[$1]}
+  local -a idx
+  if ((jp_array[pos] == 0)); then
+    jp_sbatch "$pos" 0 '' 0 "$jp_dep" submit
+    jp_ids[pos]=$jp_id
+    return
+  fi
+  if [[ -n $throttle ]] && jp_unfinished "$pos" active && ((${#jp_wait[@]})); then
+    prev=$(jp_unique "${jp_wait[@]}")
+  fi
+  for chunk in ${jp_chunks[pos]}; do
+    off=${chunk%%:*} count=${chunk#*:} idx=()
+    for point in "${jp_miss[@]}"; do
+      ((point < off || point >= off + count)) || idx+=("$((point - off))")
+    done
+    ((${#idx[@]})) || continue
+    dep=$jp_dep
+    [[ -z $throttle || -z $prev ]] || dep+="${dep:+,}afterany:$prev"
+    jp_sbatch "$pos" 0 "$(jp_spec "${idx[@]}")${throttle:+%$throttle}" "$off" "$dep" submit
+    prev=$jp_id
+    jp_ids[pos]+="${jp_ids[pos]:+:}$jp_id"
+  done
+}
+
+jp_ids=() jp_full=()
 for jp_pos in "${!jp_names[@]}"; do
-  if [[ -n ${jp_known[$jp_pos]:-} ]]; then
-    jp_ids[jp_pos]=$(tr ' ' '\n' <<<"${jp_known[$jp_pos]}" | sort -un | paste -sd: -)
-    jp_log "${jp_names[jp_pos]}: already in run $RUN_ID as ${jp_ids[jp_pos]}; not submitted again"
+  jp_ids[jp_pos]='' jp_full[jp_pos]=0
+  jp_missing "$jp_pos"
+  jp_have=$((jp_sizes[jp_pos] - ${#jp_miss[@]} - jp_unsure))
+  if ((jp_unsure)); then
+    jp_log "${jp_names[jp_pos]}: $jp_unsure point(s) of unknown outcome (UNCONFIRMED in ctl.sh status): not submitted again"
+  fi
+  if ((${#jp_miss[@]} == 0)); then
+    ((jp_unsure)) || jp_full[jp_pos]=1
+    ((jp_unsure)) || jp_log "${jp_names[jp_pos]}: all $jp_have point(s) already in run $RUN_ID; not submitted again"
     continue
   fi
-  jp_dependency=''
-  for jp_parent in ${jp_after[jp_pos]}; do
-    jp_dependency+="${jp_dependency:+:}${jp_ids[jp_parent]}"
-  done
-  [[ -z $jp_dependency ]] || jp_dependency="afterok:$jp_dependency"
-  if ((jp_array[jp_pos])); then
-    jp_ids[jp_pos]=''
-    jp_prev=''
-    for jp_chunk in ${jp_chunks[jp_pos]}; do
-      jp_array_spec="0-$((${jp_chunk#*:} - 1))${jp_throttle[jp_pos]:+%${jp_throttle[jp_pos]}}"
-      jp_dep=$jp_dependency
-      # With a throttle, each chunk waits for the one before, so the throttle holds overall.
-      if [[ -n ${jp_throttle[jp_pos]} && -n $jp_prev ]]; then
-        jp_dep+="${jp_dep:+,}afterany:$jp_prev"
-      fi
-      jp_sbatch "$jp_pos" 0 "$jp_array_spec" "${jp_chunk%%:*}" "$jp_dep" submit
-      jp_prev=$jp_id
-      jp_ids[jp_pos]+="${jp_ids[jp_pos]:+:}$jp_id"
-    done
-  else
-    jp_sbatch "$jp_pos" 0 '' 0 "$jp_dependency" submit
-    jp_ids[jp_pos]=$jp_id
-  fi
+  ((jp_have == 0)) ||
+    jp_log "${jp_names[jp_pos]}: $jp_have point(s) already in run $RUN_ID; submitting the ${#jp_miss[@]} missing"
+  jp_dependency "$jp_pos" || continue
+  jp_submit_missing "$jp_pos"
+  ((jp_unsure)) || jp_full[jp_pos]=1
 done
 
 if ((jp_dry_run)); then

@@ -79,29 +79,9 @@ while (($#)); do
 done
 
 jp_here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# Secrets are read at run time, from the environment or from secrets.env beside this script,
-# with xtrace off. A dry run shows each as ${NAME}, never its value.
-jp_secrets=('WANDB_API_KEY')
-jp_read_secrets() {
-  local - name
-  set +x
-  if [[ -f "$jp_here/secrets.env" ]]; then
-    set -a
-    # shellcheck source=/dev/null
-    source "$jp_here/secrets.env"
-  fi
-  for name in "${jp_secrets[@]}"; do
-    if [[ -z ${!name:-} ]]; then
-      ((jp_dry_run)) || jp_die "$name is not set: export it or put it in secrets.env beside this script (see secrets.env.example)"
-      printf 'warning: %s is not set; the dry run shows it as %s\n' "$name" "\${$name}" >&2
-    fi
-    if ((jp_dry_run)); then printf -v "$name" '%s' "\${$name}"; fi
-  done
-}
-jp_read_secrets
 
 # The jobs of cluster ngc: points, relaunches allowed, interactive or not.
-jp_names=(login gigachad_train grid)
+jp_names=('login' 'gigachad_train' 'grid')
 jp_sizes=(1 3 4)
 jp_retries=(0 2 0)
 jp_interactive=(1 0 0)
@@ -122,55 +102,263 @@ jp_ladder_2=(dgxa100.40g.1.norm)
 declare -A jp_pos_of=()
 for jp_i in "${!jp_names[@]}"; do jp_pos_of[${jp_names[jp_i]}]=$jp_i; done
 jp_ngc() { "${NGC_CLI:-ngc}" "$@"; }
+# jp_ngc_run ARGS...: run ngc, or with --dry-run print the command.
+jp_ngc_run() {
+  if ((jp_dry_run)); then jp_print "${NGC_CLI:-ngc}" "$@"; else jp_ngc "$@"; fi
+}
 
 # NGC states: final ones, and the failures a relaunch may cure.
 jp_final_states=" FINISHED_SUCCESS KILLED_BY_USER KILLED_BY_ADMIN CANCELED FAILED FAILED_RUN_LIMIT_EXCEEDED KILLED_BY_SYSTEM TASK_LOST RESOURCE_GRANT_DENIED RESOURCE_LIMIT_EXCEEDED INFINITY_POOL_MISSING IM_INTERNAL_ERROR RESOURCE_RELEASED "
 jp_relaunch_states=" FAILED FAILED_RUN_LIMIT_EXCEEDED KILLED_BY_SYSTEM TASK_LOST RESOURCE_GRANT_DENIED RESOURCE_LIMIT_EXCEEDED INFINITY_POOL_MISSING IM_INTERNAL_ERROR RESOURCE_RELEASED "
 
-# The ledger: one row per launch (written before and after calling ngc), final state seen,
-# or kill; never rewritten. Job ids stay here for good, so nothing depends on how long NGC
-# keeps its job history.
+# One writer of ledger.tsv at a time, wherever bash runs (no flock needed): the lock is the
+# folder ledger.lock/held. It appears by one rename (atomic on every file system) of a
+# folder that already holds its owner's pid, host and start time, so it is never seen
+# without them; while a submission is in flight, its process is named there too. A lock
+# whose owner and submission have ended on this host is taken over; one held by a live
+# process, or from another host, is waited for up to JOBPACK_LOCK_WAIT seconds (default 60).
+jp_lock_root="$jp_here/ledger.lock"
+jp_lock_dir="$jp_lock_root/held"
+jp_locked=0 jp_lock_mine='' jp_lock_holder='' jp_child='' jp_tags_made=0
+jp_host=$(uname -n)
+
+# jp_start_of PID: set jp_start to when process PID started (empty when there is none, or
+# only its zombie): it tells its owner from a later process with the same pid. Linux: the
+# start time in /proc/PID/stat, read without a fork; elsewhere ps, in a fixed locale and zone.
+jp_start_of() {
+  local stat state
+  local -a f
+  jp_start=''
+  if [[ -d /proc/self ]]; then
+    read -r stat 2>/dev/null </proc/"$1"/stat || return 0
+    read -ra f <<<"${stat##*) }"  # the fields after the command name: state is the first
+    [[ ${f[0]} == Z ]] || jp_start=${f[19]:-}
+  elif command -v ps >/dev/null; then
+    read -r state stat < <(LC_ALL=C TZ=UTC ps -o state= -o lstart= -p "$1" 2>/dev/null) || return 0
+    [[ $state == Z* ]] || jp_start=$stat
+  elif kill -0 "$1" 2>/dev/null; then
+    jp_start=alive
+  fi
+}
+jp_owner_line() {  # PID: set jp_owner to "PID HOST START SINCE SCRIPT", tab-separated
+  local since
+  jp_start_of "$1"
+  TZ=UTC printf -v since '%(%Y-%m-%dT%H:%M:%SZ)T' -1
+  printf -v jp_owner '%s\t%s\t%s\t%s\t%s' "$1" "$jp_host" "$jp_start" "$since" "${0##*/}"
+}
+# jp_line_alive OWNER_LINE: 0 when that process runs, or may (it runs on another host).
+jp_line_alive() {
+  local pid host started _rest
+  IFS=$'\t' read -r pid host started _rest <<<"$1"
+  [[ $host == "$jp_host" ]] || return 0
+  jp_start_of "$pid"
+  [[ -n $started && $jp_start == "$started" ]]
+}
+jp_read_line() {  # FILE: set jp_line to the first line of FILE (empty when there is none)
+  jp_line=''
+  read -r jp_line 2>/dev/null <"$1" || true
+}
+
+# jp_make_owned DIR: make folder DIR with this process's owner line in DIR/owner, all at
+# once: a private folder is renamed to DIR. 0 when DIR is now ours; 1 when it exists (mv
+# then moves the private folder into it, which is undone).
+jp_make_owned() {
+  local stage="$jp_lock_root/new.$$"
+  rm -rf "$stage"
+  mkdir -p "$stage" && printf '%s\n' "$jp_owner" >"$stage/owner" || return 1
+  if mv "$stage" "$1" 2>/dev/null; then
+    jp_read_line "$1/owner"
+    [[ $jp_line == "$jp_owner" ]] && return 0
+  fi
+  rm -rf "$1/new.$$" "$stage" 2>/dev/null || true
+  return 1
+}
+# jp_stale DIR: set jp_lock_holder to DIR's owner line; 0 when DIR is stale: its owner and
+# the submission it had in flight (DIR/child) have ended. A folder without an owner (never
+# made by these scripts: by hand, or a partial copy) is stale once a minute old.
+jp_stale() {
+  jp_read_line "$1/owner"
+  jp_lock_holder=$jp_line
+  if [[ -z $jp_lock_holder ]]; then
+    [[ -n $(find "$1" -maxdepth 0 -mmin +1 2>/dev/null) ]]
+    return
+  fi
+  jp_line_alive "$jp_lock_holder" && return 1
+  [[ -f $1/child ]] || return 0
+  jp_read_line "$1/child"
+  ! jp_line_alive "$jp_line"
+}
+jp_lock_who() {
+  local pid host _started since script
+  IFS=$'\t' read -r pid host _started since script <<<"$jp_lock_holder"
+  if [[ -z $pid ]]; then
+    printf 'an unknown process (%s has no owner file)' "$jp_lock_dir"
+  else
+    printf '%s (pid %s on host %s, since %s)' "$script" "$pid" "$host" "$since"
+  fi
+}
+# jp_lock_break HOLDER: move away the stale lock of HOLDER. Breakers take turns through the
+# folder ledger.lock/break (itself taken over when its owner has ended), and each checks
+# again under it that the lock is still HOLDER's and stale: so no process moves away a
+# lock that another has just taken.
+jp_lock_break() {
+  local brk="$jp_lock_root/break" gone="$jp_lock_root/gone.$$.$RANDOM" holder=$jp_lock_holder
+  if ! jp_make_owned "$brk"; then
+    if jp_stale "$brk"; then mv "$brk" "$gone.b" 2>/dev/null || true; fi
+    jp_lock_holder=$holder
+    return 0
+  fi
+  if jp_stale "$jp_lock_dir" && [[ $jp_lock_holder == "$1" ]] && mv "$jp_lock_dir" "$gone.h" 2>/dev/null; then
+    jp_log "took over the ledger lock from $(jp_lock_who), which has ended"
+  fi
+  mv "$brk" "$gone.b" 2>/dev/null || true
+  rm -rf "$gone".* 2>/dev/null || true
+}
+jp_lock_try() {  # take the lock if it is free or stale; 1 when a live process holds it
+  local try
+  mkdir -p "$jp_lock_root"
+  jp_owner_line "$$"
+  for try in 1 2 3; do
+    if jp_make_owned "$jp_lock_dir"; then
+      jp_lock_mine=$jp_owner jp_locked=1
+      rm -rf "$jp_lock_root"/gone.* 2>/dev/null || true  # locks moved away by breakers
+      return 0
+    fi
+    [[ -d $jp_lock_dir ]] || continue  # released meanwhile
+    jp_stale "$jp_lock_dir" || return 1
+    ((try == 3)) || jp_lock_break "$jp_lock_holder"
+  done
+  return 1
+}
+# jp_lock [WAIT]: take the lock, waiting up to WAIT seconds; 1 (with jp_lock_holder set)
+# when it is still held then. Released at exit, or by jp_unlock.
+jp_lock() {
+  local wait=${1:-${JOBPACK_LOCK_WAIT:-60}} start now said=0
+  [[ $wait =~ ^[0-9]+$ ]] || jp_die "JOBPACK_LOCK_WAIT must be a number of seconds (got: $wait)"
+  printf -v start '%(%s)T' -1
+  until jp_lock_try; do
+    printf -v now '%(%s)T' -1
+    ((now - start < wait)) || return 1
+    ((said)) || jp_log "ledger.tsv is in use by $(jp_lock_who); waiting up to ${wait}s"
+    said=1
+    sleep 1
+  done
+  trap jp_unlock EXIT
+  trap 'exit 129' HUP
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+}
+jp_lock_refused() {  # WHAT: the message for a lock still held after the wait
+  local _pid host _rest
+  IFS=$'\t' read -r _pid host _rest <<<"$jp_lock_holder"
+  printf '%s is in use by %s; %s. Wait for it to end; if it is not running on %s, remove %s' \
+    "$jp_ledger" "$(jp_lock_who)" "$1" "${host:-this host}" "$jp_lock_dir"
+}
+jp_unlock() {
+  ((jp_locked)) || return 0
+  # A submission still in flight (the script was interrupted) ends before the lock goes, so
+  # the next holder finds its job when it looks the tag up.
+  [[ -z $jp_child ]] || wait "$jp_child" 2>/dev/null || true
+  jp_locked=0
+  trap - EXIT HUP INT TERM
+  jp_read_line "$jp_lock_dir/owner"
+  [[ $jp_line == "$jp_lock_mine" ]] || return 0
+  local gone="$jp_lock_root/gone.$$.$RANDOM"
+  if mv "$jp_lock_dir" "$gone" 2>/dev/null; then rm -rf "$gone" || true; fi
+}
+
+# jp_guarded CMD...: run CMD (a submission), its output (stdout and stderr) in jp_out. Its
+# process first names itself in the lock (held/child, replaced at once by a rename), then
+# makes sure this script still runs: so while the submission may be made, the lock is not
+# taken over, even when this script is killed.
+jp_guarded() {
+  local rc=0
+  (
+    jp_owner_line "$BASHPID"
+    printf '%s\n' "$jp_owner" >"$jp_lock_dir/child.$BASHPID"
+    mv -f "$jp_lock_dir/child.$BASHPID" "$jp_lock_dir/child"
+    jp_line_alive "$jp_lock_mine" || exit 125
+    "$@"
+  ) >"$jp_lock_dir/out" 2>&1 </dev/null &
+  jp_child=$!
+  wait "$jp_child" || rc=$?
+  jp_child=''
+  jp_out=''
+  IFS= read -r -d '' jp_out <"$jp_lock_dir/out" || true
+  rm -f "$jp_lock_dir/out"  # what a tool printed may echo a secret: kept only scrubbed
+  jp_out=$(jp_scrub "${jp_out%$'\n'}")
+  return "$rc"
+}
+
+# jp_new_tag: set jp_tag to a tag no other submission has: time (epoch seconds, which also
+# dates the intent), pid, a count and a random number; letters allowed in an NGC label.
+jp_new_tag() {
+  local now
+  printf -v now '%(%s)T' -1
+  jp_tags_made=$((jp_tags_made + 1))
+  jp_tag="${now}_$$_${jp_tags_made}_$RANDOM"
+}
+# jp_ledger_mend: after a kill in the middle of a row, start the next row on a line of its own.
+jp_ledger_mend() {
+  [[ -s $jp_ledger && -n $(tail -c 1 "$jp_ledger") ]] || return 0
+  printf '\n' >>"$jp_ledger"
+}
+
+# The ledger: one row per launch, final state seen, or kill; never rewritten. Job ids stay
+# here for good, so nothing depends on how long NGC keeps its job history. A launch is
+# written twice: its intent ("launching", ngc_id ?) before `ngc batch run`, then its outcome
+# with the same tag: "launch"/"relaunch" with the job id, "failed" when ngc refused it, or
+# "void" when it never reached NGC. The job carries the tag as its label jobpack_TAG, so a
+# launch cut short is found on NGC, never made twice.
 jp_ledger="$jp_here/ledger.tsv"
-jp_ledger_add() {  # RUN JOB POINT NAME ATTEMPT INSTANCE NGC_ID EVENT STATE
+jp_ledger_add() {  # RUN JOB POINT NAME ATTEMPT INSTANCE NGC_ID EVENT STATE TAG
   [[ -f $jp_ledger ]] ||
-    printf 'run_id\tjob\tpoint\tname\tattempt\tinstance\tngc_id\tevent\tstate\tat\n' >"$jp_ledger"
+    printf 'run_id\tjob\tpoint\tname\tattempt\tinstance\tngc_id\tevent\tstate\tat\ttag\n' >"$jp_ledger"
   local now
   TZ=UTC printf -v now '%(%Y-%m-%dT%H:%M:%SZ)T' -1
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" "$now" >>"$jp_ledger"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "${@:1:9}" "$now" "${10:-}" >>"$jp_ledger"
 }
 jp_last_run() {
   [[ -f $jp_ledger ]] || return 0
   awk -F'\t' 'NR > 1 && $1 != "" { run = $1 } END { print run }' "$jp_ledger"
 }
-# One launch or monitor at a time per folder: two would launch the same points twice.
-jp_lock() {
-  command -v flock >/dev/null || return 0
-  exec 9>>"$jp_here/.ledger.lock"
-  flock -n 9 || jp_die "another launch_all.sh or monitor.sh is working in $jp_here"
+# jp_take_lock WHAT: the ledger lock (not for a dry run); exits with a message when held.
+jp_take_lock() {
+  ((jp_dry_run)) || jp_lock || jp_die "$(jp_lock_refused "$1")"
+  ((jp_dry_run)) || jp_ledger_mend
 }
 
 # jp_load RUN: the latest launch of every point of the run, by job name: attempt, instance,
-# NGC id ("?" while a launch was started but its id never recorded) and final state.
-# jp_p_fails counts the launches of the current attempt that ngc refused.
+# NGC id ("?" while a launch was started but its outcome never recorded), final state and
+# tag. jp_p_fails counts the launches of the current attempt that ngc refused.
 declare -A jp_p_id=() jp_p_att=() jp_p_inst=() jp_p_state=() jp_p_job=() jp_p_point=()
-declare -A jp_p_fails=()
+declare -A jp_p_fails=() jp_p_tag=()
 jp_load() {
   jp_p_id=() jp_p_att=() jp_p_inst=() jp_p_state=() jp_p_job=() jp_p_point=() jp_p_fails=()
+  jp_p_tag=()
   [[ -f $jp_ledger ]] || return 0
-  local run job point name attempt inst id event state _at
-  while IFS=$'\t' read -r run job point name attempt inst id event state _at; do
+  local run job point name attempt inst id event state _at tag
+  while IFS=$'\t' read -r run job point name attempt inst id event state _at tag; do
     [[ $run == "$1" ]] || continue
     case $event in
       launching | launch | relaunch)
         [[ $event == launching ]] || jp_p_fails[$name]=0
         jp_p_id[$name]=$id jp_p_att[$name]=$attempt jp_p_inst[$name]=$inst
-        jp_p_job[$name]=$job jp_p_point[$name]=$point jp_p_state[$name]= ;;
+        jp_p_job[$name]=$job jp_p_point[$name]=$point jp_p_state[$name]='' jp_p_tag[$name]=$tag ;;
       state) [[ ${jp_p_id[$name]:-} != "$id" ]] || jp_p_state[$name]=$state ;;
       failed)
-        jp_p_id[$name]=- jp_p_state[$name]=LAUNCH_FAILED
+        jp_p_id[$name]=- jp_p_state[$name]=LAUNCH_FAILED jp_p_tag[$name]=$tag
         jp_p_fails[$name]=$((${jp_p_fails[$name]:-0} + 1)) ;;
+      void)  # never reached NGC: to be launched again, on the same attempt
+        [[ ${jp_p_tag[$name]:-} != "$tag" || ${jp_p_id[$name]} != '?' ]] ||
+          jp_p_id[$name]=- jp_p_state[$name]=NOT_LAUNCHED ;;
     esac
   done < <(tail -n +2 "$jp_ledger")
+}
+# jp_to_launch NAME: 0 when the point has no job and is to be launched (never launched, or
+# its last launch was refused by ngc or never reached it).
+jp_to_launch() {
+  [[ -z ${jp_p_id[$1]+x} || ${jp_p_state[$1]} == LAUNCH_FAILED || ${jp_p_state[$1]} == NOT_LAUNCHED ]]
 }
 
 # jp_rows POS: the job's point table, one "INDEX<TAB>NAME<TAB>QUOTED ARGS" row per point.
@@ -204,56 +392,151 @@ else:
 ' "$1"
 }
 
+# jp_point_args ROW: set the array jp_args to the ngc arguments of a row of <job>.points.tsv:
+# its cells after index and name, one argument each, read with printf %b (never eval).
+jp_point_args() {
+  local rest=$1 cell
+  rest=${rest#*$'\t'}
+  jp_args=()
+  while [[ $rest == *$'\t'* ]]; do
+    rest=${rest#*$'\t'}
+    cell=${rest%%$'\t'*}
+    printf -v cell '%b' "$cell"
+    jp_args+=("$cell")
+  done
+}
+
+# jp_job_id OUT: set jp_id to the job id in the JSON output of `ngc batch run`: `"id": N` at
+# the second level (indented by 4); should that layout change, a JSON reader finds it.
+jp_job_id() {
+  if [[ $1 =~ (^|$'\n')'        "id": '([0-9]+) ]]; then
+    jp_id=${BASH_REMATCH[2]}
+  else
+    jp_id=$(jp_json id <<<"$1" 2>/dev/null) && [[ $jp_id =~ ^[0-9]+$ ]]
+  fi
+}
+
 # jp_launch POS ROW ATTEMPT RUN: launch one point on the instance of its attempt. The ledger
-# gets a "launching" row first, so a launch cut short is never repeated blindly.
+# gets a "launching" row first, with a new tag that the job carries as label jobpack_TAG:
+# a launch cut short, or one that ngc reports as failed, is looked up by it, never repeated
+# blindly.
 jp_launch() {
-  local pos=$1 row=$2 attempt=$3 run=$4 index name args inst out id event=launch
+  local - pos=$1 row=$2 attempt=$3 run=$4 index name inst out rc=0 event=launch
+  set +x  # the launch's flags may hold secrets
   local -n ladder="jp_ladder_$pos"
   index=${row%%$'\t'*}
   jp_row_name "$row"
   name=$jp_name
-  args=${row#*$'\t'}
-  args=${args#*$'\t'}
   local -a jp_args
-  eval "jp_args=($args)"
+  jp_point_args "$row"
   inst=${ladder[attempt < ${#ladder[@]} ? attempt : ${#ladder[@]} - 1]}
   "jp_common_$pos"
+  if ((jp_dry_run)); then jp_tag=TAG; else jp_new_tag; fi
   local -a argv=(batch run "${jp_common[@]}" "${jp_args[@]}" --instance "$inst"
-    --env-var "RUN_ID:$run" --format_type json)
+    --env-var "RUN_ID:$run" --label "jobpack_$jp_tag" --format_type json)
   if ((jp_dry_run)); then
     jp_print ngc "${argv[@]}"
     return 0
   fi
   ((attempt == 0)) || event=relaunch
-  jp_ledger_add "$run" "${jp_names[pos]}" "$index" "$name" "$attempt" "$inst" '?' launching -
-  if ! out=$(jp_ngc "${argv[@]}" 2>&1); then
-    jp_log "launch of $name failed: $out"
-    jp_ledger_add "$run" "${jp_names[pos]}" "$index" "$name" "$attempt" "$inst" - failed LAUNCH_FAILED
-    return 1
+  jp_ledger_add "$run" "${jp_names[pos]}" "$index" "$name" "$attempt" "$inst" '?' launching - "$jp_tag"
+  jp_guarded jp_ngc "${argv[@]}" || rc=$?
+  out=$jp_out
+  if ((rc == 0)) && jp_job_id "$out"; then
+    jp_ledger_add "$run" "${jp_names[pos]}" "$index" "$name" "$attempt" "$inst" "$jp_id" "$event" - "$jp_tag"
+    jp_log "$event $name on $inst: job $jp_id"
+    return 0
   fi
-  # The id of the job: `"id": N` at the second level of the CLI's JSON (indented by 4);
-  # should that layout change, a JSON reader finds it.
-  if [[ $out =~ (^|$'\n')'        "id": '([0-9]+) ]]; then
-    id=${BASH_REMATCH[2]}
-  elif ! id=$(jp_json id <<<"$out") || [[ ! $id =~ ^[0-9]+$ ]]; then
-    jp_log "launched $name, but could not read its job id from: $out"
-    return 1
+  if ((rc)); then jp_log "launch of $name failed: $out"
+  else jp_log "launched $name, but could not read its job id from: $out"; fi
+  # The job may exist all the same (ngc can fail after NGC took it): its tag tells.
+  jp_settle failed "$run" "${jp_names[pos]}" "$index" "$name" "$attempt" "$inst" "$jp_tag"
+}
+
+# jp_lookup TAG: find the job launched with label jobpack_TAG. 0: found (jp_found set to its
+# id); 1: NGC lists no such job, and would (the launch is within NGC's job history, which a
+# listing covers); 2: cannot tell.
+jp_lookup() {
+  local epoch=${1%%_*} now begin end out
+  printf -v now '%(%s)T' -1
+  TZ=UTC printf -v begin '%(%Y-%m-%d::%H:%M:%S)T' "$((epoch - 86400))"
+  TZ=UTC printf -v end '%(%Y-%m-%d::%H:%M:%S)T' "$((now + 86400))"
+  if ! out=$(jp_ngc batch list --label "jobpack_$1" --begin-time "$begin" --end-time "$end" \
+      --format_type json 2>&1) || ! out=$(jp_json list <<<"$out" 2>/dev/null); then
+    jp_log "could not look up the launch tagged $1 on NGC: ${out:0:300}"
+    return 2
   fi
-  jp_ledger_add "$run" "${jp_names[pos]}" "$index" "$name" "$attempt" "$inst" "$id" "$event" -
-  jp_log "$event $name on $inst: job $id"
+  jp_found=$(sort -n <<<"$out" | awk -F'\t' 'NF { print $1; exit }')
+  [[ -z $jp_found ]] || return 0
+  ((now - epoch < 6 * 86400)) && return 1  # NGC lists 7 days of history; a day for clocks
+  return 2
+}
+
+# jp_settle IF_ABSENT RUN JOB POINT NAME ATTEMPT INSTANCE TAG: record the outcome of the
+# launch of point NAME tagged TAG: the job NGC has with that tag (adopted, not launched
+# again); else, as IF_ABSENT says, "failed" (ngc refused it), "void" (it never reached NGC)
+# or nothing. Fails when there is no job; records nothing when that cannot be told.
+jp_settle() {
+  local if_absent=$1 event=launch rc=0
+  shift
+  local what="$4 (attempt $5, tag $7)"
+  (($5 == 0)) || event=relaunch
+  jp_lookup "$7" || rc=$?
+  if ((rc == 0)); then
+    jp_ledger_add "${@:1:6}" "$jp_found" "$event" - "$7"
+    jp_log "found the launch of $what on NGC as job $jp_found: recorded, not launched again"
+    return 0
+  fi
+  if ((rc == 2)); then
+    jp_log "cannot tell whether the launch of $what reached NGC: left alone (status.sh shows" \
+      "LAUNCH_UNCONFIRMED; check with: ngc batch list --label jobpack_$7)"
+  elif [[ $if_absent == failed ]]; then
+    jp_ledger_add "${@:1:6}" - failed LAUNCH_FAILED "$7"
+  elif [[ $if_absent == void ]]; then
+    jp_ledger_add "${@:1:6}" - void - "$7"
+    jp_log "the launch of $what never reached NGC"
+  fi
+  return 1
+}
+
+# jp_resolve RUN: settle every launch of the run whose outcome was never recorded, and look
+# again for the job of each launch ngc reported as failed (NGC may list a job late), then
+# reload the ledger.
+jp_resolve() {
+  local name if_absent
+  local -a row
+  for name in "${!jp_p_id[@]}"; do
+    [[ -n ${jp_p_tag[$name]:-} ]] || continue  # ledgers of older versions have no tags
+    if [[ ${jp_p_id[$name]} == '?' ]]; then
+      if_absent=void
+    elif [[ ${jp_p_state[$name]} == LAUNCH_FAILED ]] && ((jp_p_fails[$name] < 3)); then
+      if_absent=none
+    else
+      continue
+    fi
+    row=("$1" "${jp_p_job[$name]}" "${jp_p_point[$name]}" "$name" "${jp_p_att[$name]}" "${jp_p_inst[$name]}")
+    jp_settle "$if_absent" "${row[@]}" "${jp_p_tag[$name]}" || true
+  done
+  jp_load "$1"
 }
 
 # jp_refresh RUN: NGC's states of the run's jobs from one `ngc batch list` over the time since
 # the run began. NGC lists only its recent job history; older jobs are asked one by one.
 declare -A jp_live=()
 jp_refresh() {
-  local first begin end out id st
+  local first now begin end out id st
   jp_live=()
   [[ -f $jp_ledger ]] || return 0
-  first=$(awk -F'\t' -v run="$1" 'NR > 1 && $1 == run { print $10; exit }' "$jp_ledger")
+  first=$(awk -F'\t' -v run="$1" 'NR > 1 && $1 == run { print $11 "\t" $10; exit }' "$jp_ledger")
   [[ -n $first ]] || return 0
-  begin=$(date -u -d "${first/T/ } 1 day ago" +%Y-%m-%d::%H:%M:%S) || return 0
-  end=$(date -u -d tomorrow +%Y-%m-%d::%H:%M:%S)
+  if [[ ${first%%_*} =~ ^[0-9]+$ ]]; then
+    first=${first%%_*}  # the epoch in the tag of the run's first launch
+  else  # a ledger written before launches had tags: GNU date reads its time
+    first=$(date -u -d "${first#*$'\t'}" +%s 2>/dev/null) || return 0
+  fi
+  printf -v now '%(%s)T' -1
+  TZ=UTC printf -v begin '%(%Y-%m-%d::%H:%M:%S)T' "$((first - 86400))"
+  TZ=UTC printf -v end '%(%Y-%m-%d::%H:%M:%S)T' "$((now + 86400))"
   out=$(jp_ngc batch list --begin-time "$begin" --end-time "$end" --format_type json 2>/dev/null) ||
     return 0
   while IFS=$'\t' read -r id st; do
@@ -273,11 +556,13 @@ jp_state() {
 jp_is_final() { [[ $jp_final_states == *" $1 "* ]]; }
 jp_may_relaunch() { [[ $jp_relaunch_states == *" $1 "* ]]; }
 
-[[ -n ${jp_pos_of[$jp_job]+x} ]] && ((jp_interactive[jp_pos_of[$jp_job]])) ||
+# The position first: in (( )), bash 5.2 fails on an associative element used as a subscript.
+jp_pos=${jp_pos_of[$jp_job]:-}
+[[ -n $jp_pos ]] && ((jp_interactive[jp_pos])) ||
   jp_die "$jp_job is not an interactive job of this cluster"
 jp_id=
 if [[ -f $jp_ledger ]]; then
   jp_id=$(awk -F'\t' -v job="$jp_job" 'NR > 1 && $2 == job && $8 ~ /^(re)?launch$/ { id = $7 } END { print id }' "$jp_ledger")
 fi
 [[ -n $jp_id ]] || jp_die "no job of $jp_job in ledger.tsv: launch it with launch_all.sh --job $jp_job"
-jp_run jp_ngc batch exec "$jp_id" "${jp_cmd[@]}"
+jp_ngc_run batch exec "$jp_id" "${jp_cmd[@]}"
