@@ -50,7 +50,8 @@ SBATCH_OPTIONS = frozenset((
 # sbatch options that resources/cluster keys manage; setting them through `sbatch:` would clash.
 MANAGED = {"job-name", "account", "partition", "qos", "nodes", "ntasks-per-node", "gpus",
            "gpus-per-node", "cpus-per-task", "mem", "time", "output", "error", "signal",
-           "requeue", "no-requeue", "array", "dependency", "parsable", "export", "export-file"}
+           "requeue", "no-requeue", "array", "dependency", "parsable", "export", "export-file",
+           "comment"}
 # Options after which sbatch would not submit the script and print its job id, which
 # submit_all.sh depends on (or would wait for the job to end).
 NOT_SUBMITTING = {"help", "usage", "version", "wrap", "test-only", "wait"}
@@ -178,6 +179,9 @@ def sbatch_option_problem(key: str) -> str | None:
     """
     if key.startswith("-"):
         return f"{key!r} is not an sbatch long option name (write it without the leading '--')"
+    if key == "comment":
+        return ("--comment is set by jobpack itself: it carries the tag by which a submission "
+                "cut short is found again on Slurm")
     if key in MANAGED:
         return f"--{key} is set by jobpack itself; use the resources/cluster keys instead"
     if key in NOT_SUBMITTING:
