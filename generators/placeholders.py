@@ -52,6 +52,9 @@ RESERVED = {"if", "then", "else", "elif", "fi", "do", "done", "while", "until", 
             "time", "function", "coproc"}
 ARITH_OPS = {"-eq", "-ne", "-lt", "-le", "-gt", "-ge"}
 METACHARS = set(" \t\n;&|()<>")
+# What "$" opens: (text, frame, what closes it); the last two only outside double quotes.
+DOLLAR_OPENERS = [("$((", "arith", "))"), ("$(", "cmd", ")"), ("${", "pe", ""),
+                  ("$[", "arith", "]"), ("$'", "ansi", ""), ('$"', "dq", "")]
 
 
 @dataclass(frozen=True)
@@ -474,61 +477,40 @@ class _Lexer:
         if self.i + 1 in self.starts:
             self.i += 1
             self._record(NAME)  # $ right before a value: a variable named by the value
-        elif self._at("$(("):
-            self.stack.append(_Frame("arith", closer="))"))
-            self.i += 3
-        elif self._at("$("):
-            self.stack.append(_Frame("cmd", closer=")"))
-            self.i += 2
-        elif self._at("${"):
-            self.stack.append(_Frame("pe", phase="start", quoted=quoted))
-            self.i += 2
-        elif self._at("$["):
-            self.stack.append(_Frame("arith", closer="]"))
-            self.i += 2
-        elif self._at("$'") and not quoted:
-            self.stack.append(_Frame("ansi"))
-            self.i += 2
-        elif self._at('$"') and not quoted:
-            self.stack.append(_Frame("dq"))
-            self.i += 2
-        else:
-            self.i += 1
+            return
+        for opener, kind, closer in DOLLAR_OPENERS:
+            if self._at(opener) and not (quoted and kind in ("ansi", "dq")):
+                frame = _Frame(kind, closer=closer)
+                if kind == "pe":
+                    frame.phase, frame.quoted = "start", quoted
+                self.stack.append(frame)
+                self.i += len(opener)
+                return
+        self.i += 1
 
-    def _dq(self) -> None:
+    def _quoted(self, quoting: str, closer: str, *, escapes: bool, expands: bool) -> None:
+        """A step inside quotes: "...", '...' or $'...'."""
         c = self.code[self.i]
         if self.i in self.starts:
-            self._record(DQUOTE)
-        elif c == '"':
+            self._record(quoting)
+        elif c == closer:
             self.stack.pop()
             self.i += 1
-        elif c == "\\":
+        elif escapes and c == "\\":
             self._escape(None)
-        elif c in "`$":
+        elif expands and c in "`$":
             self._open(c, in_dq=True)
         else:
             self.i += 1
 
+    def _dq(self) -> None:
+        self._quoted(DQUOTE, '"', escapes=True, expands=True)
+
     def _sq(self) -> None:
-        if self.i in self.starts:
-            self._record(SINGLE)
-        elif self.code[self.i] == "'":
-            self.stack.pop()
-            self.i += 1
-        else:
-            self.i += 1
+        self._quoted(SINGLE, "'", escapes=False, expands=False)
 
     def _ansi(self) -> None:
-        c = self.code[self.i]
-        if self.i in self.starts:
-            self._record(ANSI)
-        elif c == "\\":
-            self._escape(None)
-        elif c == "'":
-            self.stack.pop()
-            self.i += 1
-        else:
-            self.i += 1
+        self._quoted(ANSI, "'", escapes=True, expands=False)
 
     def _pe(self) -> None:
         frame = self.stack[-1]
