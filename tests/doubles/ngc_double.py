@@ -1,5 +1,5 @@
 """A test double of the ``ngc`` CLI: a server in the test process, and ``bin/ngc``, a client
-put first on PATH that hands its argv to the server and prints the answer (``bin/ngc.py``
+put first on PATH that hands its argv to the server and prints the answer (``bin/ngc-python``
 does the same in Python, over the server's Unix socket).
 
 The server checks every command with ngcsdk's own parser (``ngc_parser``), so it accepts
