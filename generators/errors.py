@@ -8,6 +8,15 @@ from dataclasses import dataclass
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
+def visible(text: str, keep: str = "") -> str:
+    r"""``text`` with control characters (but those in ``keep``) shown as escapes.
+
+    >>> visible("a\nb\x01"), visible("a\nb", keep="\n")
+    ('a\\nb\\x01', 'a\nb')
+    """
+    return _CONTROL.sub(lambda c: c[0] if c[0] in keep else repr(c[0])[1:-1], text)
+
+
 @dataclass(frozen=True, order=True)
 class Problem:
     """One problem in a project file, printed as ``FILE:LINE:COL: path: message``."""
@@ -21,7 +30,7 @@ class Problem:
     def __str__(self) -> str:
         text = f"{self.file}:{self.line}:{self.col}: {self.path}: {self.message}"
         # One problem is one line, whatever a file name or value quoted in it holds.
-        return _CONTROL.sub(lambda c: repr(c[0])[1:-1], text)
+        return visible(text)
 
 
 class JobpackError(Exception):

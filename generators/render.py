@@ -21,37 +21,15 @@ from typing import Any
 import jinja2
 from jinja2 import nodes
 
-from .errors import RenderError
+from .errors import RenderError, visible
 from .shell import Safe, assign, shquote, shvalue
 
 _INERT = re.compile(r"[A-Za-z0-9_@%+=:,./-]*")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _SEPARATOR = re.compile(r"[ ,:;|>-]*")
 
 
 class Unfiltered(Exception):
     """A template printed a value that did not come through a context filter."""
-
-
-def _visible(text: str, keep: str = "") -> str:
-    r"""``text`` with control characters (but those in ``keep``) shown as escapes.
-
-    >>> _visible("a\nb\x01")
-    'a\\nb\\x01'
-    """
-    out = []
-    for ch in text:
-        if ch in keep:
-            out.append(ch)
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\r" or _CONTROL.fullmatch(ch):
-            out.append(f"\\x{ord(ch):02x}")
-        else:
-            out.append(ch)
-    return "".join(out)
 
 
 def oneline(value: object) -> Safe:
@@ -63,7 +41,7 @@ def oneline(value: object) -> Safe:
     """
     if isinstance(value, list | tuple):
         value = " ".join(map(str, value))
-    return Safe(_visible(str(value)))
+    return Safe(visible(str(value)))
 
 
 def heredoc(value: object) -> Safe:
@@ -74,7 +52,7 @@ def heredoc(value: object) -> Safe:
       one
       USAGE
     """
-    lines = _visible(str(value).rstrip("\n"), keep="\n\t").split("\n")
+    lines = visible(str(value).rstrip("\n"), keep="\n\t").split("\n")
     return Safe("\n".join("  " + line if line else "" for line in lines))
 
 
