@@ -12,6 +12,7 @@ import os
 import shlex
 import shutil
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -74,25 +75,29 @@ def _runs(script: Path) -> list[list[str]]:
     return runs
 
 
+@pytest.mark.slow
 def test_no_script_prints_a_secret(bundle: Path, loud_tools: Path, tmp_path: Path) -> None:
     env = {"PATH": f"{loud_tools}:/usr/bin:/bin", "HOME": str(tmp_path), "RUN_ID": "r1",
            "SLURM_ARRAY_TASK_ID": "0", "NGC_CLI": str(loud_tools / "ngc"), **SECRETS}
     scripts = sorted(p for p in bundle.rglob("*") if p.suffix in (".sh", ".sbatch"))
     assert scripts
-    leaks = []
-    for script in scripts:
-        for args in _runs(script):
-            for trace in ([], ["-x"]):
-                proc = subprocess.run(["bash", *trace, str(script), *args], cwd=tmp_path,
-                                      env=env, capture_output=True, text=True, timeout=120,
-                                      check=False)
-                seen = _found(proc.stdout + proc.stderr)
-                if seen:
-                    text = proc.stdout + proc.stderr
-                    value = SECRETS[seen[0]].split()[0]
-                    at = text.find(value)
-                    leaks.append(f"{script.relative_to(bundle)} {args} {trace}: "
-                                 f"{text[max(0, at - 150):at + 40]!r}")
+    runs = [(script, args, trace) for script in scripts for args in _runs(script)
+            for trace in ([], ["-x"])]
+
+    def leak(run: tuple[Path, list[str], list[str]]) -> str | None:
+        script, args, trace = run
+        proc = subprocess.run(["bash", *trace, str(script), *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=300, check=False)
+        text = proc.stdout + proc.stderr
+        seen = _found(text)
+        if not seen:
+            return None
+        at = text.find(SECRETS[seen[0]].split()[0])
+        return f"{script.relative_to(bundle)} {args} {trace}: {text[max(0, at - 150):at + 40]!r}"
+
+    # Runs that fail retry with pauses (a sync waits 2, 4, 8 s): run them side by side.
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        leaks = [found for found in pool.map(leak, runs) if found]
     assert not leaks, "\n".join(leaks)
 
 
