@@ -37,6 +37,7 @@ COMMENT, QHEREDOC, ESCAPED, NAME, UNSURE = "comment", "qheredoc", "escaped", "na
 INERT = re.compile(r"[A-Za-z0-9_@%+=:,./-]*")
 INTEGER = re.compile(r"[-+]?[0-9]+")
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+NUMBER = re.compile(r"[-+]?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?")
 
 SHELLS = {"bash", "sh", "dash", "zsh", "ksh", "ash", "mksh", "busybox", "fish"}
 PYTHONS = re.compile(r"(python|pypy|ipython)[0-9.]*")
@@ -44,13 +45,18 @@ EVAL_FLAG = {"perl": "eE", "ruby": "eE", "node": "ep", "nodejs": "ep", "julia": 
              "Rscript": "e", "php": "r", "lua": "e", "luajit": "e"}
 AWKS = {"awk", "gawk", "mawk", "nawk"}
 ALL_ARGS = {"eval", "watch", "parallel", "tmux", "screen"}
+# Programs that parse code as a shell does: a value of inert characters is one plain word
+# there. Every other interpreter (python, perl, awk, sed, ...) takes only numbers.
 DASH_C = {"su", "runuser", "flock", "script"}
+SHELL_READERS = {*SHELLS, *ALL_ARGS, *DASH_C, "trap", "source", ".", "ssh", "sbatch"}
 SSH_VALUED = set("bcDEeFIiJLlmOopQRSWw")
 DECLARES = {"declare", "typeset", "local", "readonly", "export"}
 NAME_ARGS = {"read", "mapfile", "readarray", "unset"}
 RESERVED = {"if", "then", "else", "elif", "fi", "do", "done", "while", "until", "!", "{", "}",
             "time", "function", "coproc"}
 ARITH_OPS = {"-eq", "-ne", "-lt", "-le", "-gt", "-ge"}
+# Variables whose assignment bash evaluates as arithmetic.
+ARITH_NAMES = {"RANDOM", "SRANDOM", "OPTIND", "HISTCMD"}
 METACHARS = set(" \t\n;&|()<>")
 # What "$" opens: (text, frame, what closes it); the last two only outside double quotes.
 DOLLAR_OPENERS = [("$((", "arith", "))"), ("$(", "cmd", ")"), ("${", "pe", ""),
@@ -73,6 +79,7 @@ class _Word:
     text: str = ""  # the unquoted literal characters
     literal: bool = True  # no quotes or expansions in it
     quoted: bool = False  # has a quoted or escaped part, so it never expands to nothing
+    procsub: bool = False  # holds a process substitution <( ) or >( )
     assign: bool = False  # NAME=... at command position
     places: list[tuple[int, bool]] = field(default_factory=list)  # (site, after an '=')
 
@@ -89,6 +96,7 @@ class _Heredoc:
 class _Command:
     words: list[_Word] = field(default_factory=list)
     heredocs: list[_Heredoc] = field(default_factory=list)
+    inputs: list[_Word] = field(default_factory=list)  # what < and <<< feed it
 
 
 @dataclass
@@ -101,7 +109,9 @@ class _Frame:
     pipeline: list[_Command] = field(default_factory=list)
     cmdpos: bool = True
     after_for: bool = False
-    redirect: bool = False
+    redirect: str = ""  # the operator whose target the next word is
+    array: int = 0  # depth of the ( ) of an array assignment, where [i]= is a subscript
+    after_function: bool = False
     case: list[str] = field(default_factory=list)
     cond: list[_Word] | None = None
     depth: int = 0
@@ -123,6 +133,9 @@ class _Lexer:
         self.found: list[Site] = []
         self.reads: dict[int, str] = {}
         self.stack = [_Frame("cmd")]
+        # NAME=value anywhere (NAME, sites after '='), and names declared integer (-i)
+        self.assigned: list[tuple[str, list[int]]] = []
+        self.integers: set[str] = set(ARITH_NAMES)
 
     def run(self) -> list[Site]:
         steps = {"cmd": self._cmd, "dq": self._dq, "sq": self._sq, "ansi": self._ansi,
@@ -134,6 +147,9 @@ class _Lexer:
             self._skipped(order, before)
         top = self.stack[0]
         self._end_command(top)
+        for name, places in self.assigned:
+            if name in self.integers:  # bash evaluates what is assigned to them
+                self._mark(places, "arith")
         unsure = len(self.stack) > 1 or bool(top.pending)
         out = []
         for n, site in enumerate(self.found):
@@ -207,31 +223,46 @@ class _Lexer:
 
     def _end_word(self, cmd: _Frame) -> None:
         word, cmd.word = cmd.word, None
-        if word is None:
+        if word is None or self._special_word(cmd, word):
             return
-        if cmd.redirect:  # the target of a redirection is no argument
-            cmd.redirect = False
+        text = word.text if word.literal else None
+        if word.assign:
+            self.assigned.append((word.text.split("=")[0].rstrip("+"),
+                                  [n for n, after_eq in word.places if after_eq]))
+        if cmd.after_function:  # function NAME: the body's first word follows
+            cmd.after_function = False
             return
+        cmd.command.words.append(word)
+        cmd.after_for = cmd.cmdpos and text in ("for", "select")
+        cmd.after_function = cmd.cmdpos and text == "function"
+        if cmd.cmdpos and (text in RESERVED or word.assign):
+            return
+        cmd.cmdpos = False
+
+    def _special_word(self, cmd: _Frame, word: _Word) -> bool:
+        """Words that are no argument: a redirection's target (< and <<< feed stdin), the
+        words of [[ ]], and those that move a case statement along."""
+        if cmd.redirect:
+            if cmd.redirect in ("<", "<<<"):
+                cmd.command.inputs.append(word)
+            cmd.redirect = ""
+            return True
         if cmd.cond is not None:
             if word.literal and word.text == "]]":
                 self._end_cond(cmd)
             else:
                 cmd.cond.append(word)
-            return
+            return True
         text = word.text if word.literal else None
         if cmd.case and self._case_word(cmd, text):
-            return
+            return True
         if cmd.cmdpos and text == "[[":
             cmd.cond = []
-            return
+            return True
         if cmd.cmdpos and text == "case":
             cmd.case.append("subject")
-            return
-        cmd.command.words.append(word)
-        cmd.after_for = cmd.cmdpos and text in ("for", "select")
-        if cmd.cmdpos and (text in RESERVED or word.assign):
-            return
-        cmd.cmdpos = False
+            return True
+        return False
 
     def _case_word(self, cmd: _Frame, text: str | None) -> bool:
         """Words that move a case statement along; True when the word was one of them."""
@@ -261,6 +292,7 @@ class _Lexer:
 
     def _end_command(self, cmd: _Frame, *, pipe: bool = False) -> None:
         self._end_word(cmd)
+        self.integers |= _declared_integers(cmd.command.words)
         cmd.pipeline.append(cmd.command)
         cmd.command = _Command()
         cmd.cmdpos, cmd.after_for = True, False
@@ -293,7 +325,8 @@ class _Lexer:
             self._open(c, in_dq=False)
         elif c in METACHARS:
             self._operator(cmd, c)
-        elif c == "[" and self._subscript_start(cmd):
+        elif c == "[" and (self._subscript_start(cmd) or cmd.array and (
+                cmd.word is None or self.code[self.i - 1] == "(")):
             self._word(cmd).literal = False
             self.stack.append(_Frame("arith", closer="]"))
             self.i += 1
@@ -363,7 +396,9 @@ class _Lexer:
             self._end_word(cmd)
             self._heredoc_operator(cmd)
         elif c in "<>" and self._at("(", 1):
-            self._end_word(cmd)
+            if not cmd.redirect:
+                self._end_word(cmd)
+            self._word(cmd).procsub = True
             self.stack.append(_Frame("cmd", closer=")"))
             self.i += 2
         elif c in "<>" or (c == "&" and self._at(">", 1)):
@@ -379,7 +414,7 @@ class _Lexer:
         m = re.compile(r"&>>?|[<>]&|<<<|>>|>\||<>|[<>]").match(self.code, self.i)
         self.i = m.end() if m else self.i + 1
         if not self._at("-") or self.code[self.i - 1] != "&":
-            cmd.redirect = True
+            cmd.redirect = m.group(0) if m else "<"
 
     def _separator(self, cmd: _Frame, c: str) -> None:
         body = bool(cmd.case) and cmd.case[-1] == "body"
@@ -397,7 +432,9 @@ class _Lexer:
             self.i += 1
 
     def _open_paren(self, cmd: _Frame) -> None:
-        if cmd.case and cmd.case[-1] == "pattern":
+        if self._at("()") and not cmd.case and self._function_header(cmd):
+            self.i += 2
+        elif cmd.case and cmd.case[-1] == "pattern":
             self.i += 1
         elif (cmd.cmdpos or cmd.after_for) and cmd.word is None and self._at("(("):
             cmd.cmdpos, cmd.after_for = False, False
@@ -406,14 +443,34 @@ class _Lexer:
         elif cmd.cmdpos and cmd.word is None:
             self.stack.append(_Frame("cmd", closer=")"))
             self.i += 1
-        else:  # array assignment x=( ... ), extglob @( ), a function's name()
-            self._word(cmd).literal = False
+        else:  # array assignment x=( ... ), extglob @( )
+            word = self._word(cmd)
+            if word.assign and word.text.endswith("=") or cmd.array:
+                cmd.array += 1
+            word.literal = False
             cmd.depth += 1
             self.i += 1
+
+    def _function_header(self, cmd: _Frame) -> bool:
+        """NAME() (or NAME ()) at command position: a function's name, not a command; the
+        body that follows starts at command position again."""
+        word = cmd.word
+        if word is not None:
+            name = word.text
+            if not (cmd.cmdpos and word.literal and re.fullmatch(r"[^\s=]+", name)):
+                return False
+            cmd.word = None
+        elif len(cmd.command.words) == 1 and cmd.command.words[0].literal:
+            cmd.command.words.clear()
+        else:
+            return False
+        cmd.cmdpos = True
+        return True
 
     def _close_paren(self, cmd: _Frame) -> None:
         if cmd.depth:
             cmd.depth -= 1
+            cmd.array = max(0, cmd.array - 1)
             self.i += 1
             return
         self._end_word(cmd)
@@ -656,6 +713,17 @@ class _Lexer:
                 self.i += 1
 
 
+def _declared_integers(words: list[_Word]) -> set[str]:
+    """Names that ``declare -i`` (or local, typeset, ...) gives the integer attribute."""
+    names = [w.text if w.literal else None for w in words]
+    if not names or names[0] not in DECLARES:
+        return set()
+    options = "".join((n or "")[1:] for n in names[1:] if (n or "").startswith("-"))
+    if "i" not in options:
+        return set()
+    return {w.text.split("=")[0] for w in words[1:] if w.text and not w.text.startswith("-")}
+
+
 def _base(text: str) -> str:
     return text.rsplit("/", 1)[-1]
 
@@ -665,27 +733,36 @@ Mark = Callable[[list[int], str], None]
 
 def _analyse_pipeline(pipeline: list[_Command], mark: Mark) -> None:
     """Mark what the commands of one pipeline read as code, arithmetic or names; a program
-    that reads code on its standard input (``... | bash``, ``python <<EOF``) reads whatever
-    the commands before it print, and the here-documents given to them."""
+    that reads code on its standard input (``... | bash``, ``python <<EOF``, ``bash <<<``)
+    reads whatever the commands before it print, and what is redirected into it."""
     for command in pipeline:
         _analyse(command.words, mark)
     for j, command in enumerate(pipeline):
         reader = _stdin_reader(command.words)
         if reader:
-            for earlier in pipeline[:j]:
-                for word in earlier.words:
-                    mark([n for n, _ in word.places], reader)
-            for each in pipeline[:j + 1]:
-                for doc in each.heredocs:
-                    doc.reader = doc.reader or reader
+            _feed(pipeline[:j + 1], reader, mark)
     for command in pipeline:
         for doc in command.heredocs:
             doc.reader = doc.reader or ""
 
 
+def _feed(commands: list[_Command], reader: str, mark: Mark) -> None:
+    """The last of ``commands`` reads code on stdin: what the others print, and what is
+    redirected into it (here-documents of any of them, < and <<< of itself), is code."""
+    for earlier in commands[:-1]:
+        for word in earlier.words:
+            mark([n for n, _ in word.places], reader)
+    for word in commands[-1].inputs:
+        mark([n for n, _ in word.places], reader)
+    for each in commands:
+        for doc in each.heredocs:
+            doc.reader = doc.reader or reader
+
+
 # A command whose name is not a plain word ("$SHELL", `which bash`) may be any program:
 # it is read as a shell, the kind that takes the most as code.
 UNKNOWN = "sh"
+STDIN_FILES = ("-", "/dev/stdin", "/dev/fd/0")
 
 
 def _program_names(words: list[_Word]) -> tuple[int, list[str]]:
@@ -700,19 +777,25 @@ def _program_names(words: list[_Word]) -> tuple[int, list[str]]:
     return first, programs
 
 
+def _is_interpreter(name: str) -> bool:
+    return name in SHELLS or bool(PYTHONS.fullmatch(name)) or name in EVAL_FLAG
+
+
 def _stdin_reader(words: list[_Word]) -> str:
     """The interpreter of a command that runs code read from its standard input, if any."""
     first, programs = _program_names(words)
     names = [w.text if w.literal else None for w in words]
     for k in range(first, len(words)):
         name = programs[k]
-        if name in SHELLS or PYTHONS.fullmatch(name) or name in EVAL_FLAG or name == "ssh":
+        if name == "ssh":
+            operands = [n for n in names[k + 1:] if n is None or not n.startswith("-")]
+            return "ssh" if len(operands) <= 1 or None in operands[:2] else ""
+        if _is_interpreter(name) or name in ("source", "."):
             options = names[k + 1:]
-            operands = [n for n in options if n is None or not n.startswith("-")]
-            if name == "ssh":
-                return "ssh" if len(operands) <= 1 or None in operands[:2] else ""
+            operands = [n for n in options if n is None or not n.startswith("-")
+                        or n in STDIN_FILES]
             # a word that is not plain may expand to nothing: then the program reads stdin
-            if not operands or operands[0] in ("-", None) or "-s" in options:
+            if not operands or operands[0] in (*STDIN_FILES, None) or "-s" in options:
                 return name
             return ""
     return ""
@@ -721,12 +804,11 @@ def _stdin_reader(words: list[_Word]) -> str:
 def _analyse(words: list[_Word], mark: Mark) -> None:
     """Mark placeholders of one simple command that a program reads as code or as names."""
     places = [[n for n, _ in w.places] for w in words]
-    names = [w.text if w.literal else None for w in words]
     first, programs = _program_names(words)
     for k in range(first, len(words)):
         if not programs[k]:
             continue
-        reader = _reader(programs[k], names, list(range(k + 1, len(words))))
+        reader = _reader(programs[k], words, list(range(k + 1, len(words))))
         if reader is not None:
             label, targets = reader
             # an unquoted expansion may vanish, and then the next word takes its place
@@ -735,6 +817,7 @@ def _analyse(words: list[_Word], mark: Mark) -> None:
                 targets = [*targets, targets[-1] + 1]
             for t in targets:
                 mark(places[t], label)
+    names = [w.text if w.literal else None for w in words]
     # words that are not plain may expand to nothing, so the next word may be the command;
     # 'command' and 'builtin' run the builtin named after them
     k = first
@@ -745,64 +828,87 @@ def _analyse(words: list[_Word], mark: Mark) -> None:
         k += 1
 
 
-def _reader(name: str, names: list[str | None],
+def _reader(name: str, words: list[_Word],
             rest: list[int]) -> tuple[str, list[int]] | None:
     """(program, indexes of the words it parses as code) for a word naming an interpreter."""
+    names = [w.text if w.literal else None for w in words]
     if name in ALL_ARGS:
         return name, rest
     if name in ("trap", "source", "."):
-        return name, rest[:1]
+        operands = _operands(names, rest)
+        code = operands[:1] if name == "trap" else [k for k in operands[:1] if words[k].procsub]
+        return name, code
     if name in AWKS:
         return name, _program(names, rest, {"-F", "-v", "-f"}, "-f")
     if name == "sed":
         return "sed", _program(names, rest, {"-e", "-f", "--expression", "-l"}, "-f")
     if name == "ssh":
         return "ssh", _ssh(names, rest)
-    flag = _code_flag(name)
-    if flag is None:
-        return None
-    label, is_flag, valued, stop, scan = flag
-    return label, _after_flag(names, rest, is_flag, valued, stop=stop, scan=scan)
-
-
-Flag = tuple[str, Callable[[str], bool], set[str], set[str], bool]
-
-
-def _code_flag(name: str) -> Flag | None:
-    """How a program takes code in an argument: (label, which option announces it, options
-    that take a value, options after which there is none, whether to look past operands)."""
+    if name == "sbatch":
+        return "sbatch --wrap", [k for k in rest if words[k].text.startswith("--wrap=")] + [
+            k + 1 for k in rest if words[k].text == "--wrap" and k + 1 < len(words)]
     if name in SHELLS:
-        return (f"{name} -c", lambda o: "c" in o[1:] and not o.startswith("--"),
-                {"-o", "+o"}, set(), False)
-    if PYTHONS.fullmatch(name):
-        return f"{name} -c", lambda o: o == "-c", {"-W", "-X"}, {"-m"}, False
-    if name in EVAL_FLAG:
-        letters = EVAL_FLAG[name]
-        return (f"{name} -{letters[0]}", lambda o: o in ("--eval", "--print") or (
-            not o.startswith("--") and any(x in o[1:] for x in letters)), set(), set(), False)
+        return f"{name} -c", _shell_code(words, names, rest)
+    if PYTHONS.fullmatch(name) or name in EVAL_FLAG:
+        letters = "c" if PYTHONS.fullmatch(name) else EVAL_FLAG[name]
+        label = f"{name} -{letters[0]}"
+        code = _letter_flag([w.text for w in words], rest, letters)
+        operands = _operands(names, rest)
+        return label, code or [k for k in operands[:1] if words[k].procsub]
     if name in DASH_C:
-        return f"{name} -c", lambda o: o == "-c", set(), set(), True
+        return f"{name} -c", [k + 1 for k in rest if names[k] == "-c" and k + 1 < len(names)]
     return None
 
 
-def _after_flag(names: list[str | None], rest: list[int], is_flag: Callable[[str], bool],
-                valued: set[str], *, stop: set[str], scan: bool) -> list[int]:
-    """The word after the first option that ``is_flag`` accepts, among the options that
-    follow the program name (or, with ``scan``, anywhere after it)."""
+def _operands(names: list[str | None], rest: list[int]) -> list[int]:
+    """The words after the options (those starting with '-', up to a '--')."""
+    for pos, k in enumerate(rest):
+        text = names[k]
+        if text == "--":
+            return rest[pos + 1:]
+        if text is None or not text.startswith("-") or text == "-":
+            return rest[pos:]
+    return []
+
+
+def _shell_code(words: list[_Word], names: list[str | None], rest: list[int]) -> list[int]:
+    """A shell given -c (alone or among other options) runs its first operand as code; an
+    operand that is a process substitution (bash <(...)) is code too."""
+    dash_c, skip = False, False
+    for pos, k in enumerate(rest):
+        text = names[k]
+        if skip:
+            skip = False
+            continue
+        if text in ("-o", "+o", "-O", "+O"):
+            skip = True
+            continue
+        if text is not None and text.startswith(("-", "+")) and text not in ("-", "--"):
+            dash_c = dash_c or (text.startswith("-") and "c" in text[1:])
+            continue
+        operands = rest[pos + 1:] if text == "--" else rest[pos:]
+        first = operands[:1]
+        return first if dash_c else [k for k in first if words[k].procsub]
+    return []
+
+
+def _letter_flag(names: list[str], rest: list[int], letters: str) -> list[int]:
+    """The code of an interpreter's option such as python -c or perl -e: the rest of the
+    option word (python -cCODE), else the next word (python -Ic CODE); --eval/--print too."""
     skip = False
     for pos, k in enumerate(rest):
         text = names[k]
         if skip:
             skip = False
             continue
-        if text is None or not text.startswith(("-", "+")) or text in stop:
-            if scan:
-                continue
+        if text in ("--eval", "--print"):
+            return rest[pos + 1:pos + 2]
+        if not text.startswith("-") or text in ("-", "--", "-m"):
             return []
-        if is_flag(text):
-            return rest[pos + 1:pos + 2] if len(text) == 2 or text.startswith("--") \
-                or not text.startswith("-c") else [k]
-        skip = text in valued
+        at = next((i for i, c in enumerate(text[1:], 1) if c in letters), None)
+        if at is not None:
+            return rest[pos + 1:pos + 2] if at == len(text) - 1 else [k]
+        skip = text in ("-W", "-X", "-I", "-M")
     return []
 
 
@@ -945,6 +1051,10 @@ def value_problem(site: Site, value: str) -> str | None:
         ok, why = INTEGER, "bash evaluates the value as arithmetic here, and {} is not an integer"
     elif site.reads == "name":
         ok, why = IDENTIFIER, "the value names a variable here, and {} is not a variable name"
+    elif site.reads and site.reads.split()[0] not in SHELL_READERS:
+        ok, why = NUMBER, (f"the value stands inside code that {site.reads} parses, where "
+                           "anything but a number can be code ({} is not); pass it as an "
+                           f"argument, or read the environment variable jp_p_{site.name}")
     elif site.reads or site.quoting in (SINGLE, ANSI):
         where = f"code that {site.reads} parses again" if site.reads else (
             "$'...' quotes" if site.quoting == ANSI else
