@@ -155,7 +155,7 @@ def stage_lint(paths: Paths) -> str:
 
 def publish(paths: Paths) -> str:
     """Stage 3: the stage, completed with MANIFEST.sha256 and the unchanged files,
-    replaces out/ in one step; files of removed jobs are left behind."""
+    replaces out/ in one step; files no longer built are not in the new tree."""
     pending = read_json(paths.pending)
     if not pending:
         return "bundle: nothing to publish"

@@ -27,14 +27,14 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .shell import PLACEHOLDER, Param, parse_text, variable, word_ref
+from .shell import PLACEHOLDER, SAFE, Param, parse_text, variable, word_ref
 
 # Where a placeholder stands (its quoting), which decides the text that replaces it.
 WORD, DQUOTE, PARAM, SINGLE, ANSI, ARITH = "word", "dquote", "param", "single", "ansi", "arith"
 COMMENT, QHEREDOC, ESCAPED, NAME, UNSURE = "comment", "qheredoc", "escaped", "name", "unsure"
 
 # Values that cannot change how any shell or common interpreter reads the text around them.
-INERT = re.compile(r"[A-Za-z0-9_@%+=:,./-]*")
+INERT = re.compile(rf"(?:{SAFE.pattern})?", re.ASCII)
 INTEGER = re.compile(r"[-+]?[0-9]+")
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 NUMBER = re.compile(r"[-+]?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?")

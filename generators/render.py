@@ -22,9 +22,8 @@ import jinja2
 from jinja2 import nodes
 
 from .errors import RenderError, visible
-from .shell import Safe, assign, shquote, shvalue
+from .shell import SAFE, Safe, assign, shquote, shvalue
 
-_INERT = re.compile(r"[A-Za-z0-9_@%+=:,./-]*")
 _SEPARATOR = re.compile(r"[ ,:;|>-]*")
 
 
@@ -70,7 +69,7 @@ def md(value: object) -> Safe:
 def _allowed(value: object) -> bool:
     if isinstance(value, Safe | int | float):
         return True
-    return isinstance(value, str) and bool(_INERT.fullmatch(value))
+    return isinstance(value, str) and bool(value == "" or SAFE.fullmatch(value))
 
 
 def _join(items: Any, separator: str = "") -> Safe:
@@ -132,10 +131,6 @@ class _Environment(jinja2.Environment):
         return tree
 
 
-def _lines(value: str) -> list[str]:
-    return value.splitlines()
-
-
 @cache
 def make_env(search_path: tuple[str, ...]) -> jinja2.Environment:
     """The one Jinja environment: strict, whitespace-controlled, with jobpack's filters."""
@@ -153,7 +148,7 @@ def make_env(search_path: tuple[str, ...]) -> jinja2.Environment:
     )
     env.filters.update({"shquote": shquote, "shvalue": shvalue, "assign": assign,
                         "comment": oneline, "text": oneline, "heredoc": heredoc, "md": md,
-                        "join": _join, "_checked": _checked, "lines": _lines})
+                        "join": _join, "_checked": _checked})
     return env
 
 

@@ -12,7 +12,7 @@ from . import ngc_rules
 from .errors import Problem
 from .loader import dotted, parse_json
 from .placeholders import RUN_ID_SAMPLE, check_code, used_names
-from .shell import Param, parse_text, var_refs
+from .shell import SAFE, Param, parse_text, var_refs
 from .validate import (
     BUILTINS,
     PLATFORM_VARS,
@@ -55,6 +55,8 @@ MANAGED = {"job-name", "account", "partition", "qos", "nodes", "ntasks-per-node"
 # Options after which sbatch would not submit the script and print its job id, which
 # submit_all.sh depends on (or would wait for the job to end).
 NOT_SUBMITTING = {"help", "usage", "version", "wrap", "test-only", "wait"}
+# Options that put the job out of reach of the scripts' own queries (no -M, no user switch).
+ELSEWHERE = {"clusters", "uid", "gid"}
 # Options sbatch refuses together with --mem.
 MEM_EXCLUSIVE = ("mem-per-cpu", "mem-per-gpu")
 SIGNAL = re.compile(r"((R|B|RB):)?[A-Z0-9]+(@\d{1,5})?")
@@ -62,7 +64,7 @@ PROSE = {"description", "login"}  # text that never reaches a shell line
 # At most this many points per sweep: far beyond real use, and small enough that a mistaken
 # product is refused at once instead of exhausting memory.
 MAX_POINTS = 100_000
-DIRECTIVE_VALUE = re.compile(r"[A-Za-z0-9_@%+=:,./-]+")
+DIRECTIVE_VALUE = SAFE  # an #SBATCH value needs no quoting
 
 
 def effective_resources(loaded: Loaded, job: m.Job) -> m.Resources:
@@ -182,6 +184,9 @@ def sbatch_option_problem(key: str) -> str | None:
     if key == "comment":
         return ("--comment is set by jobpack itself: it carries the tag by which a submission "
                 "cut short is found again on Slurm")
+    if key in ELSEWHERE:
+        return (f"--{key} submits the job where the scripts' squeue, sacct and scancel do not "
+                "look, so its state could not be read, nor a submission cut short found again")
     if key in MANAGED:
         return f"--{key} is set by jobpack itself; use the resources/cluster keys instead"
     if key in NOT_SUBMITTING:

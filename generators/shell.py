@@ -12,7 +12,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_SAFE = re.compile(r"[A-Za-z0-9_@%+=:,./-]+", re.ASCII)
+# Characters that no shell, comment, here-document or table cell reads as anything but
+# themselves: a word of only these needs no quoting anywhere.
+SAFE = re.compile(r"[A-Za-z0-9_@%+=:,./-]+", re.ASCII)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _ESCAPES = {"\\": "\\\\", "'": "\\'", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
@@ -45,7 +47,7 @@ def shquote(value: str) -> Safe:
     """
     if "\x00" in value:
         raise ValueError("a shell value cannot contain a NUL byte")
-    if _SAFE.fullmatch(value):
+    if SAFE.fullmatch(value):
         return Safe(value)
     if not _CONTROL.search(value):
         return Safe("'" + value.replace("'", "'\\''") + "'")
@@ -67,7 +69,7 @@ def assign(code: str) -> Safe:
     >>> assign("fold"), assign(shquote("a b"))
     ("'fold'", "'a b'")
     """
-    if _SAFE.fullmatch(code):
+    if SAFE.fullmatch(code):
         return Safe(f"'{code}'")
     if not isinstance(code, Safe):
         raise ValueError(f"not shell code from a quoting filter: {code!r}")

@@ -73,6 +73,7 @@ class NgcDouble:
     calls: list[list[str]] = field(default_factory=list)
     refuse: set[str] = field(default_factory=set)  # job names whose launch fails
     fail_after_create: float = 0.0  # fraction of launches that create the job, then fail
+    list_lag: float = 0.0  # seconds a new job stays out of `batch list`, as NGC's may
     rng: random.Random = field(default_factory=lambda: random.Random(0))
     next_id: int = 4_000_000
     port: int = 0  # of the TCP server, once serve() has started it
@@ -83,7 +84,10 @@ class NgcDouble:
         # The test's own Python first: `python3` then starts without a version manager's shim.
         python = Path(sys.executable).parent
         return {"PATH": os.pathsep.join((str(BIN), str(python), os.environ["PATH"])),
-                "NGC_DOUBLE_SOCKET": str(self.socket_path), "NGC_DOUBLE_PORT": str(self.port)}
+                "NGC_DOUBLE_SOCKET": str(self.socket_path), "NGC_DOUBLE_PORT": str(self.port),
+                # the scripts wait this long for NGC to list a new job; the double lists
+                # it at once, unless list_lag says otherwise
+                "JOBPACK_NGC_LIST_DELAY": str(int(self.list_lag * 2 + 0.999))}
 
     def by_name(self, name: str) -> list[Job]:
         return [j for j in self.jobs.values() if j.name == name]
@@ -145,6 +149,8 @@ class NgcDouble:
         for job in self.jobs.values():
             if now - job.created > HISTORY:
                 continue  # NGC's job history ends here
+            if (now - job.created).total_seconds() < self.list_lag:
+                continue  # not listed yet
             if (begin and job.created < begin) or (end and job.created > end):
                 continue
             if ns.label and not any(fnmatch.fnmatchcase(label, glob)

@@ -302,3 +302,27 @@ def test_monitor_killed_mid_relaunch_relaunches_nothing_twice(
         {"dgx1v.32g.1.norm"}
     status = run(folder, "status.sh", env, "--cached").stdout
     assert status.splitlines()[-1] == f"total: FINISHED_SUCCESS {SIZE}"
+
+
+def test_a_job_ngc_lists_late_is_waited_for_not_launched_again(
+        double, built: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """NGC lists a new job a few seconds late. A launch cut short after NGC created the job
+    is not taken as lost while NGC may still be about to list it (the rerun leaves it
+    unconfirmed), and once listed, it is adopted: launched exactly once."""
+    double.list_lag = 3.0
+    env = base_env(double, tmp_path, True)
+    assert env["JOBPACK_NGC_LIST_DELAY"] == "6"
+    folder = fresh(built, tmp_path)
+    blocker = Blocker.make(tmp_path / "blocker")
+    launch = start(folder, "launch_all.sh", blocker.env(env, 10))
+    wait_for(blocker.reached.exists, 120, "the 10th launch, created on NGC")
+    kill(launch)
+    left = run(folder, "launch_all.sh", env, code=1)  # the 10th is not listed yet
+    assert "1 launch(es) of unknown outcome were left alone" in left.stderr
+    assert len([c for c in double.calls if c[1] == "run"]) == SIZE
+    listed = double.jobs[max(double.jobs)].created.timestamp() + double.list_lag
+    while time.time() < listed + 3.5:  # until NGC lists it, and the delay has passed
+        time.sleep(0.2)
+    run(folder, "launch_all.sh", env)
+    assert len([c for c in double.calls if c[1] == "run"]) == SIZE
+    assert_exactly_once(double, folder)

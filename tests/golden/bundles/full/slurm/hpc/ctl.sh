@@ -314,20 +314,24 @@ jp_unlock() {
 # makes sure this script still runs: so while the submission may be made, the lock is not
 # taken over, even when this script is killed.
 jp_guarded() {
-  local rc=0
+  local rc=0 out
+  # What the tool prints may echo a secret: it goes to a file only its owner can read,
+  # outside the bundle, and is kept only scrubbed.
+  out=$(umask 077 && mktemp "${TMPDIR:-/tmp}/jobpack-out.XXXXXX") ||
+    jp_die "cannot create a temporary file in ${TMPDIR:-/tmp}"
   (
     jp_owner_line "$BASHPID"
     printf '%s\n' "$jp_owner" >"$jp_lock_dir/child.$BASHPID"
     mv -f "$jp_lock_dir/child.$BASHPID" "$jp_lock_dir/child"
     jp_line_alive "$jp_lock_mine" || exit 125
     "$@"
-  ) >"$jp_lock_dir/out" 2>&1 </dev/null &
+  ) >"$out" 2>&1 </dev/null &
   jp_child=$!
   wait "$jp_child" || rc=$?
   jp_child=''
   jp_out=''
-  IFS= read -r -d '' jp_out <"$jp_lock_dir/out" || true
-  rm -f "$jp_lock_dir/out"  # what a tool printed may echo a secret: kept only scrubbed
+  IFS= read -r -d '' jp_out <"$out" || true
+  rm -f "$out"
   jp_out=$(jp_scrub "${jp_out%$'\n'}")
   return "$rc"
 }
@@ -344,6 +348,13 @@ jp_new_tag() {
 jp_ledger_mend() {
   [[ -s $jp_ledger && -n $(tail -c 1 "$jp_ledger") ]] || return 0
   printf '\n' >>"$jp_ledger"
+}
+
+# jp_take_lock WHAT: take the lock (not in a dry run) or stop, saying that WHAT happened
+# (e.g. "nothing was cancelled"); then mend a ledger row a kill may have cut short.
+jp_take_lock() {
+  ((jp_dry_run)) || jp_lock || jp_die "$(jp_lock_refused "$1")"
+  ((jp_dry_run)) || jp_ledger_mend
 }
 
 # The ledger: one row per submission, resubmission or cancellation; never rewritten. A
@@ -534,6 +545,9 @@ jp_n=0
 jp_sbatch() {
   local - pos=$1 attempt=$2 array=$3 offset=$4 dependency=$5 event=$6 out rc=0 rung
   set +x  # the options may hold secrets
+  # Jobs sent to another cluster could not be followed: squeue and scancel here ask this one.
+  [[ -z ${SBATCH_CLUSTERS:-}${SLURM_CLUSTERS:-} ]] ||
+    jp_die "SBATCH_CLUSTERS or SLURM_CLUSTERS is set: unset it (the scripts follow jobs on this cluster only)"
   local name=${jp_names[$1]}
   jp_n=$((jp_n + 1))
   if ((jp_dry_run)); then jp_tag="DRYRUN$jp_n"; else jp_new_tag; fi
@@ -754,13 +768,16 @@ jp_cancel() {
   jp_take_lock 'nothing was cancelled'
   jp_select "$1" || exit 1
   for key in "${jp_sel[@]}"; do jp_task_id "$key"; ids+=("$jp_tid"); done
+  # The ledger says "cancel" first: were this killed after scancel, the monitor would
+  # otherwise take the cancelled tasks for victims of a failed dependency and rerun them.
+  if ((jp_dry_run == 0)); then
+    for key in "${jp_sel[@]}"; do
+      jp_ledger_add "$RUN_ID" "${jp_names[${key%%:*}]}" "$((${key%%:*} + 1))" "${jp_t_idx[$key]}" \
+        "${jp_t_off[$key]}" "${jp_t_id[$key]}" "${jp_t_att[$key]}" cancel
+    done
+  fi
   jp_run scancel "${ids[@]}"
-  ((jp_dry_run)) && return
-  for key in "${jp_sel[@]}"; do
-    jp_ledger_add "$RUN_ID" "${jp_names[${key%%:*}]}" "$((${key%%:*} + 1))" "${jp_t_idx[$key]}" \
-      "${jp_t_off[$key]}" "${jp_t_id[$key]}" "${jp_t_att[$key]}" cancel
-  done
-  jp_log "cancelled ${#ids[@]} task(s)"
+  ((jp_dry_run)) || jp_log "cancelled ${#ids[@]} task(s)"
 }
 
 # jp_submit_group: resubmit the points collected in jp_group ("POS ATTEMPT OFFSET" -> list
@@ -894,12 +911,6 @@ jp_incomplete() {
       fi
     done
   done
-}
-
-# jp_take_lock WHAT: the ledger lock (not for a dry run); exits with a message when held.
-jp_take_lock() {
-  ((jp_dry_run)) || jp_lock || jp_die "$(jp_lock_refused "$1")"
-  ((jp_dry_run)) || jp_ledger_mend
 }
 
 jp_monitor() {

@@ -272,20 +272,24 @@ jp_unlock() {
 # makes sure this script still runs: so while the submission may be made, the lock is not
 # taken over, even when this script is killed.
 jp_guarded() {
-  local rc=0
+  local rc=0 out
+  # What the tool prints may echo a secret: it goes to a file only its owner can read,
+  # outside the bundle, and is kept only scrubbed.
+  out=$(umask 077 && mktemp "${TMPDIR:-/tmp}/jobpack-out.XXXXXX") ||
+    jp_die "cannot create a temporary file in ${TMPDIR:-/tmp}"
   (
     jp_owner_line "$BASHPID"
     printf '%s\n' "$jp_owner" >"$jp_lock_dir/child.$BASHPID"
     mv -f "$jp_lock_dir/child.$BASHPID" "$jp_lock_dir/child"
     jp_line_alive "$jp_lock_mine" || exit 125
     "$@"
-  ) >"$jp_lock_dir/out" 2>&1 </dev/null &
+  ) >"$out" 2>&1 </dev/null &
   jp_child=$!
   wait "$jp_child" || rc=$?
   jp_child=''
   jp_out=''
-  IFS= read -r -d '' jp_out <"$jp_lock_dir/out" || true
-  rm -f "$jp_lock_dir/out"  # what a tool printed may echo a secret: kept only scrubbed
+  IFS= read -r -d '' jp_out <"$out" || true
+  rm -f "$out"
   jp_out=$(jp_scrub "${jp_out%$'\n'}")
   return "$rc"
 }
@@ -302,6 +306,13 @@ jp_new_tag() {
 jp_ledger_mend() {
   [[ -s $jp_ledger && -n $(tail -c 1 "$jp_ledger") ]] || return 0
   printf '\n' >>"$jp_ledger"
+}
+
+# jp_take_lock WHAT: take the lock (not in a dry run) or stop, saying that WHAT happened
+# (e.g. "nothing was cancelled"); then mend a ledger row a kill may have cut short.
+jp_take_lock() {
+  ((jp_dry_run)) || jp_lock || jp_die "$(jp_lock_refused "$1")"
+  ((jp_dry_run)) || jp_ledger_mend
 }
 
 # The ledger: one row per launch, final state seen, or kill; never rewritten. Job ids stay
@@ -322,12 +333,6 @@ jp_last_run() {
   [[ -f $jp_ledger ]] || return 0
   awk -F'\t' 'NR > 1 && $1 != "" { run = $1 } END { print run }' "$jp_ledger"
 }
-# jp_take_lock WHAT: the ledger lock (not for a dry run); exits with a message when held.
-jp_take_lock() {
-  ((jp_dry_run)) || jp_lock || jp_die "$(jp_lock_refused "$1")"
-  ((jp_dry_run)) || jp_ledger_mend
-}
-
 # jp_load RUN: the latest launch of every point of the run, by job name: attempt, instance,
 # NGC id ("?" while a launch was started but its outcome never recorded), final state and
 # tag. jp_p_fails counts the launches of the current attempt that ngc refused.
@@ -468,6 +473,9 @@ jp_lookup() {
   fi
   jp_found=$(sort -n <<<"$out" | awk -F'\t' 'NF { print $1; exit }')
   [[ -z $jp_found ]] || return 0
+  # NGC may list a new job late: absent means absent only once that delay has passed
+  # (JOBPACK_NGC_LIST_DELAY seconds, default 120); before, it cannot be told yet.
+  ((now - epoch >= ${JOBPACK_NGC_LIST_DELAY:-120})) || return 2
   ((now - epoch < 6 * 86400)) && return 1  # NGC lists 7 days of history; a day for clocks
   return 2
 }
