@@ -1,11 +1,16 @@
-"""The build: render changed groups, lint them, then publish them with the bundle files.
+"""The build, as the actions of doit tasks: plan, render each group, lint each script, publish.
 
-Stages share a state directory (``.jobpack/<out name>/`` beside out/):
-- ``state.json``: per group its slice digest and files (sha256, size, mtime) as published;
-- ``stage/`` + ``pending.json``: what ``render`` produced and ``bundle`` will publish;
-- ``lint.json``: sha256 of script contents that passed the linter, never checked twice.
-out/ is touched only by ``publish``, after ``render`` and ``lint`` succeeded, and then in
-one step (see publish.py).
+Everything lives in the state folder (``.jobpack/<out name>/`` beside out/):
+- ``plan.json``: the groups, their files and the templates each group's render loads, and
+  what the project read besides project.yaml;
+- ``ctx/<group>.json``: the templates and contexts of a group's files, written only when
+  they change; a group is rendered again exactly when this file or one of its templates
+  changes, which doit decides from their contents;
+- ``build/``: every file as render last wrote it (the files lint checks);
+- ``rendered/<group>.json``: sha256, mode and linter of each file a group's render wrote;
+- ``state.json``: what the last publish put into out/.
+out/ is touched only by ``publish``, after every render and lint succeeded, and then in one
+step (see publish.py).
 """
 
 from __future__ import annotations
@@ -15,175 +20,234 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import __version__
-from .base import Artifact, Context, Generator, Group, file_header
+from .base import file_header
 from .errors import LintError, Problem, ProjectError
-from .files import real_file, same_file, write_atomic, write_new
+from .files import real_file, same_file, write_atomic
 from .paths import (
-    CODE_DIR,
     STATE_FORMAT,
     Paths,
-    files_intact,
+    group_file,
     is_runtime,
     read_json,
     read_state,
+    signature,
     stat_record,
+    step,
     template_dirs,
 )
-from .render import digest_files, make_env, sha256_text
+from .plan import FileSpec, Group
+from .render import dump_context, load_context, make_env, render_spec, template_closure
+
+MANIFEST = "MANIFEST.sha256"
 
 
-def generators() -> list[Generator]:
-    from .images import ImagesGenerator
-    from .ngc import NgcGenerator
-    from .slurm import SlurmGenerator
-    from .sync import SyncGenerator
+class Built(NamedTuple):
+    """A file as a full build writes it."""
 
-    return [SlurmGenerator(), NgcGenerator(), SyncGenerator(), ImagesGenerator()]
+    text: str
+    executable: bool = False
 
 
-def make_context(paths: Paths) -> Context:
-    dirs = tuple(str(d) for d in template_dirs(paths.project.parent))
-    return Context(make_env(dirs), paths.project.name)
+def _env(paths: Paths) -> Any:
+    return make_env(tuple(str(d) for d in template_dirs(paths.project.parent)))
 
 
-def _group_digest(group: Group, code: str) -> str:
-    blob = json.dumps(group.slice, sort_keys=True, default=repr, ensure_ascii=False)
-    return hashlib.sha256(f"{code}\0{group.key}\0{blob}".encode()).hexdigest()
+def plan_groups(paths: Paths) -> tuple[Any, list[Group]]:
+    """The loaded project and every group of files it builds; a file written by two groups
+    is a problem of the project."""
+    from .backends import load, plan
 
-
-def render_all(paths: Paths, loaded: Any, *,
-               only_changed: bool) -> tuple[dict[str, Any], list[Artifact], int]:
-    """Render groups (all, or those whose digest or files changed).
-
-    Returns the new per-group state (files without stat), the rendered artifacts and the
-    number of groups rendered.
-    """
-    ctx = make_context(paths)
-    code = digest_files(paths.code_files(), [CODE_DIR, *template_dirs(paths.project.parent)])
-    old = read_state(paths).get("groups", {}) if only_changed else {}
-    new: dict[str, Any] = {}
-    arts: list[Artifact] = []
+    loaded = load(paths.project)
+    groups = plan(loaded)
     owners: dict[str, Group] = {}
     problems: list[Problem] = []
-    rendered = 0
-    for gen in generators():
-        for group in gen.groups(loaded, ctx):
-            digest = _group_digest(group, code)
-            prev = old.get(group.key)
-            if prev and prev["digest"] == digest and files_intact(paths.out, prev["files"]):
-                new[group.key] = prev
-                produced = list(prev["files"])
-            else:
-                rendered += 1
-                out = group.render()
-                arts += out
-                new[group.key] = {"digest": digest, "files": {
-                    a.path: [sha256_text(a.text), 0, 0] for a in out}}
-                produced = [a.path for a in out]
-            for path in produced:
-                other = owners.setdefault(path.lower(), group)
-                if other is not group:  # also on case-insensitive file systems
-                    problems.append(loaded.source.problem(group.owner, (
-                        f"writes {path}, which {'.'.join(map(str, other.owner))} also writes")))
+    for group in groups:
+        for spec in group.files:
+            other = owners.setdefault(spec.path.lower(), group)  # case-insensitive too
+            if other is not group:
+                problems.append(loaded.source.problem(group.owner, (
+                    f"writes {spec.path}, which {'.'.join(map(str, other.owner))} also writes")))
     if problems:
         raise ProjectError(problems)
-    bundle_arts = _bundle_files(loaded, ctx, sorted(p for g in new.values() for p in g["files"]))
-    arts += bundle_arts
-    new["bundle"] = {"digest": "", "files": {a.path: [sha256_text(a.text), 0, 0]
-                                             for a in bundle_arts}}
-    return new, arts, rendered
+    return loaded, groups
 
 
-def _bundle_files(loaded: Any, ctx: Context, files: list[str]) -> list[Artifact]:
-    from .bundle import plan, secrets_example
+def _spec_json(spec: FileSpec) -> dict[str, Any]:
+    return {"path": spec.path, "template": spec.template, "context": spec.context,
+            "executable": spec.executable, "lint": spec.lint}
 
-    return [plan(loaded, ctx, files), secrets_example(loaded, ctx)]
+
+def _closure(env: Any, group: Group, cache: dict[str | None, list[str] | None],
+             every: list[str]) -> list[str]:
+    files: set[str] = set()
+    for spec in group.files:
+        if spec.template not in cache:
+            cache[spec.template] = (template_closure(env, spec.template)
+                                    if spec.template else [])
+        found = cache[spec.template]
+        files.update(every if found is None else found)
+    return sorted(files)
 
 
-def stage_render(paths: Paths) -> str:
-    """Stage 1: validate, render what changed into the stage; out/ is not touched."""
-    from .validate import load_project
-
-    loaded = load_project(paths.project)
-    groups, arts, rendered = render_all(paths, loaded, only_changed=True)
-    old_files = read_state(paths).get("files", {})
-    folders: set[str] = set()
-    changed = [a for a in arts
-               if not same_file(paths.out, a.path, a.text, a.executable, folders)]
-    keep = {p for g in groups.values() for p in g["files"]}
-    removed = sorted(set(old_files) - keep - {"MANIFEST.sha256"})
-    paths.pending.unlink(missing_ok=True)  # the stage is incomplete from here on
-    if os.path.lexists(paths.stage):
-        shutil.rmtree(paths.stage)
-    for art in changed:
-        write_new(paths.stage / art.path, art.text, executable=art.executable)
+def run_plan(paths: Paths) -> str:
+    """Task ``plan``: validate the project, write each group's contexts where they changed,
+    and plan.json; remove what belonged to groups that are gone."""
+    step.begin("plan")
+    sources = signature(paths)  # before reading: a change while planning plans again
+    loaded, groups = plan_groups(paths)
+    env = _env(paths)
+    every = [str(p) for p in paths.template_files()]
+    cache: dict[str | None, list[str] | None] = {}
+    entries, changed = [], 0
+    for group in groups:
+        name = group_file(group.key)
+        text = dump_context([_spec_json(s) for s in group.files])
+        target = paths.contexts / name
+        if not (target.exists() and target.read_text(encoding="utf-8") == text):
+            write_atomic(target, text)
+            changed += 1
+        entries.append({"key": group.key, "file": name,
+                        "files": [[s.path, s.executable, s.lint] for s in group.files],
+                        "templates": _closure(env, group, cache, every)})
     inputs = {str(p.relative_to(paths.project.parent)): stat_record(p)
               for p in loaded.inputs[1:]}
-    write_atomic(paths.pending, json.dumps({
-        "write": [[a.path, a.executable, a.lint] for a in changed], "delete": removed,
-        "groups": groups, "inputs": inputs,
+    write_atomic(paths.plan, json.dumps({
+        "format": STATE_FORMAT, "version": __version__, "groups": entries, "inputs": inputs,
+        "sources": sources,
         "header": file_header(paths.project.name)}, indent=1, sort_keys=True))
-    return f"render: {rendered} group(s) rendered, {len(changed)} file(s) changed, " \
-           f"{len(removed)} to remove"
+    _prune(paths, {e["file"] for e in entries}, {p for e in entries for p, *_ in e["files"]})
+    return f"plan: {len(groups)} group(s), {changed} changed"
 
 
-def stage_lint(paths: Paths) -> str:
-    """Stage 2: shellcheck staged scripts whose content was never checked before."""
-    pending = read_json(paths.pending)
-    cache_path = paths.state / "lint.json"
-    passed = set(read_json(cache_path).get("passed", []))
-    todo: dict[str, str] = {}
-    for rel, _exe, lint in pending.get("write", []):
-        if lint == "shellcheck":
-            sha = hashlib.sha256((paths.stage / rel).read_bytes()).hexdigest()
-            if sha not in passed:
-                todo[rel] = sha
-    if todo:
-        from .lint import shellcheck
+def _prune(paths: Paths, keep: set[str], files: set[str]) -> None:
+    """Drop the contexts, records and rendered files of groups no longer planned."""
+    for folder in (paths.contexts, paths.rendered):
+        if folder.is_dir():
+            for entry in os.listdir(folder):
+                if entry not in keep:
+                    step()
+                    (folder / entry).unlink(missing_ok=True)
+    if paths.build.is_dir():
+        for here, _dirs, names in os.walk(paths.build):
+            rel = Path(here).relative_to(paths.build)
+            for name in names:
+                if (rel / name).as_posix() not in files:
+                    step()
+                    os.unlink(os.path.join(here, name))
 
-        found = shellcheck(paths.stage, sorted(todo))
-        if found:
-            out_name = paths.out.name
-            raise LintError([type(m)(m.severity, f"{out_name}/{m.path}", m.line, m.col, m.code,
-                                     m.text) for m in found])
-        write_atomic(cache_path, json.dumps({"passed": sorted(passed | set(todo.values()))}))
-    return f"lint: {len(todo)} script(s) checked with shellcheck"
+
+def plan_entries(paths: Paths) -> list[dict[str, Any]]:
+    """The groups of the last plan (empty before the first)."""
+    plan = read_json(paths.plan)
+    return plan.get("groups", []) if plan.get("format") == STATE_FORMAT else []
+
+
+def render_group(paths: Paths, key: str, name: str) -> str:
+    """Task ``render:<key>``: render the group's files from its contexts into build/,
+    rewriting only files whose text changed, then its record."""
+    step.begin("render")
+    specs = load_context((paths.contexts / name).read_text(encoding="utf-8"))
+    env = _env(paths)
+    record: dict[str, list[Any]] = {}
+    written = 0
+    for spec in specs:
+        text = render_spec(env, spec["template"], spec["context"])
+        exe = bool(spec["executable"])
+        if not same_file(paths.build, spec["path"], text, exe):
+            write_atomic(paths.build / spec["path"], text, executable=exe)
+            written += 1
+        record[spec["path"]] = [sha256_text(text), exe, spec["lint"]]
+    write_atomic(paths.rendered / name, json.dumps(record, indent=1, sort_keys=True))
+    return f"render {key}: {written} of {len(specs)} file(s) changed"
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def lint_file(paths: Paths, rel: str, linter: str) -> str:
+    """Task ``lint:<file>``: check one rendered script (a text that passed before, in any
+    project, is not checked again)."""
+    step.begin("lint")
+    from .lint import check_cached
+
+    found = check_cached(linter, paths.build, rel)
+    if found:
+        out_name = paths.out.name
+        raise LintError([type(m)(m.severity, f"{out_name}/{m.path}", m.line, m.col, m.code,
+                                 m.text) for m in found])
+    return f"lint {rel}: passed {linter}"
+
+
+def _bundle_files(paths: Paths) -> tuple[dict[str, list[Any]], dict[str, dict[str, Any]]]:
+    """Every planned file with its record, and the groups as the state records them."""
+    files: dict[str, list[Any]] = {}
+    groups: dict[str, dict[str, Any]] = {}
+    for entry in plan_entries(paths):
+        record = read_json(paths.rendered / entry["file"])
+        groups[entry["key"]] = {"files": {p: [record[p][0], 0, 0] for p, *_ in entry["files"]}}
+        files.update({p: record[p] for p, *_ in entry["files"]})
+    return files, groups
 
 
 def publish(paths: Paths) -> str:
-    """Stage 3: the stage, completed with MANIFEST.sha256 and the unchanged files,
-    replaces out/ in one step; files no longer built are not in the new tree."""
-    pending = read_json(paths.pending)
-    if not pending:
-        return "bundle: nothing to publish"
+    """Task ``bundle``: out/ becomes the planned files plus MANIFEST.sha256, in one step;
+    files no longer built are not in the new tree."""
+    step.begin("publish")
     from .bundle import manifest
     from .publish import publish as publish_tree
 
-    groups = pending["groups"]
-    digests = {p: f[0] for g in groups.values() for p, f in g["files"].items()}
-    text = manifest(pending["header"], digests)
-    groups["bundle"]["files"]["MANIFEST.sha256"] = [sha256_text(text), 0, 0]
-    state = {"format": STATE_FORMAT, "version": __version__, "groups": groups,
-             "inputs": pending["inputs"]}
-    written, removed = publish_tree(paths, [w[0] for w in pending["write"]], sorted(digests),
-                                    text, state)
+    files, groups = _bundle_files(paths)
+    old = read_state(paths).get("files", {})
+    folders: set[str] = set()
+    changed = [p for p, (sha, exe, _lint) in files.items()
+               if not _published(paths, p, sha, exe, old.get(p), folders)]
+    if os.path.lexists(paths.stage):
+        shutil.rmtree(paths.stage)
+    for rel in changed:
+        step()
+        os.makedirs((paths.stage / rel).parent, exist_ok=True)
+        shutil.copy2(paths.build / rel, paths.stage / rel)
+    plan = read_json(paths.plan)
+    text = manifest(plan["header"], {p: r[0] for p, r in files.items()})
+    groups["bundle"] = groups.get("bundle", {"files": {}})
+    groups["bundle"]["files"][MANIFEST] = [sha256_text(text), 0, 0]
+    state = {"format": STATE_FORMAT, "version": __version__, "groups": groups}
+    written, removed = publish_tree(paths, changed, sorted(files), text, state)
     return f"bundle: {written} file(s) written, {removed} removed, in {paths.out}"
 
 
-def expected_files(paths: Paths) -> dict[str, Artifact]:
-    """Every file a full build of the project would write."""
-    from .bundle import manifest
-    from .validate import load_project
+def _published(paths: Paths, rel: str, sha: str, exe: bool, old: list[Any] | None,
+               folders: set[str]) -> bool:
+    """Whether out/ already holds this text: as recorded (same sha, size and mtime), or
+    byte for byte."""
+    st = real_file(paths.out, rel, folders)
+    if st is None:
+        return False
+    if old and old[0] == sha and [st.st_size, st.st_mtime_ns] == old[1:] and \
+            bool(st.st_mode & 0o100) == exe:
+        return True
+    text = (paths.build / rel).read_text(encoding="utf-8")
+    return same_file(paths.out, rel, text, exe, folders)
 
-    loaded = load_project(paths.project)
-    _groups, arts, _ = render_all(paths, loaded, only_changed=False)
-    files = {a.path: a for a in arts}
-    digests = {p: sha256_text(a.text) for p, a in files.items()}
-    text = manifest(file_header(paths.project.name), digests)
-    files["MANIFEST.sha256"] = Artifact("MANIFEST.sha256", text)
+
+def expected_files(paths: Paths) -> dict[str, Built]:
+    """Every file a full build of the project would write: its text and whether it is
+    executable. Rendered exactly as the build renders (from the contexts as JSON)."""
+    from .bundle import manifest
+
+    _loaded, groups = plan_groups(paths)
+    env = _env(paths)
+    files: dict[str, Built] = {}
+    for group in groups:
+        for spec in load_context(dump_context([_spec_json(s) for s in group.files])):
+            files[spec["path"]] = Built(render_spec(env, spec["template"], spec["context"]),
+                                        bool(spec["executable"]))
+    digests = {p: sha256_text(b.text) for p, b in files.items()}
+    files[MANIFEST] = Built(manifest(file_header(paths.project.name), digests))
     return files
 
 
@@ -198,7 +262,7 @@ def stale_files(paths: Paths) -> tuple[list[str], list[str]]:
     have = set(_walk(paths.out))
     stale = [f"missing: {p}" for p in sorted(set(want) - have)]
     stale += [f"changed: {p}" for p in sorted(set(want) & have)
-              if not same_file(paths.out, p, want[p].text, want[p].executable)]
+              if not same_file(paths.out, p, *want[p])]
     ours = {p for p in written_before(paths) if real_file(paths.out, p)}
     ours |= set(leftover_temporaries(paths.out))
     extra = sorted(have - set(want))
@@ -216,15 +280,18 @@ def _walk(out: Path) -> list[str]:
     return found
 
 
-def clean(paths: Paths) -> str:
-    """Remove every regular file the build recorded, and the build state. Nothing is
-    followed through a symlink, and nothing the build did not write is removed."""
+def clean_out(paths: Paths, dryrun: bool = False) -> None:
+    """``doit clean`` of the bundle task: remove every file the last publish wrote to out/
+    (and the folders it leaves empty), never through a symlink, nothing else; with
+    ``dryrun`` only say which."""
     from .files import unlink_below
 
     state = read_state(paths)
-    removed = sum(unlink_below(paths.out, rel) for rel in state.get("files", {}))
-    for name in ("state.json", "pending.json", "lint.json"):  # doit.json stays: doit owns it
-        (paths.state / name).unlink(missing_ok=True)
-    if os.path.lexists(paths.stage):
-        shutil.rmtree(paths.stage)
-    return f"clean: removed {removed} file(s) from {paths.out}"
+    for rel in sorted(state.get("files", {})):
+        if dryrun:
+            if real_file(paths.out, rel):
+                print(f"bundle - would remove {paths.out / rel}")
+        elif unlink_below(paths.out, rel):
+            print(f"bundle - removed {paths.out / rel}")
+    if not dryrun:
+        (paths.state / "state.json").unlink(missing_ok=True)

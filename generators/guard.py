@@ -227,8 +227,6 @@ def _needs_recovery(paths: Paths) -> bool:
         names = set(os.listdir(paths.state))
     except FileNotFoundError:
         return False
-    if names & {"publish.json", "old", "trash"}:
-        return True
-    if "stage" in names and "pending.json" not in names:
+    if names & {"publish.json", "old", "trash", "stage"}:
         return True
     return any(n.endswith(".tmp") for n in names)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -63,3 +64,60 @@ def shellcheck(root: Path, files: list[str], *, severity: str = "warning") -> li
             messages.append(LintMessage(c["level"], c["file"], c["line"], c["column"],
                                         f"SC{c['code']}", c["message"]))
     return sorted(messages, key=lambda m: (m.path, m.line, m.col, m.code))
+
+
+SHELLCHECK_ARGS = ("--format=json1", "--severity=warning", "--shell=bash")
+
+
+def cache_dir() -> Path:
+    """Where results of linters are kept across builds and projects: JOBPACK_CACHE, else the
+    user's cache folder."""
+    if os.environ.get("JOBPACK_CACHE"):
+        return Path(os.environ["JOBPACK_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "jobpack"
+
+
+def _tool_id(binary: str) -> str:
+    """The linter's version text, remembered per binary (path, size, mtime), so that a
+    build does not start the linter only to ask it."""
+    st = os.stat(binary)
+    key = hashlib.sha256(f"{binary}\0{st.st_size}\0{st.st_mtime_ns}".encode()).hexdigest()
+    memo = cache_dir() / "tools" / key
+    try:
+        return memo.read_text(encoding="utf-8")
+    except OSError:
+        pass
+    version = subprocess.run([binary, "--version"], capture_output=True, text=True,
+                             check=False).stdout
+    _remember(memo, version)
+    return version
+
+
+def _remember(path: Path, text: str) -> None:
+    """Write a cache entry; a cache that cannot be written only costs time."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
+def check_cached(linter: str, root: Path, rel: str) -> list[LintMessage]:
+    """Findings of ``linter`` on ``root/rel``; a text that passed the same linter version
+    before (in any project) passes without running it."""
+    if linter != "shellcheck":
+        raise ValueError(f"unknown linter {linter!r}")
+    binary = shellcheck_binary()
+    text = (root / rel).read_bytes()
+    key = hashlib.sha256(_tool_id(binary).encode() + b"\0" + "\0".join(SHELLCHECK_ARGS).encode()
+                         + b"\0" + text).hexdigest()
+    marker = cache_dir() / "passed" / key[:2] / key
+    if marker.exists():
+        return []
+    found = shellcheck(root, [rel])
+    if not found:
+        _remember(marker, "")
+    return found

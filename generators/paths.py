@@ -21,7 +21,7 @@ CODE_DIR = Path(__file__).resolve().parent
 # Names of what the scripts create beside themselves at run time (a pattern matches any
 # part of a path below out/): `jobpack check` never reports them, builds carry them over.
 RUNTIME_PATTERNS = ("ledger.tsv*", ".ledger*", "ledger.lock", "secrets.env", "logs", "*.lock")
-STATE_FORMAT = 2  # bump when state.json changes shape; older states are ignored
+STATE_FORMAT = 3  # bump when state.json or plan.json change shape; older ones are ignored
 
 
 @dataclass(frozen=True)
@@ -40,14 +40,29 @@ class Paths:
         return self.out.parent / ".jobpack" / self.out.name
 
     @property
-    def stage(self) -> Path:
-        """The new tree: rendered files, then the whole bundle that replaces out/."""
-        return self.state / "stage"
+    def plan(self) -> Path:
+        """The last plan: groups, their files and templates, what the project read."""
+        return self.state / "plan.json"
 
     @property
-    def pending(self) -> Path:
-        """Present while the stage holds a complete render waiting to be published."""
-        return self.state / "pending.json"
+    def contexts(self) -> Path:
+        """One JSON file per group: the templates and contexts of its files."""
+        return self.state / "ctx"
+
+    @property
+    def build(self) -> Path:
+        """Every rendered file, as render last wrote it (what lint checks)."""
+        return self.state / "build"
+
+    @property
+    def rendered(self) -> Path:
+        """One JSON file per group: sha256, mode and linter of each file render wrote."""
+        return self.state / "rendered"
+
+    @property
+    def stage(self) -> Path:
+        """The new tree while it is assembled, until it replaces out/."""
+        return self.state / "stage"
 
     @property
     def journal(self) -> Path:
@@ -65,11 +80,41 @@ class Paths:
         return self.state / "trash"
 
     def code_files(self) -> list[Path]:
-        """Generator code and every template a build may read: dependencies of the build."""
-        files = sorted(CODE_DIR.glob("*.py"))
-        for d in template_dirs(self.project.parent):
-            files += sorted(p for p in d.rglob("*.j2"))
-        return files
+        """jobpack's own code: a plan depends on all of it."""
+        return sorted(CODE_DIR.rglob("*.py"))
+
+    def plan_sources(self) -> list[Path]:
+        """What a plan reads besides the files the project names: doit's dependencies of
+        the ``plan`` task."""
+        return [self.project, *self.code_files(), *self.template_files()]
+
+    def template_files(self) -> list[Path]:
+        """Every template of the search path (overrides first): a plan finds in them the
+        templates each file loads."""
+        return [p for d in template_dirs(self.project.parent) for p in sorted(d.rglob("*.j2"))]
+
+
+def signature(paths: Paths) -> list[list[Any]]:
+    """Size and mtime of every source of a plan, as plan.json records them."""
+    out = []
+    for p in paths.plan_sources():
+        try:
+            st = p.stat()
+        except FileNotFoundError:
+            continue
+        out.append([str(p), st.st_size, st.st_mtime_ns])
+    return out
+
+
+def group_file(key: str) -> str:
+    """A group's key as one file name (keys are path-like).
+
+    >>> group_file("slurm/delta/merge")
+    'slurm%2Fdelta%2Fmerge.json'
+    """
+    from urllib.parse import quote
+
+    return quote(key, safe="") + ".json"
 
 
 def is_runtime(rel: str) -> bool:
@@ -109,14 +154,18 @@ def files_intact(out: Path, files: dict[str, list[Any]]) -> bool:
 
 
 def outputs_intact(paths: Paths) -> bool:
-    """doit up-to-date check: nothing staged, every published file untouched, and every
-    file the project read besides project.yaml (sequences files) unchanged."""
-    if paths.pending.exists():
-        return False
-    state = read_state(paths)
-    files: dict[str, list[Any]] = state.get("files", {})
-    return bool(files) and files_intact(paths.out, files) and \
-        files_intact(paths.project.parent, state.get("inputs", {}))
+    """doit up-to-date check of publishing: every published file is still on disk as it
+    was written (same size and mtime)."""
+    files: dict[str, list[Any]] = read_state(paths).get("files", {})
+    return bool(files) and files_intact(paths.out, files)
+
+
+def inputs_intact(paths: Paths) -> bool:
+    """doit up-to-date check of the plan: every file the project read besides
+    project.yaml (sequences files, config bases) is unchanged."""
+    plan = read_json(paths.plan)
+    return plan.get("format") == STATE_FORMAT and \
+        files_intact(paths.project.parent, plan.get("inputs", {}))
 
 
 def stat_record(path: Path) -> list[Any]:
@@ -141,8 +190,8 @@ def template_dirs(project_dir: Path) -> list[Path]:
 
 class _Steps:
     """Test hook: with JOBPACK_TEST_STOP=STAGE:N in the environment, the build stops itself
-    (SIGSTOP) just before the N-th change to the file system of STAGE (stage_render,
-    stage_lint, publish, recover), so that a test can kill it at exactly that point. With
+    (SIGSTOP) just before the N-th change to the file system of STAGE (plan, render, lint,
+    publish, recover), so that a test can kill it at exactly that point. With
     JOBPACK_TEST_STOP=count it only counts, and prints the counts on exit."""
 
     def __init__(self) -> None:

@@ -3,7 +3,8 @@
 The stage folder (``.jobpack/<out>/stage/``, beside out/ on the same file system) becomes the
 new out/:
 
-1. ``render`` wrote the changed files there and ``lint`` checked them;
+1. ``publish`` copies there the rendered files (render wrote them, lint checked them)
+   that out/ does not hold yet;
 2. ``assemble`` adds every unchanged file as a hard link to the one in out/ (the same
    inode, so its mtime stays), writes MANIFEST.sha256, and mirrors everything jobpack did
    not write (ledger.tsv, logs/, lock files, ...): folders are created, everything else is
@@ -168,7 +169,6 @@ def publish(paths: Paths, staged: list[str], bundle: list[str], manifest: str,
     gone = [r for r in old - new if real_file(paths.out, r)] or leftover_temporaries(paths.out)
     if not staged and same_manifest and not gone and paths.out.is_dir():
         _write_state(paths, state)  # nothing in out/ changes: record the state only
-        paths.pending.unlink()
         _remove(paths.stage)
         return 0, 0
     os.makedirs(paths.stage, exist_ok=True)
@@ -232,8 +232,6 @@ def finish(paths: Paths, journal: dict[str, Any]) -> None:
         step()
         os.rename(paths.old, paths.trash)
     _write_state(paths, journal["state"])
-    step()
-    paths.pending.unlink(missing_ok=True)
     step()
     paths.journal.unlink(missing_ok=True)
     _remove(paths.trash)
@@ -355,8 +353,8 @@ def recover(paths: Paths) -> None:
             _undo(paths)
             return
         finish(paths, journal)
-    elif not paths.pending.exists():
-        _remove(paths.stage)  # a render that never completed
+    else:
+        _remove(paths.stage)  # a publish that never switched
     _remove(paths.trash)
 
 
@@ -366,5 +364,4 @@ def _undo(paths: Paths) -> None:
         step()
         os.rename(paths.old, paths.out)
     _remove(paths.stage)
-    paths.pending.unlink(missing_ok=True)
     paths.journal.unlink(missing_ok=True)

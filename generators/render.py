@@ -12,6 +12,7 @@ line. A value cannot reach a generated file any other way.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Iterable, Mapping
 from functools import cache
@@ -179,3 +180,75 @@ def digest_files(paths: Iterable[Path], roots: Iterable[Path] = ()) -> str:
 
 def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+# The key of a JSON object that stands for a shell.Safe string: no project name can hold a
+# NUL, so no context dict of the project's own can look like it.
+_SAFE_KEY = "\0safe"
+
+
+def _tagged(value: Any) -> Any:
+    if isinstance(value, Safe):
+        return {_SAFE_KEY: str(value)}
+    if isinstance(value, dict):
+        return {str(k): _tagged(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_tagged(v) for v in value]
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    raise TypeError(f"a template context holds {type(value).__name__}, not JSON data")
+
+
+def _untagged(obj: dict[str, Any]) -> Any:
+    if len(obj) == 1 and _SAFE_KEY in obj:
+        return Safe(obj[_SAFE_KEY])
+    return obj
+
+
+def dump_context(value: Any) -> str:
+    r"""JSON for template contexts, keeping which strings are shell.Safe; key-sorted, so
+    the same context is the same text.
+
+    >>> text = dump_context({"b": Safe("'x y'"), "a": [1, "z"]})
+    >>> text
+    '{"a":[1,"z"],"b":{"\\u0000safe":"\'x y\'"}}'
+    >>> type(load_context(text)["b"]).__name__
+    'Safe'
+    """
+    return json.dumps(_tagged(value), sort_keys=True, ensure_ascii=True, separators=(",", ":"),
+                      allow_nan=False)
+
+
+def load_context(text: str) -> Any:
+    """The value dump_context wrote, Safe strings included."""
+    return json.loads(text, object_hook=_untagged)
+
+
+def render_spec(env: jinja2.Environment, template: str | None, context: Mapping[str, Any]) -> str:
+    """The text of one planned file: its template rendered with its context, or the verbatim
+    text of a file without template."""
+    if template is None:
+        return str(context["text"])
+    return render(env, template, context)
+
+
+def template_closure(env: jinja2.Environment, name: str) -> list[str] | None:
+    """Files of every template rendering ``name`` loads (itself, includes, imports and
+    extends, as the environment's loader resolves them), or None when one is chosen at
+    render time (then a render may read any template)."""
+    from jinja2 import meta
+
+    seen: dict[str, str] = {}
+    todo = [name]
+    while todo:
+        current = todo.pop()
+        if current in seen:
+            continue
+        assert env.loader is not None
+        source, filename, _ = env.loader.get_source(env, current)
+        seen[current] = filename or current
+        for ref in meta.find_referenced_templates(env.parse(source)):
+            if ref is None:
+                return None
+            todo.append(ref)
+    return sorted(set(seen.values()))

@@ -1,74 +1,144 @@
 """doit task definitions, used by dodo.py and by the ``jobpack`` command.
 
-Three tasks: ``render`` (validate + render changed groups into a stage), ``lint``
-(shellcheck what was staged) and ``bundle`` (publish into out/). Importing this module is
-cheap: a no-op build stats files and never loads the project.
+``plan`` validates the project and writes each group's contexts; ``render:<group>`` renders
+one group from its contexts and templates; ``lint:<file>`` checks one rendered script;
+``bundle`` publishes everything into out/. doit decides what is up to date from the files
+each task declares; render and lint tasks exist once the plan says which groups and scripts
+there are (``create_after``). Importing this module is cheap: a no-op build stats files
+and never loads the project.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from doit import create_after
 from doit.exceptions import TaskFailed
 from doit.reporter import ConsoleReporter
+from doit.tools import config_changed
 
-from .paths import Paths, outputs_intact, step
+from . import __version__
+from .paths import CODE_DIR, Paths, inputs_intact, outputs_intact, read_json, signature
 
 # The last user-facing error raised inside a task, for the CLI's exit status and message.
 LAST_ERROR: list[Any] = []
+# Code a render reads besides its templates and context: the environment and its filters.
+RENDER_CODE = [str(CODE_DIR / n) for n in ("render.py", "shell.py", "errors.py")]
 
 
-def _guard(name: str, paths: Paths) -> Callable[[], Any]:
-    """An action running ``generators.build.<name>(paths)``; imported only when it runs."""
-    def action() -> Any:
+def run_action(name: str, paths: Paths, *args: Any) -> Any:
+    """Run ``generators.build.<name>(paths, *args)``; a user error fails the task with
+    jobpack's message (imported only when a task runs, so a no-op build never loads it)."""
+    from . import build
+    from .errors import JobpackError
+
+    try:
+        print(getattr(build, name)(paths, *args))
+        return None
+    except JobpackError as exc:
+        LAST_ERROR.append(exc)
+        return TaskFailed(exc.render())
+    except OSError as exc:  # a full disk, a permission: one line, no traceback
+        from .publish import PublishError
+
+        LAST_ERROR.append(PublishError(str(exc)))
+        return TaskFailed(str(exc))
+
+
+def current_plan(paths: Paths) -> list[dict[str, Any]]:
+    """The groups of the plan, planning first when plan.json does not match the sources
+    (``doit list`` and ``doit clean`` create tasks without running ``plan``). An invalid
+    project has no groups; the ``plan`` task reports why."""
+    plan = read_json(paths.plan)
+    if plan.get("sources") != signature(paths) or not inputs_intact(paths):
         from . import build
         from .errors import JobpackError
 
-        step.begin(name)
         try:
-            print(getattr(build, name)(paths))
-            return None
-        except JobpackError as exc:
-            LAST_ERROR.append(exc)
-            return TaskFailed(exc.render())
-        except OSError as exc:  # a full disk, a permission: one line, no traceback
-            from .publish import PublishError
-
-            LAST_ERROR.append(PublishError(str(exc)))
-            return TaskFailed(str(exc))
-    action.__name__ = name
-    return action
+            build.run_plan(paths)
+        except JobpackError:
+            return []
+        plan = read_json(paths.plan)
+    groups: list[dict[str, Any]] = plan.get("groups", [])
+    return groups
 
 
-def make_tasks(project: Path, out: Path) -> dict[str, Callable[[], dict[str, Any]]]:
+def make_tasks(project: Path, out: Path) -> dict[str, Callable[[], Any]]:
     """``task_*`` functions for a project file and an output folder."""
     paths = Paths(Path(project), Path(out))
 
-    def task_render() -> dict[str, Any]:
-        """Validate the project and render what changed (out/ is not touched)."""
-        deps = [paths.project, *paths.code_files()]
-        return {"actions": [_guard("stage_render", paths)],
-                "file_dep": [str(p) for p in deps if p.exists()],
-                "uptodate": [lambda: outputs_intact(paths)],
-                "clean": [_guard("clean", paths)], "verbosity": 2}
+    def task_plan() -> dict[str, Any]:
+        """Validate the project and write the contexts of every group that changed."""
+        sources = paths.plan_sources()
+        return {"actions": [(run_action, ["run_plan", paths])],
+                "file_dep": [str(p) for p in sources if p.exists()],
+                "targets": [str(paths.plan)],
+                "uptodate": [config_changed({"sources": [str(p) for p in sources],
+                                             "version": __version__}),
+                             (inputs_intact, [paths])],
+                "clean": True, "verbosity": 2}
 
-    def task_lint() -> dict[str, Any]:
-        """shellcheck every staged script not checked before."""
-        return {"actions": [_guard("stage_lint", paths)], "task_dep": ["render"],
-                "uptodate": [lambda: not paths.pending.exists()], "verbosity": 2}
+    @create_after(executed="plan")
+    def task_render() -> Iterator[dict[str, Any]]:
+        """Render one group of files from its contexts and templates."""
+        for entry in current_plan(paths):
+            yield {"name": entry["key"],
+                   "actions": [(run_action, ["render_group", paths, entry["key"],
+                                             entry["file"]])],
+                   "file_dep": [str(paths.contexts / entry["file"]), *entry["templates"],
+                                *RENDER_CODE],
+                   "targets": [str(paths.rendered / entry["file"]),
+                               *(str(paths.build / p) for p, *_ in entry["files"])],
+                   "clean": True, "verbosity": 2}
 
+    @create_after(executed="plan")
+    def task_lint() -> Iterator[dict[str, Any]]:
+        """Check one rendered script with its linter."""
+        for entry in current_plan(paths):
+            for rel, _exe, linter in entry["files"]:
+                if linter:
+                    yield {"name": rel, "actions": [(run_action, ["lint_file", paths, rel,
+                                                                  linter])],
+                           "file_dep": [str(paths.build / rel)], "verbosity": 2}
+
+    @create_after(executed="plan")
     def task_bundle() -> dict[str, Any]:
-        """Publish staged files into out/ and write MANIFEST.sha256."""
-        return {"actions": [_guard("publish", paths)], "task_dep": ["lint"],
-                "uptodate": [lambda: not paths.pending.exists()], "verbosity": 2}
+        """Publish the rendered files into out/ with MANIFEST.sha256, in one step."""
+        groups = current_plan(paths)
+        files = sorted({p for e in groups for p, *_ in e["files"]} | {"MANIFEST.sha256"})
+        return {"actions": [(run_action, ["publish", paths])],
+                "file_dep": [str(paths.plan),
+                             *(str(paths.rendered / e["file"]) for e in groups)],
+                "task_dep": ["lint"],
+                "targets": [str(paths.out / p) for p in files],
+                "uptodate": [(outputs_intact, [paths])],
+                "clean": [(_clean_out, [paths])], "verbosity": 2}
 
-    return {"task_render": task_render, "task_lint": task_lint, "task_bundle": task_bundle}
+    return {"task_plan": task_plan, "task_render": task_render, "task_lint": task_lint,
+            "task_bundle": task_bundle}
+
+
+def _clean_out(paths: Paths, dryrun: bool = False) -> None:
+    from .build import clean_out
+
+    clean_out(paths, dryrun)
 
 
 class Reporter(ConsoleReporter):  # type: ignore[misc]  # doit ships no type hints
-    """doit's console reporter, but a user error prints as itself, on stderr, nothing more."""
+    """doit's console reporter, but a user error prints as itself, on stderr, nothing more,
+    and tasks found up to date are counted on one line instead of one line each."""
+
+    def __init__(self, outstream: Any, options: Any) -> None:
+        super().__init__(outstream, options)
+        self.uptodate = 0
+
+    def skip_uptodate(self, task: Any) -> None:
+        if not task.subtask_of and task.actions:  # not a group of subtasks
+            self.uptodate += 1
+        elif task.subtask_of:
+            self.uptodate += 1
 
     def add_failure(self, task: Any, fail: Any) -> None:
         if isinstance(fail, TaskFailed) and LAST_ERROR:
@@ -82,6 +152,8 @@ class Reporter(ConsoleReporter):  # type: ignore[misc]  # doit ships no type hin
     def complete_run(self) -> None:
         if LAST_ERROR:
             self.failures: list[Any] = []
+        if self.uptodate:
+            self.write(f"-- {self.uptodate} task(s) up to date\n")
         super().complete_run()
 
 
@@ -97,7 +169,7 @@ class DodoReporter(Reporter):
 
 def config(paths: Paths, reporter: type[Reporter] = Reporter) -> dict[str, Any]:
     """DOIT_CONFIG for a build whose checks and lock were taken care of by the caller."""
-    return {"default_tasks": ["render", "lint", "bundle"], "backend": "json",
+    return {"default_tasks": ["plan", "render", "lint", "bundle"], "backend": "json",
             "dep_file": str(paths.state / "doit.json"), "verbosity": 2,
             "reporter": reporter}
 
