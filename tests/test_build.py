@@ -24,7 +24,8 @@ def test_noop_build_renders_and_rewrites_nothing(project_copy, tmp_path: Path) -
     before = snapshot(out)
     again = build(project, out)
     assert again.code == 0
-    assert "-- render" in again.stdout, again.stdout  # doit: up to date, nothing rendered
+    assert again.stdout.endswith("task(s) up to date\n"), again.stdout
+    assert ".  " not in again.stdout  # no task ran: nothing planned, rendered or linted
     assert snapshot(out) == before
 
 
@@ -37,7 +38,8 @@ def test_changing_one_job_rerenders_only_that_job(project_copy, tmp_path: Path) 
     project.write_text(text)
     result = build(project, out)
     assert result.code == 0
-    assert "render: 1 group(s) rendered" in result.stdout
+    ran = [line for line in result.stdout.splitlines() if line.startswith(".  render:")]
+    assert ran == [".  render:slurm/hpc/prepare"], result.stdout
     assert _changed(before, snapshot(out)) == {"slurm/hpc/prepare.sbatch", "MANIFEST.sha256"}
 
 

@@ -32,7 +32,7 @@ pytestmark = pytest.mark.slow
 POINTS = 5_000
 MOMENTS = 20
 SEED = 20_251_201
-TAIL = 9  # publish steps from the journal's temporary file to the removal of the old tree
+TAIL = 8  # publish steps from the journal's temporary file to the removal of the old tree
 
 PROJECT = """\
 project: killed
@@ -157,7 +157,7 @@ def pick_moment(rng: random.Random, i: int, cal: Calibration) -> tuple[str, str,
         last = cal.steps["publish"]
         return "step", "publish", rng.randint(last - TAIL + 1, last)
     n = rng.randint(1, sum(cal.steps.values()))
-    for stage in ("stage_render", "stage_lint", "publish"):
+    for stage in ("plan", "render", "lint", "publish"):
         if n <= cal.steps.get(stage, 0):
             return "step", stage, n
         n -= cal.steps.get(stage, 0)

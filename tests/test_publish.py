@@ -17,7 +17,7 @@ from conftest import ROOT, build, jobpack, read_tree, snapshot
 VENV_BIN = Path(sys.executable).parent
 NO_DAC_OVERRIDE = ["setpriv", "--inh-caps=-dac_override,-dac_read_search",
                    "--bounding-set=-dac_override,-dac_read_search"]
-STATE_FILES = {"state.json", "lint.json", "doit.json", "lock"}
+STATE_FILES = {"state.json", "plan.json", "ctx", "build", "rendered", "doit.json", "lock"}
 
 
 def start_build(project: Path, out: Path, **env: str) -> subprocess.Popen[str]:
@@ -92,7 +92,7 @@ def test_plain_doit_refuses_while_a_build_runs(project_copy, tmp_path: Path) -> 
     assert build(project, out).code == 0
     before = snapshot(out)
     project.write_text(project.read_text().replace("hello from", "hi from"))
-    first = start_build(project, out, JOBPACK_TEST_STOP="stage_render:1")
+    first = start_build(project, out, JOBPACK_TEST_STOP="render:1")
     try:
         wait_stopped(first)
         doit = subprocess.run([str(VENV_BIN / "doit")], cwd=project.parent, capture_output=True,
@@ -283,7 +283,7 @@ def test_what_scripts_change_while_the_build_publishes_is_kept(project_copy,
     counted = jobpack("build", "-p", project, "-o", out, env={"JOBPACK_TEST_STOP": "count"})
     steps = int(counted.stderr.split("publish=")[1].split()[0])
     project.write_text(project.read_text().replace("python prep.py", "python prepare.py"))
-    first = start_build(project, out, JOBPACK_TEST_STOP=f"publish:{steps - 7}")
+    first = start_build(project, out, JOBPACK_TEST_STOP=f"publish:{steps - 6}")
     try:
         wait_stopped(first)
         journal = json.loads((tmp_path / ".jobpack/out/publish.json").read_text())
@@ -378,7 +378,7 @@ def test_project_that_is_not_a_readable_file_is_one_error(kind: str, tmp_path: P
     assert not (tmp_path / "out").exists() and not (tmp_path / ".jobpack").exists()
 
 
-@pytest.mark.parametrize("args", [["plan"], ["info", "render"], ["list"], ["check"]])
+@pytest.mark.parametrize("args", [["plan"], ["info", "plan"], ["list"], ["check"]])
 def test_closed_pipe_is_quiet(args: list[str], project_copy, tmp_path: Path) -> None:
     project = project_copy("minimal")
     assert build(project, tmp_path / "out").code == 0
