@@ -261,6 +261,7 @@ class _Sweep:
     def __init__(self, paths: Paths, journal: dict[str, Any]):
         self.old, self.out, self.kept = paths.old, paths.out, paths.state / "kept"
         self.skip = set(journal["skip"])
+        self.skip_dirs = _parents(self.skip)  # folders of jobpack's files, old or new
         self.mirrored: dict[str, int] = journal["mirrored"]
         self.dirs: list[str] = journal["dirs"]
         self.seen: set[str] = set()
@@ -287,9 +288,11 @@ class _Sweep:
                 now = _lstat(self.out / rel)
                 if not e.is_dir(follow_symlinks=False):
                     self._other(rel, e.inode(), now)
-                elif now is None:
-                    self._move(rel)
-                elif stat.S_ISDIR(now.st_mode):
+                elif now is None and rel not in self.skip_dirs:
+                    self._move(rel)  # a folder made meanwhile: all of it is the scripts'
+                elif now is None or stat.S_ISDIR(now.st_mode):
+                    # a folder of files no longer built: only what scripts left in it
+                    # comes across, into a folder made when something does
                     self._walk(rel)
                 else:
                     self._keep(rel)
@@ -308,6 +311,7 @@ class _Sweep:
             self._keep(rel)
 
     def _move(self, rel: str) -> None:
+        self._parent(rel)
         step()
         if (self.old / rel).is_dir() and not (self.old / rel).is_symlink():
             os.rename(self.old / rel, self.out / rel)
@@ -318,6 +322,14 @@ class _Sweep:
             self._keep(rel)
             return
         os.unlink(self.old / rel)
+
+    def _parent(self, rel: str) -> None:
+        """Create the folders above ``rel`` in out/ that the new tree does not have."""
+        parent = rel.rpartition("/")[0]
+        if parent and _lstat(self.out / parent) is None:
+            self._parent(parent)
+            step()
+            os.mkdir(self.out / parent)
 
     def _keep(self, rel: str) -> None:
         """Both trees changed the same path: out/ keeps its own, the old one is kept aside."""

@@ -101,7 +101,8 @@ def make_tasks(project: Path, out: Path) -> dict[str, Callable[[], Any]]:
                 if linter:
                     yield {"name": rel, "actions": [(run_action, ["lint_file", paths, rel,
                                                                   linter])],
-                           "file_dep": [str(paths.build / rel)], "verbosity": 2}
+                           "file_dep": [str(paths.build / rel)],
+                           "task_dep": [f"render:{entry['key']}"], "verbosity": 2}
 
     @create_after(executed="plan")
     def task_bundle() -> dict[str, Any]:
@@ -111,7 +112,7 @@ def make_tasks(project: Path, out: Path) -> dict[str, Callable[[], Any]]:
         return {"actions": [(run_action, ["publish", paths])],
                 "file_dep": [str(paths.plan),
                              *(str(paths.rendered / e["file"]) for e in groups)],
-                "task_dep": ["lint"],
+                "task_dep": ["render", "lint"],
                 "targets": [str(paths.out / p) for p in files],
                 "uptodate": [(outputs_intact, [paths])],
                 "clean": [(_clean_out, [paths])], "verbosity": 2}

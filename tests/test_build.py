@@ -214,3 +214,20 @@ def test_dry_run_works_without_secrets_or_scheduler(project_copy, tmp_path: Path
     assert ctl.returncode == 1 and "run submit_all.sh first" in ctl.stderr
     sbatch = (folder / "grid.sbatch").read_text()
     assert "#SBATCH --exclusive\n" in sbatch and "overcommit" not in sbatch
+
+
+def test_a_folder_no_longer_built_goes_but_what_scripts_wrote_there_stays(
+        project_copy, tmp_path: Path) -> None:
+    """Another project in the same place (a cluster renamed, a backend dropped): out/ holds
+    exactly the new bundle, plus the ledger the old scripts wrote."""
+    project = project_copy("ngc")
+    out = tmp_path / "out"
+    assert build(project, out).code == 0
+    (out / "ngc/ngc/ledger.tsv").write_text("history\n")
+    minimal = project_copy("minimal")
+    project.write_text(minimal.read_text())
+    assert build(project, out).code == 0
+    fresh = tmp_path / "fresh"
+    assert build(minimal, fresh).code == 0
+    assert read_tree(out) == {**read_tree(fresh), "ngc/ngc/ledger.tsv": "history\n"}
+    assert jobpack("check", "-p", project, "-o", out).code == 0
