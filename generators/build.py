@@ -101,7 +101,8 @@ def run_plan(paths: Paths) -> str:
     env = _env(paths)
     every = [str(p) for p in paths.template_files()]
     cache: dict[str | None, list[str] | None] = {}
-    entries, changed = [], 0
+    entries: list[dict[str, Any]] = []
+    changed = 0
     for group in groups:
         name = group_file(group.key)
         text = dump_context([_spec_json(s) for s in group.files])
@@ -118,7 +119,7 @@ def run_plan(paths: Paths) -> str:
         "format": STATE_FORMAT, "version": __version__, "groups": entries, "inputs": inputs,
         "sources": sources,
         "header": file_header(paths.project.name)}, indent=1, sort_keys=True))
-    _prune(paths, {e["file"] for e in entries}, {p for e in entries for p, *_ in e["files"]})
+    _prune(paths, {group_file(g.key) for g in groups}, {f.path for g in groups for f in g.files})
     return f"plan: {len(groups)} group(s), {changed} changed"
 
 

@@ -14,13 +14,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from doit import create_after
+from doit import create_after as _create_after
 from doit.exceptions import TaskFailed
 from doit.reporter import ConsoleReporter
 from doit.tools import config_changed
 
 from . import __version__
 from .paths import CODE_DIR, Paths, inputs_intact, outputs_intact, read_json, signature
+
+# doit ships no type hints: typed here, once.
+after_plan: Callable[[Callable[[], Any]], Callable[[], Any]] = _create_after(executed="plan")
 
 # The last user-facing error raised inside a task, for the CLI's exit status and message.
 LAST_ERROR: list[Any] = []
@@ -47,10 +50,30 @@ def run_action(name: str, paths: Paths, *args: Any) -> Any:
         return TaskFailed(str(exc))
 
 
+_PLANS: dict[Paths, tuple[Any, list[dict[str, Any]]]] = {}
+
+
 def current_plan(paths: Paths) -> list[dict[str, Any]]:
     """The groups of the plan, planning first when plan.json does not match the sources
     (``doit list`` and ``doit clean`` create tasks without running ``plan``). An invalid
-    project has no groups; the ``plan`` task reports why."""
+    project has no groups; the ``plan`` task reports why. Read once per plan.json."""
+    try:
+        st = paths.plan.stat()
+        stamp: Any = (st.st_size, st.st_mtime_ns, st.st_ino)
+    except FileNotFoundError:
+        stamp = None
+    if paths in _PLANS and _PLANS[paths][0] == stamp and stamp is not None:
+        return _PLANS[paths][1]
+    groups = _fresh_plan(paths)
+    try:
+        st = paths.plan.stat()
+        _PLANS[paths] = ((st.st_size, st.st_mtime_ns, st.st_ino), groups)
+    except FileNotFoundError:
+        pass
+    return groups
+
+
+def _fresh_plan(paths: Paths) -> list[dict[str, Any]]:
     plan = read_json(paths.plan)
     if plan.get("sources") != signature(paths) or not inputs_intact(paths):
         from . import build
@@ -80,7 +103,7 @@ def make_tasks(project: Path, out: Path) -> dict[str, Callable[[], Any]]:
                              (inputs_intact, [paths])],
                 "clean": True, "verbosity": 2}
 
-    @create_after(executed="plan")
+    @after_plan
     def task_render() -> Iterator[dict[str, Any]]:
         """Render one group of files from its contexts and templates."""
         for entry in current_plan(paths):
@@ -93,7 +116,7 @@ def make_tasks(project: Path, out: Path) -> dict[str, Callable[[], Any]]:
                                *(str(paths.build / p) for p, *_ in entry["files"])],
                    "clean": True, "verbosity": 2}
 
-    @create_after(executed="plan")
+    @after_plan
     def task_lint() -> Iterator[dict[str, Any]]:
         """Check one rendered script with its linter."""
         for entry in current_plan(paths):
@@ -104,7 +127,7 @@ def make_tasks(project: Path, out: Path) -> dict[str, Callable[[], Any]]:
                            "file_dep": [str(paths.build / rel)],
                            "task_dep": [f"render:{entry['key']}"], "verbosity": 2}
 
-    @create_after(executed="plan")
+    @after_plan
     def task_bundle() -> dict[str, Any]:
         """Publish the rendered files into out/ with MANIFEST.sha256, in one step."""
         groups = current_plan(paths)
@@ -136,9 +159,7 @@ class Reporter(ConsoleReporter):  # type: ignore[misc]  # doit ships no type hin
         self.uptodate = 0
 
     def skip_uptodate(self, task: Any) -> None:
-        if not task.subtask_of and task.actions:  # not a group of subtasks
-            self.uptodate += 1
-        elif task.subtask_of:
+        if task.subtask_of or task.actions:  # not a group of subtasks
             self.uptodate += 1
 
     def add_failure(self, task: Any, fail: Any) -> None:
