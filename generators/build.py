@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 from . import __version__
 from .base import file_header
 from .errors import LintError, Problem, ProjectError
-from .files import real_file, same_file, write_atomic
+from .files import real_file, same_file, write_atomic, write_new
 from .paths import (
     STATE_FORMAT,
     Paths,
@@ -35,6 +35,7 @@ from .paths import (
     read_state,
     signature,
     stat_record,
+    stat_signature,
     step,
     template_dirs,
 )
@@ -99,8 +100,13 @@ def run_plan(paths: Paths) -> str:
     sources = signature(paths)  # before reading: a change while planning plans again
     loaded, groups = plan_groups(paths)
     env = _env(paths)
-    every = [str(p) for p in paths.template_files()]
-    cache: dict[str | None, list[str] | None] = {}
+    templates = paths.template_files()
+    every = [str(p) for p in templates]
+    known = stat_signature(templates)
+    last = read_json(paths.plan)
+    # Which templates each template loads, kept while no template file changed.
+    cache: dict[str | None, list[str] | None] = (
+        dict(last.get("closures", {})) if last.get("templates") == known else {})
     entries: list[dict[str, Any]] = []
     changed = 0
     for group in groups:
@@ -117,7 +123,8 @@ def run_plan(paths: Paths) -> str:
               for p in loaded.inputs[1:]}
     write_atomic(paths.plan, json.dumps({
         "format": STATE_FORMAT, "version": __version__, "groups": entries, "inputs": inputs,
-        "sources": sources,
+        "sources": sources, "templates": known,
+        "closures": {k: v for k, v in sorted(cache.items(), key=lambda kv: str(kv[0])) if k},
         "header": file_header(paths.project.name)}, indent=1, sort_keys=True))
     _prune(paths, {group_file(g.key) for g in groups}, {f.path for g in groups for f in g.files})
     return f"plan: {len(groups)} group(s), {changed} changed"
@@ -158,7 +165,8 @@ def render_group(paths: Paths, key: str, name: str) -> str:
         text = render_spec(env, spec["template"], spec["context"])
         exe = bool(spec["executable"])
         if not same_file(paths.build, spec["path"], text, exe):
-            write_atomic(paths.build / spec["path"], text, executable=exe)
+            # in place: a render cut short is not recorded, so the next build renders again
+            write_new(paths.build / spec["path"], text, executable=exe)
             written += 1
         record[spec["path"]] = [sha256_text(text), exe, spec["lint"]]
     write_atomic(paths.rendered / name, json.dumps(record, indent=1, sort_keys=True))

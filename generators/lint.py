@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from .errors import LintMessage
+from .paths import cache_dir
 
 LEVELS = {"error": 3, "warning": 2, "info": 1, "style": 0}
 
@@ -67,15 +68,6 @@ def shellcheck(root: Path, files: list[str], *, severity: str = "warning") -> li
 
 
 SHELLCHECK_ARGS = ("--format=json1", "--severity=warning", "--shell=bash")
-
-
-def cache_dir() -> Path:
-    """Where results of linters are kept across builds and projects: JOBPACK_CACHE, else the
-    user's cache folder."""
-    if os.environ.get("JOBPACK_CACHE"):
-        return Path(os.environ["JOBPACK_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "jobpack"
 
 
 def _tool_id(binary: str) -> str:

@@ -94,10 +94,25 @@ class Paths:
         return [p for d in template_dirs(self.project.parent) for p in sorted(d.rglob("*.j2"))]
 
 
+def cache_dir() -> Path:
+    """Where jobpack keeps what outlives one build and one project (linter results,
+    compiled templates): JOBPACK_CACHE, else the user's cache folder. Every entry is keyed
+    by the content it stands for, so a stale entry is never used."""
+    if os.environ.get("JOBPACK_CACHE"):
+        return Path(os.environ["JOBPACK_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "jobpack"
+
+
 def signature(paths: Paths) -> list[list[Any]]:
     """Size and mtime of every source of a plan, as plan.json records them."""
+    return stat_signature(paths.plan_sources())
+
+
+def stat_signature(files: list[Path]) -> list[list[Any]]:
+    """Path, size and mtime of each of ``files`` that exists."""
     out = []
-    for p in paths.plan_sources():
+    for p in files:
         try:
             st = p.stat()
         except FileNotFoundError:

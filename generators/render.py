@@ -132,6 +132,21 @@ class _Environment(jinja2.Environment):
         return tree
 
 
+def _bytecode_cache() -> jinja2.BytecodeCache | None:
+    """Compiled templates, shared by builds: Jinja keys each by the template's source; the
+    folder by this module's text (it rewrites templates as they compile) and Jinja's
+    version."""
+    from .paths import cache_dir
+
+    key = hashlib.sha256(Path(__file__).read_bytes() + jinja2.__version__.encode()).hexdigest()
+    folder = cache_dir() / "jinja" / key[:16]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None  # an unwritable cache only costs time
+    return jinja2.FileSystemBytecodeCache(str(folder))
+
+
 @cache
 def make_env(search_path: tuple[str, ...]) -> jinja2.Environment:
     """The one Jinja environment: strict, whitespace-controlled, with jobpack's filters."""
@@ -146,6 +161,7 @@ def make_env(search_path: tuple[str, ...]) -> jinja2.Environment:
         comment_start_string="{##",
         comment_end_string="##}",
         auto_reload=False,
+        bytecode_cache=_bytecode_cache(),
     )
     env.filters.update({"shquote": shquote, "shvalue": shvalue, "assign": assign,
                         "comment": oneline, "text": oneline, "heredoc": heredoc, "md": md,
