@@ -18,6 +18,13 @@ PROJECTS = ROOT / "tests" / "projects"
 GOLDEN = ROOT / "tests" / "golden"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Builds under test keep their linter and template caches in a folder of this run,
+    not in the user's cache (subprocesses inherit the setting)."""
+    if not os.environ.get("JOBPACK_CACHE"):
+        os.environ["JOBPACK_CACHE"] = tempfile.mkdtemp(prefix="jobpack-cache-")
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--update-golden", action="store_true",
                      help="rewrite tests/golden from the current output (review the diff!)")
