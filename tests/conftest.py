@@ -22,7 +22,16 @@ def pytest_configure(config: pytest.Config) -> None:
     """Builds under test keep their linter and template caches in a folder of this run,
     not in the user's cache (subprocesses inherit the setting)."""
     if not os.environ.get("JOBPACK_CACHE"):
-        os.environ["JOBPACK_CACHE"] = tempfile.mkdtemp(prefix="jobpack-cache-")
+        os.environ["JOBPACK_CACHE"] = _CACHE[0] = tempfile.mkdtemp(prefix="jobpack-cache-")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _CACHE[0]:
+        shutil.rmtree(_CACHE[0], ignore_errors=True)
+        os.environ.pop("JOBPACK_CACHE", None)
+
+
+_CACHE = [""]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
