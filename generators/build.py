@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .base import Artifact, Context, Generator, Group, file_header
 from .errors import LintError, Problem, ProjectError
 from .files import real_file, same_file, write_atomic, write_new
 from .paths import (
@@ -32,14 +31,15 @@ from .paths import (
     stat_record,
     template_dirs,
 )
+from .plan import Artifact, Context, Generator, Group, file_header
 from .render import digest_files, make_env, sha256_text
 
 
 def generators() -> list[Generator]:
-    from .images import ImagesGenerator
-    from .ngc import NgcGenerator
-    from .slurm import SlurmGenerator
-    from .sync import SyncGenerator
+    from .backends.images.plan import ImagesGenerator
+    from .backends.ngc.plan import NgcGenerator
+    from .backends.slurm.plan import SlurmGenerator
+    from .backends.sync.plan import SyncGenerator
 
     return [SlurmGenerator(), NgcGenerator(), SyncGenerator(), ImagesGenerator()]
 
@@ -98,14 +98,14 @@ def render_all(paths: Paths, loaded: Any, *,
 
 
 def _bundle_files(loaded: Any, ctx: Context, files: list[str]) -> list[Artifact]:
-    from .bundle import plan, secrets_example
+    from .backends.bundle.plan import plan, secrets_example
 
     return [plan(loaded, ctx, files), secrets_example(loaded, ctx)]
 
 
 def stage_render(paths: Paths) -> str:
     """Stage 1: validate, render what changed into the stage; out/ is not touched."""
-    from .validate import load_project
+    from .project.validate import load_project
 
     loaded = load_project(paths.project)
     groups, arts, rendered = render_all(paths, loaded, only_changed=True)
@@ -159,7 +159,7 @@ def publish(paths: Paths) -> str:
     pending = read_json(paths.pending)
     if not pending:
         return "bundle: nothing to publish"
-    from .bundle import manifest
+    from .backends.bundle.plan import manifest
     from .publish import publish as publish_tree
 
     groups = pending["groups"]
@@ -175,8 +175,8 @@ def publish(paths: Paths) -> str:
 
 def expected_files(paths: Paths) -> dict[str, Artifact]:
     """Every file a full build of the project would write."""
-    from .bundle import manifest
-    from .validate import load_project
+    from .backends.bundle.plan import manifest
+    from .project.validate import load_project
 
     loaded = load_project(paths.project)
     _groups, arts, _ = render_all(paths, loaded, only_changed=False)

@@ -66,7 +66,7 @@ class Paths:
 
     def code_files(self) -> list[Path]:
         """Generator code and every template a build may read: dependencies of the build."""
-        files = sorted(CODE_DIR.glob("*.py"))
+        files = sorted(CODE_DIR.rglob("*.py"))
         for d in template_dirs(self.project.parent):
             files += sorted(p for p in d.rglob("*.j2"))
         return files

@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from . import model as m
-from .errors import Problem, ProjectError
-from .loader import MAX_PROJECT_BYTES, MAX_VALUES, parse_json, parse_yaml
-from .validate import is_number, suggest
+from ...errors import Problem, ProjectError
+from ...loader import MAX_PROJECT_BYTES, MAX_VALUES, parse_json, parse_yaml
+from ...project import model as m
+from ...project.validate import is_number, suggest
 
 if TYPE_CHECKING:
-    from .loader import Loc
-    from .validate import Loaded, _Checker
+    from ...loader import Loc
+    from ...project.validate import Loaded, _Checker
 
 # Keys of a job that only NGC clusters use.
 NGC_ONLY = ("image", "instance", "interactive", "ports", "labels", "priority", "preempt",

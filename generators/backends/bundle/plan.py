@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import model as m
-from .base import Artifact, Context
-from .render import render
-from .semantics import effective_resources
-from .shell import Safe
-from .slurm import slurm_minutes, submission_order
-from .validate import Loaded
+from ...plan import Artifact, Context
+from ...project import model as m
+from ...project.semantics import effective_resources
+from ...project.validate import Loaded
+from ...render import render
+from ...shell import Safe
+from ..slurm.plan import slurm_minutes, submission_order
 
 DESCRIPTIONS = {
     "sync/": "a data transfer; `status` says done, partial or absent",
@@ -70,7 +70,7 @@ def job_rows(loaded: Loaded) -> tuple[list[dict[str, Any]], dict[str, float]]:
 
 
 def _ngc_row(loaded: Loaded, cname: str, cluster: m.NgcCluster, name: str) -> dict[str, Any]:
-    from .ngc import instances
+    from ..ngc.plan import instances
 
     job = loaded.project.jobs[name]
     ladder = instances(loaded, job)
@@ -111,7 +111,7 @@ def used_by(proj: m.Project, sync: str) -> list[str]:
 def plan(loaded: Loaded, ctx: Context, files: list[str]) -> Artifact:
     rows, totals = job_rows(loaded)
     listing = sorted({*files, "PLAN.md", "MANIFEST.sha256", "secrets.env.example"})
-    from .sync import shown, tool
+    from ..sync.plan import shown, tool
 
     proj = loaded.project
     static = {"project": proj.project, **({"user": proj.user} if proj.user else {})}

@@ -7,12 +7,12 @@ import math
 import re
 from typing import TYPE_CHECKING, Any
 
+from ..backends.ngc import rules as ngc_rules
+from ..errors import Problem
+from ..loader import dotted, parse_json
+from ..placeholders import RUN_ID_SAMPLE, check_code, used_names
+from ..shell import SAFE, Param, parse_text, var_refs
 from . import model as m
-from . import ngc_rules
-from .errors import Problem
-from .loader import dotted, parse_json
-from .placeholders import RUN_ID_SAMPLE, check_code, used_names
-from .shell import SAFE, Param, parse_text, var_refs
 from .validate import (
     BUILTINS,
     PLATFORM_VARS,
@@ -25,7 +25,7 @@ from .validate import (
 )
 
 if TYPE_CHECKING:
-    from .loader import Loc
+    from ..loader import Loc
     from .validate import _Checker
 
 # Every long option of sbatch (Slurm 22.05: `sbatch --help` and the sbatch man page). sbatch

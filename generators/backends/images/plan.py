@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from .base import Artifact, Context, Generator, Group
-from .render import render
-from .shell import shquote
-from .validate import Loaded
+from ...plan import Artifact, Context, Generator, Group
+from ...project.validate import Loaded
+from ...render import render
+from ...shell import shquote
 
 
 class ImagesGenerator(Generator):

@@ -10,14 +10,14 @@ from typing import Any
 
 import yaml
 
-from . import model as m
-from .base import Artifact, Context, Generator, Group
-from .ngc_rules import MAX_RUNTIME
-from .placeholders import command_code, used_names
-from .render import render
-from .semantics import merged_env, static_params
-from .shell import Param, parse_text, shquote, tsv_cell, var_refs, variable, word
-from .validate import Loaded
+from ...placeholders import command_code, used_names
+from ...plan import Artifact, Context, Generator, Group
+from ...project import model as m
+from ...project.semantics import merged_env, static_params
+from ...project.validate import Loaded
+from ...render import render
+from ...shell import Param, parse_text, shquote, tsv_cell, var_refs, variable, word
+from .rules import MAX_RUNTIME
 
 SCRIPTS = ("launch_all.sh", "monitor.sh", "status.sh", "ctl.sh")
 # Scripts that launch read the secrets of the launch flags (ctl.sh only for resubmit); the

@@ -9,8 +9,8 @@ from typing import Any
 
 import jinja2
 
+from .project.validate import Loaded
 from .render import oneline
-from .validate import Loaded
 
 
 @dataclass(frozen=True)

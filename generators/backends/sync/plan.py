@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import model as m
-from .base import Artifact, Context, Generator, Group
-from .render import render
-from .semantics import endpoint
-from .shell import Param, parse_text, shquote, var_refs, word
-from .validate import Loaded
+from ...plan import Artifact, Context, Generator, Group
+from ...project import model as m
+from ...project.semantics import endpoint
+from ...project.validate import Loaded
+from ...render import render
+from ...shell import Param, parse_text, shquote, var_refs, word
 
 MARKERS = (".jobpack-done", ".jobpack-manifest")
 

@@ -6,14 +6,24 @@ import hashlib
 import heapq
 from typing import Any
 
-from . import model as m
-from .base import Artifact, Context, Generator, Group
-from .placeholders import command_code, used_names
-from .render import render
-from .semantics import effective_resources, merged_env, static_params
-from .shell import Param, parse_text, shquote, shvalue, tsv_cell, var_refs, variable, word, word_ref
-from .sync import seconds
-from .validate import Loaded, Points
+from ...placeholders import command_code, used_names
+from ...plan import Artifact, Context, Generator, Group
+from ...project import model as m
+from ...project.semantics import effective_resources, merged_env, static_params
+from ...project.validate import Loaded, Points
+from ...render import render
+from ...shell import (
+    Param,
+    parse_text,
+    shquote,
+    shvalue,
+    tsv_cell,
+    var_refs,
+    variable,
+    word,
+    word_ref,
+)
+from ..sync.plan import seconds
 
 
 def slurm_minutes(time: str | int | None) -> float | None:

@@ -15,9 +15,9 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from ..errors import Problem, ProjectError
+from ..loader import Loc, ReadError, Source, load_yaml, read_text
 from . import model as m
-from .errors import Problem, ProjectError
-from .loader import Loc, ReadError, Source, load_yaml, read_text
 
 BUILTINS = ("project", "user", "job", "run_id")
 # The largest data file (sequences, config base) a project may name: far beyond real use.

@@ -1,0 +1,1 @@
+"""Backends: one package per cluster kind and per artifact family."""
