@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from . import registry as backends
 from .errors import LintError, Problem, ProjectError
 from .files import real_file, same_file, write_atomic, write_new
 from .paths import (
@@ -31,27 +32,21 @@ from .paths import (
     stat_record,
     template_dirs,
 )
-from .plan import Artifact, Context, Generator, Group, file_header
-from .render import digest_files, make_env, sha256_text
-
-
-def generators() -> list[Generator]:
-    from .backends.images.plan import ImagesGenerator
-    from .backends.ngc.plan import NgcGenerator
-    from .backends.slurm.plan import SlurmGenerator
-    from .backends.sync.plan import SyncGenerator
-
-    return [SlurmGenerator(), NgcGenerator(), SyncGenerator(), ImagesGenerator()]
-
-
-def make_context(paths: Paths) -> Context:
-    dirs = tuple(str(d) for d in template_dirs(paths.project.parent))
-    return Context(make_env(dirs), paths.project.name)
+from .plan import Artifact, Group, file_header
+from .render import digest_files, make_env, render, sha256_text
 
 
 def _group_digest(group: Group, code: str) -> str:
-    blob = json.dumps(group.slice, sort_keys=True, default=repr, ensure_ascii=False)
+    files = [[f.path, f.template, f.context, f.executable, f.lint] for f in group.files]
+    blob = json.dumps(files, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(f"{code}\0{group.key}\0{blob}".encode()).hexdigest()
+
+
+def _render(env: Any, group: Group) -> list[Artifact]:
+    """The files of a group: templates rendered with their contexts, texts as they are."""
+    return [Artifact(f.path, f.context["text"] if f.template is None
+                     else render(env, f.template, f.context), f.executable, f.lint)
+            for f in group.files]
 
 
 def render_all(paths: Paths, loaded: Any, *,
@@ -61,7 +56,7 @@ def render_all(paths: Paths, loaded: Any, *,
     Returns the new per-group state (files without stat), the rendered artifacts and the
     number of groups rendered.
     """
-    ctx = make_context(paths)
+    env = make_env(tuple(str(d) for d in template_dirs(paths.project.parent)))
     code = digest_files(paths.code_files(), [CODE_DIR, *template_dirs(paths.project.parent)])
     old = read_state(paths).get("groups", {}) if only_changed else {}
     new: dict[str, Any] = {}
@@ -69,45 +64,37 @@ def render_all(paths: Paths, loaded: Any, *,
     owners: dict[str, Group] = {}
     problems: list[Problem] = []
     rendered = 0
-    for gen in generators():
-        for group in gen.groups(loaded, ctx):
-            digest = _group_digest(group, code)
-            prev = old.get(group.key)
-            if prev and prev["digest"] == digest and files_intact(paths.out, prev["files"]):
-                new[group.key] = prev
-                produced = list(prev["files"])
-            else:
-                rendered += 1
-                out = group.render()
-                arts += out
-                new[group.key] = {"digest": digest, "files": {
-                    a.path: [sha256_text(a.text), 0, 0] for a in out}}
-                produced = [a.path for a in out]
-            for path in produced:
-                other = owners.setdefault(path.lower(), group)
-                if other is not group:  # also on case-insensitive file systems
-                    problems.append(loaded.source.problem(group.owner, (
-                        f"writes {path}, which {'.'.join(map(str, other.owner))} also writes")))
+    *groups, bundle = backends.plan(loaded)
+    for group in groups:
+        digest = _group_digest(group, code)
+        prev = old.get(group.key)
+        if prev and prev["digest"] == digest and files_intact(paths.out, prev["files"]):
+            new[group.key] = prev
+            produced = list(prev["files"])
+        else:
+            rendered += 1
+            out = _render(env, group)
+            arts += out
+            new[group.key] = {"digest": digest, "files": {
+                a.path: [sha256_text(a.text), 0, 0] for a in out}}
+            produced = [a.path for a in out]
+        for path in produced:
+            other = owners.setdefault(path.lower(), group)
+            if other is not group:  # also on case-insensitive file systems
+                problems.append(loaded.source.problem(group.owner, (
+                    f"writes {path}, which {'.'.join(map(str, other.owner))} also writes")))
     if problems:
         raise ProjectError(problems)
-    bundle_arts = _bundle_files(loaded, ctx, sorted(p for g in new.values() for p in g["files"]))
+    bundle_arts = _render(env, bundle)
     arts += bundle_arts
     new["bundle"] = {"digest": "", "files": {a.path: [sha256_text(a.text), 0, 0]
                                              for a in bundle_arts}}
     return new, arts, rendered
 
 
-def _bundle_files(loaded: Any, ctx: Context, files: list[str]) -> list[Artifact]:
-    from .backends.bundle.plan import plan, secrets_example
-
-    return [plan(loaded, ctx, files), secrets_example(loaded, ctx)]
-
-
 def stage_render(paths: Paths) -> str:
     """Stage 1: validate, render what changed into the stage; out/ is not touched."""
-    from .project.validate import load_project
-
-    loaded = load_project(paths.project)
+    loaded = backends.load(paths.project)
     groups, arts, rendered = render_all(paths, loaded, only_changed=True)
     old_files = read_state(paths).get("files", {})
     folders: set[str] = set()
@@ -159,7 +146,7 @@ def publish(paths: Paths) -> str:
     pending = read_json(paths.pending)
     if not pending:
         return "bundle: nothing to publish"
-    from .backends.bundle.plan import manifest
+    from .manifest import manifest
     from .publish import publish as publish_tree
 
     groups = pending["groups"]
@@ -175,13 +162,12 @@ def publish(paths: Paths) -> str:
 
 def expected_files(paths: Paths) -> dict[str, Artifact]:
     """Every file a full build of the project would write."""
-    from .backends.bundle.plan import manifest
-    from .project.validate import load_project
-
-    loaded = load_project(paths.project)
+    loaded = backends.load(paths.project)
     _groups, arts, _ = render_all(paths, loaded, only_changed=False)
     files = {a.path: a for a in arts}
     digests = {p: sha256_text(a.text) for p, a in files.items()}
+    from .manifest import manifest
+
     text = manifest(file_header(paths.project.name), digests)
     files["MANIFEST.sha256"] = Artifact("MANIFEST.sha256", text)
     return files

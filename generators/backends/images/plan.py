@@ -1,34 +1,22 @@
-"""Images: ``images/<name>/rehost.sh`` pulls an image and pushes it under each of its tags."""
+"""Images: ``images/<name>/rehost.sh`` for every image with a source."""
 
 from __future__ import annotations
 
-from ...plan import Artifact, Context, Generator, Group
-from ...project.validate import Loaded
-from ...render import render
+from ...plan import FileSpec, Group, file_header, plain_context
+from ...project.checker import Loaded
 from ...shell import shquote
 
 
-class ImagesGenerator(Generator):
-    name = "images"
-    template_dirs = ("images", "_base", "_macros")
-
-    def groups(self, loaded: Loaded, ctx: Context) -> list[Group]:
-        out = []
-        for name, image in loaded.project.images.items():
-            if image.source is None:
-                continue
-            piece = {"image": image.model_dump(mode="json"), "name": name,
-                     "file": ctx.project_file}
-            out.append(Group(f"images/{name}", piece,
-                             lambda name=name: self.render_image(loaded, ctx, name),  # type: ignore[misc]
-                             ("images", name)))
-        return out
-
-    def render_image(self, loaded: Loaded, ctx: Context, name: str) -> list[Artifact]:
-        image = loaded.project.images[name]
-        context = {"header": ctx.header(), "name": name, "image": image,
-                   "source": shquote(str(image.source)),
-                   "tags": [shquote(t) for t in image.tags], "secrets": []}
-        return [Artifact(f"images/{name}/rehost.sh", render(ctx.env, "images/rehost.sh.j2",
-                                                             context),
-                         executable=True, lint="shellcheck")]
+def plan(loaded: Loaded) -> list[Group]:
+    """A group per image that has a source to rehost."""
+    out = []
+    for name, image in loaded.project.images.items():
+        if image.source is None:
+            continue
+        context = plain_context({"header": file_header(loaded.source.file), "name": name,
+                         "image": image, "source": shquote(str(image.source)),
+                         "tags": [shquote(t) for t in image.tags], "secrets": []})
+        spec = FileSpec(f"images/{name}/rehost.sh", "images/rehost.sh.j2", context,
+                        executable=True, lint="shellcheck")
+        out.append(Group(f"images/{name}", ("images", name), (spec,)))
+    return out

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
 import heapq
 from typing import Any
 
 from ...placeholders import command_code, used_names
-from ...plan import Artifact, Context, Generator, Group
+from ...plan import FileSpec, Group, file_header, plain_context, text_file
 from ...project import model as m
-from ...project.semantics import effective_resources, merged_env, static_params
-from ...project.validate import Loaded, Points
-from ...render import render
+from ...project.checker import Loaded, Points
+from ...project.model import seconds
+from ...project.semantics import merged_env, static_params
 from ...shell import (
     Param,
+    Safe,
     parse_text,
     shquote,
     shvalue,
@@ -23,7 +23,8 @@ from ...shell import (
     word,
     word_ref,
 )
-from ..sync.plan import seconds
+from .checks import effective_resources, options
+from .model import OnTimeout, Resources, Rung, SlurmCluster, SlurmJob
 
 
 def slurm_minutes(time: str | int | None) -> float | None:
@@ -56,9 +57,9 @@ def chunks(size: int, max_array: int) -> list[tuple[int, int]]:
     return [(off, min(max_array, size - off)) for off in range(0, size, max_array)]
 
 
-def slurm_cluster(loaded: Loaded, name: str) -> m.SlurmCluster:
+def slurm_cluster(loaded: Loaded, name: str) -> SlurmCluster:
     cluster = loaded.project.clusters[name]
-    assert isinstance(cluster, m.SlurmCluster), f"{name} is not a Slurm cluster"
+    assert isinstance(cluster, SlurmCluster), f"{name} is not a Slurm cluster"
     return cluster
 
 
@@ -66,13 +67,14 @@ def _has_params(text: str, columns: set[str]) -> bool:
     return any(isinstance(p, Param) and p.name in columns for p in parse_text(text)[0])
 
 
-def directives(loaded: Loaded, name: str, job: m.Job, res: m.Resources) -> list[str]:
+def directives(loaded: Loaded, name: str, job: m.Job, res: Resources) -> list[str]:
     """The ``#SBATCH`` options of a job, in a fixed order (values validated as safe)."""
     cluster = slurm_cluster(loaded, job.cluster)
+    opts = options(job)
     points = loaded.points[name]
     d = [f"--job-name={loaded.project.project}-{name}"]
     for key in ("account", "partition", "qos"):
-        value = getattr(job, key) or getattr(cluster, key)
+        value = getattr(opts, key) or getattr(cluster, key)
         if value and "${" not in value:
             d.append(f"--{key}={value}")
     gpu = f"{res.gpu_type}:" if res.gpu_type else ""
@@ -84,11 +86,11 @@ def directives(loaded: Loaded, name: str, job: m.Job, res: m.Resources) -> list[
     d += [f"--{k}={v}" for k, v in pairs if v is not None and v is not False]
     pattern = "%x_%A_%a" if loaded.project.jobs[name].sweep else "%x_%j"
     d += [f"--output=logs/{pattern}.out", f"--error=logs/{pattern}.err"]
-    timeout = job.on_timeout
+    timeout = opts.on_timeout
     if res.signal:
         d.append(f"--signal={res.signal}")
-    elif timeout or job.stage_out:
-        d.append(f"--signal=B:USR1@{signal_before(job)}")
+    elif timeout or opts.stage_out:
+        d.append(f"--signal=B:USR1@{signal_before(opts)}")
     requeue = res.requeue if res.requeue is not None else (timeout and timeout.requeue) or None
     if requeue is not None:
         d.append("--requeue" if requeue else "--no-requeue")
@@ -96,19 +98,19 @@ def directives(loaded: Loaded, name: str, job: m.Job, res: m.Resources) -> list[
         first = chunks(points.size, cluster.max_array_size)[0][1]
         throttle = f"%{job.sweep.throttle}" if job.sweep.throttle else ""
         d.append(f"--array=0-{first - 1}{throttle}")
-    extra = {**cluster.sbatch, **job.sbatch}
+    extra = {**cluster.sbatch, **opts.sbatch}
     # true: a flag such as --exclusive; false: left out.
     d += [f"--{k}" if v is True else f"--{k}={m._scalar_text(v)}"
           for k, v in sorted(extra.items()) if v is not False]
     return d
 
 
-def signal_before(job: m.Job) -> int:
+def signal_before(job: SlurmJob) -> int:
     """Seconds before the time limit at which Slurm signals the job (on_timeout.before)."""
-    return (job.on_timeout or m.OnTimeout()).before
+    return (job.on_timeout or OnTimeout()).before
 
 
-def stage_out(loaded: Loaded, job: m.Job) -> list[tuple[str, int]]:
+def stage_out(loaded: Loaded, job: SlurmJob) -> list[tuple[str, int]]:
     """(sync, interval in seconds or 0 for only at the end) of each stage_out entry."""
     out = []
     for item in job.stage_out:
@@ -117,17 +119,17 @@ def stage_out(loaded: Loaded, job: m.Job) -> list[tuple[str, int]]:
     return out
 
 
-def _hook(job: m.Job) -> str | None:
+def _hook(job: SlurmJob) -> str | None:
     """Shell code of the job's on_timeout hook (placeholders as variable references)."""
     if job.on_timeout is None or job.on_timeout.run is None:
         return None
     return command_code(job.on_timeout.run)
 
 
-def rung_options(rung: m.Rung) -> list[str]:
+def rung_options(rung: Rung) -> list[str]:
     """sbatch options of one escalation rung (they override the script's directives).
 
-    >>> rung_options(m.Rung(time="2:00:00", mem="64G", partition="long"))
+    >>> rung_options(Rung(time="2:00:00", mem="64G", partition="long"))
     ['--partition=long', '--mem=64G', '--time=2:00:00']
     """
     pairs: list[tuple[str, Any]] = [
@@ -139,148 +141,130 @@ def rung_options(rung: m.Rung) -> list[str]:
 
 def submit_options(loaded: Loaded, job: m.Job) -> list[str]:
     """Options passed on the sbatch command line: directives whose value is a secret."""
-    cluster = loaded.project.clusters[job.cluster]
+    cluster, opts = slurm_cluster(loaded, job.cluster), options(job)
     out: list[str] = []
     for key in ("account", "partition", "qos"):
-        value = getattr(job, key) or getattr(cluster, key)
+        value = getattr(opts, key) or getattr(cluster, key)
         if value and "${" in value:
             out.append(word(parse_text(f"--{key}={value}")[0], {}))
     return out
 
 
-class SlurmGenerator(Generator):
-    name = "slurm"
-    template_dirs = ("slurm", "_base", "_macros")
+def plan(loaded: Loaded, cname: str) -> list[Group]:
+    """A group per job of cluster ``cname`` (its sbatch script, and its sweep table), and
+    one for the cluster's submit_all.sh and ctl.sh."""
+    names = [n for n, j in loaded.project.jobs.items() if j.cluster == cname]
+    out = [_job_group(loaded, cname, name) for name in names]
+    if names:
+        out.append(Group(f"slurm/{cname}", ("clusters", cname),
+                         tuple(_cluster_files(loaded, cname, names))))
+    return out
 
-    def groups(self, loaded: Loaded, ctx: Context) -> list[Group]:
-        out: list[Group] = []
-        for cname, cluster in loaded.project.clusters.items():
-            if not isinstance(cluster, m.SlurmCluster):
-                continue
-            names = [n for n, j in loaded.project.jobs.items() if j.cluster == cname]
-            for name in names:
-                out.append(self._job_group(loaded, ctx, cname, name))
-            if names:
-                out.append(self._cluster_group(loaded, ctx, cname, cluster, names))
-        return out
 
-    def _job_group(self, loaded: Loaded, ctx: Context, cname: str, name: str) -> Group:
-        job = loaded.project.jobs[name]
-        points = loaded.points[name]
-        rows = hashlib.sha256(repr(points).encode()).hexdigest()
-        staged = sorted({i.sync for i in (*job.stage_in, *job.stage_out)})
-        piece = {"job": job.model_dump(mode="json", by_alias=True), "name": name,
-                 "cluster": loaded.project.clusters[cname].model_dump(mode="json"),
-                 "project": loaded.project.model_dump(mode="json",
-                                                      include={"project", "user", "secrets",
-                                                               "env"}),
-                 "points": rows, "file": ctx.project_file,
-                 "syncs": {s: loaded.project.syncs[s].every for s in staged},
-                 "yaml": [loaded.source.snippet(loc) for loc in (
-                     ("jobs", name), ("clusters", cname), ("env",), ("user",), ("secrets",),
-                     *(("syncs", s) for s in staged))]}
-        return Group(f"slurm/{cname}/{name}", piece,
-                     lambda: self.render_job(loaded, ctx, cname, name), ("jobs", name))
+def _job_group(loaded: Loaded, cname: str, name: str) -> Group:
+    context = job_context(loaded, name)
+    base = f"slurm/{cname}/{name}"
+    files = [FileSpec(f"{base}.sbatch", "slurm/job.sbatch.j2", context, executable=True,
+                      lint="shellcheck")]
+    if loaded.project.jobs[name].sweep:
+        header = file_header(loaded.source.file, name)
+        files.append(text_file(f"{base}.params.tsv", params_tsv(header, loaded.points[name])))
+    return Group(base, ("jobs", name), tuple(files))
 
-    def _cluster_group(self, loaded: Loaded, ctx: Context, cname: str, cluster: m.SlurmCluster,
-                       names: list[str]) -> Group:
-        jobs = loaded.project.jobs
-        summary = [(n, jobs[n].after, loaded.points[n].size,
-                    jobs[n].model_dump(include={"sweep", "account", "partition", "qos",
-                                                "stage_in", "stage_out"}))
-                   for n in names]
-        piece = {"cluster": cluster.model_dump(mode="json"), "jobs": summary,
-                 "project": loaded.project.project, "secrets": loaded.project.secrets,
-                 "file": ctx.project_file}
-        return Group(f"slurm/{cname}", piece,
-                     lambda: self.render_cluster(loaded, ctx, cname, names), ("clusters", cname))
 
-    def job_context(self, loaded: Loaded, ctx: Context, name: str) -> dict[str, Any]:
-        job = loaded.project.jobs[name]
-        cluster = slurm_cluster(loaded, job.cluster)
-        res = effective_resources(loaded, job)
-        points = loaded.points[name]
-        static = static_params(loaded, name)
-        columns = set(points.names)
-        env = merged_env(loaded, job)
-        static_env, point_env = [], []
-        for key, value in env.items():
-            parts = parse_text(value)[0]
-            if _has_params(value, columns):
-                point_env.append((key, word_ref(parts)))
-            else:
-                static_env.append((key, word(parts, static)))
-        texts = [*env.values(), *cluster.modules, cluster.conda or "",
-                 *(job.command if isinstance(job.command, tuple) else [job.command])]
-        used = sorted({v for t in texts for v in var_refs(t)} & set(loaded.project.secrets))
-        hook = _hook(job)
-        refs = {*used_names(job.command), *(used_names(job.on_timeout.run)
-                                            if job.on_timeout and job.on_timeout.run else [])}
-        refs |= {p.name for v in env.values() if _has_params(v, columns)
-                 for p in parse_text(v)[0] if isinstance(p, Param)}
-        return {
-            "header": ctx.header(name), "name": name, "job": job, "res": res,
-            "project": loaded.project.project, "cluster_name": job.cluster,
-            "directives": directives(loaded, name, job, res),
-            "submit_options": submit_options(loaded, job),
-            "modules": [word(parse_text(mod)[0], static) for mod in cluster.modules],
-            "conda": word(parse_text(cluster.conda)[0], static) if cluster.conda else None,
-            "static_env": static_env, "secrets": used,
-            "builtins": [(variable(n), static[n]) for n in sorted(refs)
-                         if n in static and n not in columns],
-            "code": "".join(f"export {key}={value}\n" for key, value in point_env)
-                    + command_code(job.command),
-            "sweep": job.sweep is not None, "size": points.size,
-            "params": list(points.names), "tsv": f"{name}.params.tsv",
-            "launcher": job.launcher,
-            "on_timeout": job.on_timeout,
-            "hook": hook,
-            "before": signal_before(job),
-            "stage_in": [item.sync for item in job.stage_in],
-            "stage_out": stage_out(loaded, job),
-        }
+def _env(loaded: Loaded, name: str) -> tuple[list[tuple[str, Safe]], list[tuple[str, Safe]]]:
+    """The job's environment: (variables set in the script, variables set per point)."""
+    job = loaded.project.jobs[name]
+    static = static_params(loaded, name)
+    columns = set(loaded.points[name].names)
+    static_env, point_env = [], []
+    for key, value in merged_env(loaded, job).items():
+        parts = parse_text(value)[0]
+        if _has_params(value, columns):
+            point_env.append((key, word_ref(parts)))
+        else:
+            static_env.append((key, word(parts, static)))
+    return static_env, point_env
 
-    def render_job(self, loaded: Loaded, ctx: Context, cname: str, name: str) -> list[Artifact]:
-        context = self.job_context(loaded, ctx, name)
-        base = f"slurm/{cname}/{name}"
-        out = [Artifact(f"{base}.sbatch", render(ctx.env, "slurm/job.sbatch.j2", context),
-                        executable=True, lint="shellcheck")]
-        if loaded.project.jobs[name].sweep:
-            out.append(Artifact(f"{base}.params.tsv", params_tsv(ctx.header(name),
-                                                                  loaded.points[name])))
-        return out
 
-    def render_cluster(self, loaded: Loaded, ctx: Context, cname: str,
-                       names: list[str]) -> list[Artifact]:
-        cluster = slurm_cluster(loaded, cname)
-        steps: list[dict[str, Any]] = []
-        needed = {a for n in names for a in loaded.project.jobs[n].after}
-        var = {n: f"jp_ids_{i}" for i, n in enumerate(names, start=1) if n in needed}
-        order = submission_order(loaded, names)
-        for step, name in enumerate(order, start=1):
-            job = loaded.project.jobs[name]
-            size = loaded.points[name].size
-            parts = chunks(size, cluster.max_array_size) if job.sweep else []
-            dependency = ":".join(f"${{{var[a]}}}" for a in job.after)
-            steps.append({"name": name, "step": step, "after": job.after, "var": var.get(name),
-                          "after_pos": [order.index(a) for a in job.after],
-                          "retries": job.retries,
-                          "rungs": [rung_options(r) for r in job.escalate],
-                          "array": bool(job.sweep),
-                          "dependency": f"afterok:{dependency}" if dependency else "",
-                          "chunks": parts, "throttle": job.sweep.throttle if job.sweep else None,
-                          "options": submit_options(loaded, job), "size": size})
-        used = sorted({v for n in names for o in submit_options(loaded, loaded.project.jobs[n])
-                       for v in var_refs(o)})
-        staged = sorted({i.sync for n in names for i in (*loaded.project.jobs[n].stage_in,
-                                                          *loaded.project.jobs[n].stage_out)})
-        context = {"header": ctx.header(), "cluster_name": cname, "steps": steps,
-                   "secrets": used, "project": loaded.project.project,
-                   "syncs": [shvalue(s) for s in staged]}
-        return [Artifact(f"slurm/{cname}/{script}",
-                         render(ctx.env, f"slurm/{script}.j2", context),
-                         executable=True, lint="shellcheck")
-                for script in ("submit_all.sh", "ctl.sh")]
+def _used(loaded: Loaded, name: str) -> tuple[list[str], set[str]]:
+    """Secrets the job's script reads, and the parameters its code refers to."""
+    job = loaded.project.jobs[name]
+    opts, cluster = options(job), slurm_cluster(loaded, job.cluster)
+    env = merged_env(loaded, job)
+    columns = set(loaded.points[name].names)
+    texts = [*env.values(), *cluster.modules, cluster.conda or "",
+             *(job.command if isinstance(job.command, tuple) else [job.command])]
+    used = sorted({v for t in texts for v in var_refs(t)} & set(loaded.project.secrets))
+    refs = {*used_names(job.command), *(used_names(opts.on_timeout.run)
+                                        if opts.on_timeout and opts.on_timeout.run else [])}
+    refs |= {p.name for v in env.values() if _has_params(v, columns)
+             for p in parse_text(v)[0] if isinstance(p, Param)}
+    return used, refs
+
+
+def job_context(loaded: Loaded, name: str) -> dict[str, Any]:
+    """What job.sbatch.j2 reads for job ``name``."""
+    job = loaded.project.jobs[name]
+    opts, cluster = options(job), slurm_cluster(loaded, job.cluster)
+    res = effective_resources(cluster, opts)
+    points = loaded.points[name]
+    static = static_params(loaded, name)
+    static_env, point_env = _env(loaded, name)
+    used, refs = _used(loaded, name)
+    return plain_context({
+        "header": file_header(loaded.source.file, name), "name": name, "res": res,
+        "project": loaded.project.project, "cluster_name": job.cluster,
+        "directives": directives(loaded, name, job, res),
+        "submit_options": submit_options(loaded, job),
+        "modules": [word(parse_text(mod)[0], static) for mod in cluster.modules],
+        "conda": word(parse_text(cluster.conda)[0], static) if cluster.conda else None,
+        "static_env": static_env, "secrets": used,
+        "builtins": [(variable(n), static[n]) for n in sorted(refs)
+                     if n in static and n not in points.names],
+        "code": "".join(f"export {key}={value}\n" for key, value in point_env)
+                + command_code(job.command),
+        "sweep": job.sweep is not None, "size": points.size,
+        "params": list(points.names), "tsv": f"{name}.params.tsv",
+        "launcher": opts.launcher, "on_timeout": opts.on_timeout, "hook": _hook(opts),
+        "before": signal_before(opts), "stage_in": [item.sync for item in opts.stage_in],
+        "stage_out": stage_out(loaded, opts),
+    })
+
+
+def _step(loaded: Loaded, cname: str, order: list[str], var: dict[str, str],
+          name: str) -> dict[str, Any]:
+    """One job of submit_all.sh: its place, dependencies, retries, arrays and options."""
+    job = loaded.project.jobs[name]
+    opts, cluster = options(job), slurm_cluster(loaded, cname)
+    size = loaded.points[name].size
+    dependency = ":".join(f"${{{var[a]}}}" for a in job.after)
+    return {"name": name, "step": order.index(name) + 1, "after": job.after,
+            "var": var.get(name), "after_pos": [order.index(a) for a in job.after],
+            "retries": job.retries, "rungs": [rung_options(r) for r in opts.escalate],
+            "array": bool(job.sweep),
+            "dependency": f"afterok:{dependency}" if dependency else "",
+            "chunks": chunks(size, cluster.max_array_size) if job.sweep else [],
+            "throttle": job.sweep.throttle if job.sweep else None,
+            "options": submit_options(loaded, job), "size": size}
+
+
+def _cluster_files(loaded: Loaded, cname: str, names: list[str]) -> list[FileSpec]:
+    jobs = loaded.project.jobs
+    needed = {a for n in names for a in jobs[n].after}
+    var = {n: f"jp_ids_{i}" for i, n in enumerate(names, start=1) if n in needed}
+    order = submission_order(loaded, names)
+    steps = [_step(loaded, cname, order, var, name) for name in order]
+    used = sorted({v for n in names for o in submit_options(loaded, jobs[n])
+                   for v in var_refs(o)})
+    staged = sorted({i.sync for n in names
+                     for i in (*options(jobs[n]).stage_in, *options(jobs[n]).stage_out)})
+    context = plain_context({"header": file_header(loaded.source.file), "cluster_name": cname,
+                     "steps": steps, "secrets": used, "project": loaded.project.project,
+                     "syncs": [shvalue(s) for s in staged]})
+    return [FileSpec(f"slurm/{cname}/{script}", f"slurm/{script}.j2", context,
+                     executable=True, lint="shellcheck")
+            for script in ("submit_all.sh", "ctl.sh")]
 
 
 def submission_order(loaded: Loaded, names: list[str]) -> list[str]:

@@ -4,23 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...plan import Artifact, Context, Generator, Group
+from ...plan import FileSpec, Group, file_header, plain_context
 from ...project import model as m
+from ...project.checker import Loaded
+from ...project.model import seconds
 from ...project.semantics import endpoint
-from ...project.validate import Loaded
-from ...render import render
 from ...shell import Param, parse_text, shquote, var_refs, word
 
 MARKERS = (".jobpack-done", ".jobpack-manifest")
-
-
-def seconds(every: str) -> int:
-    """Seconds of an interval such as ``15m``.
-
-    >>> [seconds(t) for t in ("30s", "15m", "2h")]
-    [30, 900, 7200]
-    """
-    return int(every[:-1]) * {"s": 1, "m": 60, "h": 3600}[every[-1]]
 
 
 def _join(base: str, sub: str) -> str:
@@ -128,91 +119,93 @@ def shown(sync: m.Sync, storage: dict[str, m.Storage], static: dict[str, str]) -
 def platform_vars(texts: list[str], secrets: list[str]) -> list[str]:
     """Variables of the environment (not secrets, not RUN_ID) that endpoint texts use.
 
-    >>> platform_vars(["/tmp/${SLURMD_NODENAME}", "${PASS}", "${RUN_ID}"], ["PASS"])
-    ['SLURMD_NODENAME']
+    >>> platform_vars(["/tmp/${NODE_NAME}", "${PASS}", "${RUN_ID}"], ["PASS"])
+    ['NODE_NAME']
     """
     return sorted({v for t in texts for v in var_refs(t)} - {*secrets, "RUN_ID"})
 
 
-class SyncGenerator(Generator):
-    name = "sync"
-    template_dirs = ("sync", "_base", "_macros")
+def context(loaded: Loaded, name: str) -> dict[str, Any]:
+    """What the sync's template reads (its tool's: rclone, rsync or lftp)."""
+    proj = loaded.project
+    sync = proj.syncs[name]
+    static = {"project": proj.project, **({"user": proj.user} if proj.user else {})}
+    if tool(sync, proj.storage) == "rsync":
+        return _rsync_context(loaded, name, static)
+    if tool(sync, proj.storage) == "lftp":
+        return _lftp_context(loaded, name, static)
+    ends = [rclone_path(t, proj.storage) for t in (sync.from_, sync.to)]
+    parts = [parse_text(e)[0] for e in ends]
+    run_id = any(isinstance(p, Param) and p.name == "run_id" for ps in parts for p in ps)
+    return {"header": file_header(loaded.source.file), "name": name, "sync": sync,
+            "src": word(parts[0], static), "dst": word(parts[1], static),
+            "src_text": display(ends[0], static), "dst_text": display(ends[1], static),
+            "filters": filters(sync),
+            "every": seconds(sync.every) if sync.every else None, "run_id": run_id,
+            "platform": platform_vars(ends, proj.secrets), "secrets": [], "tool": "rclone"}
 
-    def groups(self, loaded: Loaded, ctx: Context) -> list[Group]:
-        proj = loaded.project
-        out = []
-        for name, sync in proj.syncs.items():
-            piece = {"sync": sync.model_dump(mode="json", by_alias=True), "name": name,
-                     "storage": {k: v.model_dump(mode="json") for k, v in proj.storage.items()},
-                     "project": proj.project, "user": proj.user, "file": ctx.project_file}
-            out.append(Group(f"sync/{name}", piece,
-                             lambda name=name: self.render_sync(loaded, ctx, name),  # type: ignore[misc]
-                             ("syncs", name)))
-        return out
 
-    def context(self, loaded: Loaded, ctx: Context, name: str) -> dict[str, Any]:
-        proj = loaded.project
-        sync = proj.syncs[name]
-        static = {"project": proj.project, **({"user": proj.user} if proj.user else {})}
-        if tool(sync, proj.storage) == "rsync":
-            return self._rsync_context(loaded, ctx, name, static)
-        if tool(sync, proj.storage) == "lftp":
-            return self._lftp_context(loaded, ctx, name, static)
-        ends = [rclone_path(t, proj.storage) for t in (sync.from_, sync.to)]
-        parts = [parse_text(e)[0] for e in ends]
-        run_id = any(isinstance(p, Param) and p.name == "run_id" for ps in parts for p in ps)
-        return {"header": ctx.header(), "name": name, "sync": sync,
-                "src": word(parts[0], static), "dst": word(parts[1], static),
-                "src_text": display(ends[0], static), "dst_text": display(ends[1], static),
-                "filters": filters(sync),
-                "every": seconds(sync.every) if sync.every else None, "run_id": run_id,
-                "platform": platform_vars(ends, proj.secrets), "secrets": [], "tool": "rclone"}
+def _rsync_context(loaded: Loaded, name: str,
+                   static: dict[str, str]) -> dict[str, Any]:
+    proj = loaded.project
+    sync = proj.syncs[name]
+    (src_host, src, p1), (dst_host, dst, p2) = (rsync_end(t, proj.storage)
+                                                for t in (sync.from_, sync.to))
+    parts = [parse_text(e)[0] for e in (src, dst)]
+    run_id = any(isinstance(p, Param) and p.name == "run_id" for ps in parts for p in ps)
+    ends = shown(sync, proj.storage, static)
+    excludes = ["--exclude=./.jobpack-*", *(f"--exclude={p}" for p in sync.exclude)]
+    return {"header": file_header(loaded.source.file), "name": name, "sync": sync, "tool": "rsync",
+            "src": word(parts[0], static), "dst": word(parts[1], static),
+            "src_host": src_host, "dst_host": dst_host, "port": p1 or p2,
+            "src_text": ends[0], "dst_text": ends[1], "filters": rsync_filters(sync),
+            "tar_excludes": [shquote(e) for e in excludes],
+            "every": seconds(sync.every) if sync.every else None, "run_id": run_id,
+            "platform": platform_vars([src, dst], proj.secrets), "secrets": []}
 
-    def _rsync_context(self, loaded: Loaded, ctx: Context, name: str,
-                       static: dict[str, str]) -> dict[str, Any]:
-        proj = loaded.project
-        sync = proj.syncs[name]
-        (src_host, src, p1), (dst_host, dst, p2) = (rsync_end(t, proj.storage)
-                                                    for t in (sync.from_, sync.to))
-        parts = [parse_text(e)[0] for e in (src, dst)]
-        run_id = any(isinstance(p, Param) and p.name == "run_id" for ps in parts for p in ps)
-        ends = shown(sync, proj.storage, static)
-        excludes = ["--exclude=./.jobpack-*", *(f"--exclude={p}" for p in sync.exclude)]
-        return {"header": ctx.header(), "name": name, "sync": sync, "tool": "rsync",
-                "src": word(parts[0], static), "dst": word(parts[1], static),
-                "src_host": src_host, "dst_host": dst_host, "port": p1 or p2,
-                "src_text": ends[0], "dst_text": ends[1], "filters": rsync_filters(sync),
-                "tar_excludes": [shquote(e) for e in excludes],
-                "every": seconds(sync.every) if sync.every else None, "run_id": run_id,
-                "platform": platform_vars([src, dst], proj.secrets), "secrets": []}
+def _lftp_context(loaded: Loaded, name: str,
+                  static: dict[str, str]) -> dict[str, Any]:
+    proj = loaded.project
+    sync = proj.syncs[name]
+    (src_name, src), (dst_name, dst) = (endpoint(t, proj.storage)
+                                        for t in (sync.from_, sync.to))
+    upload = dst_name is not None and proj.storage[dst_name].kind == "ftp"
+    place = proj.storage[str(dst_name if upload else src_name)]
+    local = src if upload else dst
+    remote = _join(place.path, dst if upload else src)
+    parts = {k: parse_text(v)[0] for k, v in (
+        ("host", str(place.ftp)), ("user", place.user or "anonymous"),
+        ("password", place.password or ""), ("local", local), ("remote", remote))}
+    texts = [str(place.ftp), place.user or "", place.password or "", local, remote]
+    used = sorted({v for t in texts for v in var_refs(t)} & set(proj.secrets))
+    run_id = any(isinstance(p, Param) and p.name == "run_id"
+                 for key in ("local", "remote") for p in parts[key])
+    ends = shown(sync, proj.storage, static)
+    return {"header": file_header(loaded.source.file), "name": name, "sync": sync, "tool": "lftp",
+            **{k: word(v, static) for k, v in parts.items()},
+            "port": place.port, "upload": upload, "secrets": used,
+            "src_text": ends[0], "dst_text": ends[1],
+            "globs": [shquote(g) for g in (".jobpack-*", *sync.exclude)],
+            "every": seconds(sync.every) if sync.every else None, "run_id": run_id,
+            "platform": platform_vars(texts, proj.secrets)}
 
-    def _lftp_context(self, loaded: Loaded, ctx: Context, name: str,
-                      static: dict[str, str]) -> dict[str, Any]:
-        proj = loaded.project
-        sync = proj.syncs[name]
-        (src_name, src), (dst_name, dst) = (endpoint(t, proj.storage)
-                                            for t in (sync.from_, sync.to))
-        upload = dst_name is not None and proj.storage[dst_name].kind == "ftp"
-        place = proj.storage[str(dst_name if upload else src_name)]
-        local = src if upload else dst
-        remote = _join(place.path, dst if upload else src)
-        parts = {k: parse_text(v)[0] for k, v in (
-            ("host", str(place.ftp)), ("user", place.user or "anonymous"),
-            ("password", place.password or ""), ("local", local), ("remote", remote))}
-        texts = [str(place.ftp), place.user or "", place.password or "", local, remote]
-        used = sorted({v for t in texts for v in var_refs(t)} & set(proj.secrets))
-        run_id = any(isinstance(p, Param) and p.name == "run_id"
-                     for key in ("local", "remote") for p in parts[key])
-        ends = shown(sync, proj.storage, static)
-        return {"header": ctx.header(), "name": name, "sync": sync, "tool": "lftp",
-                **{k: word(v, static) for k, v in parts.items()},
-                "port": place.port, "upload": upload, "secrets": used,
-                "src_text": ends[0], "dst_text": ends[1],
-                "globs": [shquote(g) for g in (".jobpack-*", *sync.exclude)],
-                "every": seconds(sync.every) if sync.every else None, "run_id": run_id,
-                "platform": platform_vars(texts, proj.secrets)}
 
-    def render_sync(self, loaded: Loaded, ctx: Context, name: str) -> list[Artifact]:
-        context = self.context(loaded, ctx, name)
-        text = render(ctx.env, f"sync/{context['tool']}.sh.j2", context)
-        return [Artifact(f"sync/{name}.sh", text, executable=True, lint="shellcheck")]
+
+def plan(loaded: Loaded) -> list[Group]:
+    """One script per sync, in sync/."""
+    out = []
+    for name in loaded.project.syncs:
+        ctx = context(loaded, name)
+        spec = FileSpec(f"sync/{name}.sh", f"sync/{ctx['tool']}.sh.j2", plain_context(ctx),
+                        executable=True, lint="shellcheck")
+        out.append(Group(f"sync/{name}", ("syncs", name), (spec,)))
+    return out
+
+
+def rows(loaded: Loaded) -> list[dict[str, Any]]:
+    """PLAN.md's table of data transfers (without who runs them)."""
+    proj = loaded.project
+    static = {"project": proj.project, **({"user": proj.user} if proj.user else {})}
+    return [{"name": n, "mode": s.mode, "every": s.every, "tool": tool(s, proj.storage),
+             "from": shown(s, proj.storage, static)[0], "to": shown(s, proj.storage, static)[1]}
+            for n, s in proj.syncs.items()]
