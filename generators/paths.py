@@ -75,8 +75,8 @@ class Paths:
 def is_runtime(rel: str) -> bool:
     """Whether a path below out/ is something scripts create at run time.
 
-    >>> [is_runtime(p) for p in ("slurm/a/ledger.tsv", "ngc/x/.ledger.lock", "a/logs/1.out",
-    ...                          "slurm/a/run.sbatch", "notes.txt")]
+    >>> [is_runtime(p) for p in ("k/a/ledger.tsv", "k/x/.ledger.lock", "a/logs/1.out",
+    ...                          "k/a/run.sh", "notes.txt")]
     [True, True, True, False, False]
     """
     return any(fnmatchcase(part, pat) for part in rel.split("/") for pat in RUNTIME_PATTERNS)

@@ -171,8 +171,8 @@ def _data_loc(data: Any, loc: tuple[Any, ...]) -> Loc:
 def _choices(expected: str) -> list[str]:
     """The values of a pydantic literal error's ``expected`` text.
 
-    >>> _choices("'none', 'srun' or 'ray'")
-    ['none', 'srun', 'ray']
+    >>> _choices("'copy', 'sync' or 'move'")
+    ['copy', 'sync', 'move']
     """
     return re.findall(r"'([^']*)'", expected)
 

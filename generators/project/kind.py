@@ -30,16 +30,16 @@ class Kind(ABC):
     """A cluster kind as validation sees it: its models, its checks, its words."""
 
     name = ""  # the value of a cluster's ``kind``
-    title = ""  # how messages name it ("Slurm")
+    title = ""  # how messages name it (its proper name)
     cluster_model: type[Cluster] = Cluster
     options_model: type[Model] = Model  # the job keys of this kind beyond the common ones
     # Environment variables the platform sets in a job: a job may refer to PREFIX_* freely.
     platform_prefixes: tuple[str, ...] = ()
     # Common job keys this kind has no use for (a job on it may not set them).
     refused_common: tuple[str, ...] = ()
-    # Sweep keys only this kind uses, with what they are for ("is for Slurm arrays").
+    # Sweep keys only this kind uses, with what they are for ("is for ... arrays").
     sweep_options: dict[str, str] = {}
-    # Why a sweep key of another kind means nothing here ("NGC launches one job per point").
+    # Why a sweep key of another kind means nothing here ("... launches one job per point").
     sweep_refusal = ""
     # Cluster keys that never reach a shell line (their text is not checked as such).
     prose: frozenset[str] = frozenset()
