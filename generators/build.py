@@ -15,7 +15,6 @@ step (see publish.py).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -23,7 +22,6 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from . import __version__
-from .base import file_header
 from .errors import LintError, Problem, ProjectError
 from .files import real_file, same_file, write_atomic, write_new
 from .paths import (
@@ -39,8 +37,15 @@ from .paths import (
     step,
     template_dirs,
 )
-from .plan import FileSpec, Group
-from .render import dump_context, load_context, make_env, render_spec, template_closure
+from .plan import FileSpec, Group, file_header
+from .render import (
+    dump_context,
+    load_context,
+    make_env,
+    render_spec,
+    sha256_text,
+    template_closure,
+)
 
 MANIFEST = "MANIFEST.sha256"
 
@@ -59,7 +64,7 @@ def _env(paths: Paths) -> Any:
 def plan_groups(paths: Paths) -> tuple[Any, list[Group]]:
     """The loaded project and every group of files it builds; a file written by two groups
     is a problem of the project."""
-    from .backends import load, plan
+    from .registry import load, plan
 
     loaded = load(paths.project)
     groups = plan(loaded)
@@ -173,10 +178,6 @@ def render_group(paths: Paths, key: str, name: str) -> str:
     return f"render {key}: {written} of {len(specs)} file(s) changed"
 
 
-def sha256_text(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
 def lint_file(paths: Paths, rel: str, linter: str) -> str:
     """Task ``lint:<file>``: check one rendered script (a text that passed before, in any
     project, is not checked again)."""
@@ -206,7 +207,7 @@ def publish(paths: Paths) -> str:
     """Task ``bundle``: out/ becomes the planned files plus MANIFEST.sha256, in one step;
     files no longer built are not in the new tree."""
     step.begin("publish")
-    from .bundle import manifest
+    from .manifest import manifest
     from .publish import publish as publish_tree
 
     files, groups = _bundle_files(paths)
@@ -246,7 +247,7 @@ def _published(paths: Paths, rel: str, sha: str, exe: bool, old: list[Any] | Non
 def expected_files(paths: Paths) -> dict[str, Built]:
     """Every file a full build of the project would write: its text and whether it is
     executable. Rendered exactly as the build renders (from the contexts as JSON)."""
-    from .bundle import manifest
+    from .manifest import manifest
 
     _loaded, groups = plan_groups(paths)
     env = _env(paths)

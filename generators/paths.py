@@ -124,8 +124,8 @@ def stat_signature(files: list[Path]) -> list[list[Any]]:
 def group_file(key: str) -> str:
     """A group's key as one file name (keys are path-like).
 
-    >>> group_file("slurm/delta/merge")
-    'slurm%2Fdelta%2Fmerge.json'
+    >>> group_file("kind/cluster/job")
+    'kind%2Fcluster%2Fjob.json'
     """
     from urllib.parse import quote
 
@@ -135,8 +135,8 @@ def group_file(key: str) -> str:
 def is_runtime(rel: str) -> bool:
     """Whether a path below out/ is something scripts create at run time.
 
-    >>> [is_runtime(p) for p in ("slurm/a/ledger.tsv", "ngc/x/.ledger.lock", "a/logs/1.out",
-    ...                          "slurm/a/run.sbatch", "notes.txt")]
+    >>> [is_runtime(p) for p in ("k/a/ledger.tsv", "k/x/.ledger.lock", "a/logs/1.out",
+    ...                          "k/a/run.sh", "notes.txt")]
     [True, True, True, False, False]
     """
     return any(fnmatchcase(part, pat) for part in rel.split("/") for pat in RUNTIME_PATTERNS)

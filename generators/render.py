@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -179,19 +179,6 @@ def render(env: jinja2.Environment, name: str, context: Mapping[str, Any]) -> st
         raise RenderError(f"template {name}: {exc.message}") from None
     except Unfiltered as exc:
         raise RenderError(f"template {name}: {exc}") from None
-
-
-def digest_files(paths: Iterable[Path], roots: Iterable[Path] = ()) -> str:
-    """One sha256 over the contents of ``paths`` and their names relative to ``roots``, so
-    the same files at another place digest the same."""
-    h = hashlib.sha256()
-    bases = list(roots)
-    for p in sorted(paths):
-        base = next((r for r in bases if p.is_relative_to(r)), p.parent)
-        h.update(p.relative_to(base).as_posix().encode())
-        h.update(b"\0")
-        h.update(p.read_bytes())
-    return h.hexdigest()
 
 
 def sha256_text(text: str) -> str:

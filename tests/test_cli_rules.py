@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from generators.ngc_rules import env_value_problem, name_problem, runtime_problem
-from generators.semantics import SBATCH_OPTIONS, sbatch_option_problem
+from generators.backends.ngc.rules import env_value_problem, name_problem, runtime_problem
+from generators.backends.slurm.checks import SBATCH_OPTIONS, sbatch_option_problem
 
 ngc_checks = pytest.importorskip("ngcbase.command.args_validation")
 ngc_times = pytest.importorskip("ngcbase.util.datetime_utils")

@@ -31,8 +31,9 @@ from invalid_cases import ERROR_LINE
 from generators.build import expected_files
 from generators.errors import ProjectError
 from generators.loader import parse_yaml
-from generators.model import CODE, PROSE, STRICT, VALUE, text_kind
 from generators.paths import Paths
+from generators.project.model import CODE, PROSE, STRICT, VALUE
+from generators.registry import text_kind
 
 BASES = ("minimal", "full", "ngc")
 HOSTILE = ["$(touch PWNED)", "`touch PWNED`", "'", '"', "\\", ";", "|", "&", "*", "?", "~",

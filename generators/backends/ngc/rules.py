@@ -9,22 +9,19 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
-from . import model as m
-from .errors import Problem, ProjectError
-from .loader import MAX_PROJECT_BYTES, MAX_VALUES, parse_json, parse_yaml
-from .validate import is_number, suggest
+from ...errors import Problem, ProjectError
+from ...loader import MAX_PROJECT_BYTES, MAX_VALUES, Loc, parse_json, parse_yaml
+from ...placeholders import used_names
+from ...project import model as m
+from ...project.checker import Checker, Loaded, Points, is_number, suggest
+from ...project.kind import JobScope
+from ...project.semantics import check_strings
+from .model import NgcCluster, NgcJob
 
-if TYPE_CHECKING:
-    from .loader import Loc
-    from .validate import Loaded, _Checker
-
-# Keys of a job that only NGC clusters use.
-NGC_ONLY = ("image", "instance", "interactive", "ports", "labels", "priority", "preempt",
-            "total_runtime", "config")
 RUNTIME = re.compile(r"(?i)(?=\d)(?:(\d{1,15})D)?(?:(\d{1,15})H)?(?:(\d{1,15})M)?"
                      r"(?:(\d{1,15})S)?")
 # ngc turns a runtime into a Python timedelta, which ends before a billion days.
@@ -122,7 +119,7 @@ def name_problem(key: str, value: str) -> str | None:
     return None
 
 
-def cluster(ck: _Checker, loc: Loc, cl: m.NgcCluster) -> None:
+def cluster(ck: Checker, loc: Loc, cl: NgcCluster) -> None:
     for key in ("org", "team", "ace"):
         value = getattr(cl, key)
         if value is not None and (problem := name_problem(key, value)):
@@ -138,7 +135,7 @@ def cluster(ck: _Checker, loc: Loc, cl: m.NgcCluster) -> None:
         _env(ck, (*loc, "env", key), key, value)
 
 
-def _mounts(ck: _Checker, loc: Loc, cl: m.NgcCluster) -> None:
+def _mounts(ck: Checker, loc: Loc, cl: NgcCluster) -> None:
     for name, spec in cl.workspaces.items():
         if not INSTANCE.fullmatch(name):
             ck.add((*loc, "workspaces", name), f"{name!r} is not a workspace id or name", key=True)
@@ -158,7 +155,7 @@ def _mounts(ck: _Checker, loc: Loc, cl: m.NgcCluster) -> None:
         ck.add((*loc, "configs"), f"{cl.configs!r} is not an absolute path inside the jobs")
 
 
-def _instances(ck: _Checker, loc: Loc, instance: str | None, ladder: list[str]) -> None:
+def _instances(ck: Checker, loc: Loc, instance: str | None, ladder: list[str]) -> None:
     if instance is not None and not INSTANCE.fullmatch(instance):
         ck.add((*loc, "instance"), f"{instance!r} is not an instance name (e.g. "
                "dgx1v.16g.1.norm)")
@@ -168,7 +165,7 @@ def _instances(ck: _Checker, loc: Loc, instance: str | None, ladder: list[str]) 
                    "dgx1v.32g.1.norm)")
 
 
-def _common(ck: _Checker, loc: Loc, labels: list[str], runtime: str | int | None) -> None:
+def _common(ck: Checker, loc: Loc, labels: list[str], runtime: str | int | None) -> None:
     for i, label in enumerate(labels):
         if not LABEL.fullmatch(label) or len(label) > 256:
             ck.add((*loc, "labels", i), f"{label!r} is not a label: letters, digits and _, "
@@ -179,7 +176,7 @@ def _common(ck: _Checker, loc: Loc, labels: list[str], runtime: str | int | None
         ck.add((*loc, "total_runtime"), problem)
 
 
-def _env(ck: _Checker, loc: Loc, key: str, value: m.Scalar) -> None:
+def _env(ck: Checker, loc: Loc, key: str, value: m.Scalar) -> None:
     if not ENV_KEY.fullmatch(key):
         ck.add(loc, f"{key!r} is not an NGC environment variable name", key=True)
     if problem := env_value_problem(m._scalar_text(value)):
@@ -200,35 +197,41 @@ def env_value_problem(text: str) -> str | None:
     return None
 
 
-def job(ck: _Checker, loaded: Loaded, loc: Loc, jb: m.Job, cl: m.NgcCluster) -> None:
+def options(job: m.Job) -> NgcJob:
+    """The NGC keys of a job on an NGC cluster."""
+    assert isinstance(job.options, NgcJob), "not a job on an NGC cluster"
+    return job.options
+
+
+def job(ck: Checker, loaded: Loaded, scope: JobScope) -> None:
     """Rules of a job on an NGC cluster."""
-    _image(ck, loaded, loc, jb)
-    if jb.instance is None and cl.instance is None:
+    loc, jb, opts, cl = scope.loc, scope.job, options(scope.job), scope.cluster
+    assert isinstance(cl, NgcCluster)
+    _image(ck, loaded, loc, opts)
+    if opts.instance is None and cl.instance is None:
         ck.add(loc, f"no instance: set 'instance' here or in cluster {jb.cluster!r}")
-    _instances(ck, loc, jb.instance, [])
-    _common(ck, loc, jb.labels, jb.total_runtime)
-    if len({*cl.labels, *jb.labels}) > 19:  # NGC's 20, less the jobpack_<tag> of each launch
+    _instances(ck, loc, opts.instance, [])
+    _common(ck, loc, opts.labels, opts.total_runtime)
+    if len({*cl.labels, *opts.labels}) > 19:  # NGC's 20, less the jobpack_<tag> of each launch
         ck.add((*loc, "labels"), "NGC takes at most 20 labels per job, and each launch adds "
                "its own jobpack_<tag>: give at most 19")
-    _ports(ck, loc, jb.ports)
+    _ports(ck, loc, opts.ports)
     for key, value in jb.env.items():
         _env(ck, (*loc, "env", key), key, value)
     for key, value in loaded.project.env.items():  # sent with every NGC job too
         _env(ck, ("env", key), key, value)
-    _no_run_id(ck, loc, jb, loaded.points[str(loc[1])].names)
+    _no_run_id(ck, loc, jb, scope.points.names)
     _points(ck, loaded, loc, jb)
-    if jb.sweep is not None:
-        for key in ("throttle", "chunk"):
-            if key in jb.sweep.model_fields_set:
-                ck.add((*loc, "sweep", key), f"{key!r} is for Slurm arrays; NGC launches one "
-                       "job per point", key=True)
-        if jb.interactive:
-            ck.add((*loc, "sweep"), "an interactive job is a single job; it cannot sweep")
-    if jb.config is not None:
+    _carried(ck, loc, jb, scope.points)
+    if jb.sweep is not None and opts.interactive:
+        ck.add((*loc, "sweep"), "an interactive job is a single job; it cannot sweep")
+    if opts.config is not None:
+        check_strings(ck, (*loc, "config"), opts.config.model_dump(by_alias=True), scope.known,
+                      params=scope.params)
         _config(ck, loaded, loc, jb, cl)
 
 
-def _no_run_id(ck: _Checker, loc: Loc, jb: m.Job, params: tuple[str, ...]) -> None:
+def _no_run_id(ck: Checker, loc: Loc, jb: m.Job, params: tuple[str, ...]) -> None:
     """Configs, and env values that use sweep parameters, are fixed when the bundle is built;
     the run id and ${NAME} values are not known then."""
     texts: list[tuple[Loc, m.Scalar]] = []
@@ -236,8 +239,9 @@ def _no_run_id(ck: _Checker, loc: Loc, jb: m.Job, params: tuple[str, ...]) -> No
         if isinstance(value, str) and re.search(r"\{\{\s*(" + "|".join(params) + r")\s*\}\}",
                                                 value) and params:
             texts.append((("env", key), value))
-    if jb.config is not None:
-        texts += [(("config", "set", k), v) for k, v in jb.config.set_.items()]
+    config = options(jb).config
+    if config is not None:
+        texts += [(("config", "set", k), v) for k, v in config.set_.items()]
     for sub, value in texts:
         if not isinstance(value, str):
             continue
@@ -250,7 +254,7 @@ def _no_run_id(ck: _Checker, loc: Loc, jb: m.Job, params: tuple[str, ...]) -> No
                    "time and cannot also read ${NAME}; split it into two variables")
 
 
-def _image(ck: _Checker, loaded: Loaded, loc: Loc, jb: m.Job) -> None:
+def _image(ck: Checker, loaded: Loaded, loc: Loc, jb: NgcJob) -> None:
     if jb.image is None:
         ck.add(loc, "an NGC job needs 'image' (a name in images, or a reference such as "
                "nvcr.io/ORG/REPO:TAG)")
@@ -263,7 +267,7 @@ def _image(ck: _Checker, loaded: Loaded, loc: Loc, jb: m.Job) -> None:
                "reference such as nvcr.io/ORG/REPO:TAG")
 
 
-def _ports(ck: _Checker, loc: Loc, ports: list[int | str]) -> None:
+def _ports(ck: Checker, loc: Loc, ports: list[int | str]) -> None:
     seen: set[int] = set()
     for i, port in enumerate(ports):
         if problem := port_problem(port):
@@ -275,9 +279,10 @@ def _ports(ck: _Checker, loc: Loc, ports: list[int | str]) -> None:
         seen.add(number)
 
 
-def _config(ck: _Checker, loaded: Loaded, loc: Loc, jb: m.Job, cl: m.NgcCluster) -> None:
-    assert jb.config is not None
-    base = jb.config.base
+def _config(ck: Checker, loaded: Loaded, loc: Loc, jb: m.Job, cl: NgcCluster) -> None:
+    config = options(jb).config
+    assert config is not None
+    base = config.base
     suffix = "." + base.rsplit(".", 1)[-1] if "." in base else ""
     if suffix not in CONFIG_KINDS:
         ck.add((*loc, "config", "base"), f"{base!r}: a config base is a .py, .yaml, .yml or "
@@ -294,10 +299,10 @@ def _config(ck: _Checker, loaded: Loaded, loc: Loc, jb: m.Job, cl: m.NgcCluster)
     if not any(re.search(r"\{\{\s*config_path\s*\}\}", t) for t in texts):
         ck.add((*loc, "command"), "the command never uses '{{ config_path }}', the path of the "
                "point's config file")
-    _set(ck, (*loc, "config", "set"), jb.config.set_, python=suffix == ".py")
+    _set(ck, (*loc, "config", "set"), config.set_, python=suffix == ".py")
 
 
-def _set(ck: _Checker, loc: Loc, values: dict[str, m.Scalar], *, python: bool) -> None:
+def _set(ck: Checker, loc: Loc, values: dict[str, m.Scalar], *, python: bool) -> None:
     """Keys of ``config.set`` name places in the config; a Python config gets them as code
     (``a = dict(b=...)``), so there each part must be an identifier."""
     for key, value in values.items():
@@ -342,12 +347,13 @@ def set_key_problem(key: str, *, python: bool) -> str | None:
     return None
 
 
-def _data_base(ck: _Checker, loaded: Loaded, loc: Loc, jb: m.Job, suffix: str) -> None:
+def _data_base(ck: Checker, loaded: Loaded, loc: Loc, jb: m.Job, suffix: str) -> None:
     """A YAML or JSON base is read and merged at build time: it must be a file inside the
     project (a symlink may not lead out of it), parse, hold a mapping, and stay small enough
     that one copy per point is a sane amount of output."""
-    assert jb.config is not None
-    base, bloc = jb.config.base, (*loc, "config", "base")
+    config = options(jb).config
+    assert config is not None
+    base, bloc = config.base, (*loc, "config", "base")
     real = Path(os.path.realpath(loaded.root / base))
     if base.startswith("/") or not real.is_relative_to(os.path.realpath(loaded.root)):
         ck.add(bloc, f"{base!r}: a YAML or JSON base is merged at build time, so it must be a "
@@ -389,7 +395,7 @@ def _parse_yaml_base(text: str, display: str) -> Any:
     return data
 
 
-def _points(ck: _Checker, loaded: Loaded, loc: Loc, jb: m.Job) -> None:
+def _points(ck: Checker, loaded: Loaded, loc: Loc, jb: m.Job) -> None:
     """Every point is its own NGC job, named after its values: points must differ, and env
     values filled with a point's values must still be ones ngc accepts."""
     points = loaded.points[str(loc[1])]
@@ -409,4 +415,18 @@ def _points(ck: _Checker, loaded: Loaded, loc: Loc, jb: m.Job) -> None:
             filled = PLACEHOLDER.sub(lambda mt: values.get(mt[1], mt[0]), text)  # noqa: B023
             if problem := env_value_problem(filled):
                 ck.add((*loc, "env", key), f"with the values of point {i}: {problem}")
+                break
+
+
+def _carried(ck: Checker, loc: Loc, job: m.Job, points: Points) -> None:
+    """NGC jobs get their parameters' values as --env-var KEY:VALUE, which ngc takes only
+    without line breaks and up to 2048 characters."""
+    columns = {n: [row[i] for row in points.rows] for i, n in enumerate(points.names)}
+    for ref in used_names(job.command):
+        for n, value in enumerate(columns.get(ref, [])):
+            if "\n" in value or len(value) > 2048:
+                why = "a line break" if "\n" in value else "more than 2048 characters"
+                ck.add((*loc, "command"), f"'{{{{ {ref} }}}}': value {n + 1} has {why}; an "
+                       "NGC job receives each value as an environment variable "
+                       "(ngc batch run --env-var), which cannot carry it")
                 break

@@ -6,7 +6,6 @@ into shell words, times and sweep points happens in ``validate`` and the generat
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, field_validator, model_validator
@@ -21,19 +20,15 @@ def _scalar(value: Any) -> Any:
 
 
 Scalar = Annotated[str | int | float | bool, PlainValidator(_scalar)]
-# Names become file and folder names (slurm/<cluster>/<job>.sbatch, sync/<name>.sh) and
-# scheduler job names (<project>-<job>, and Slurm logs <project>-<job>_<array>_<task>.out), so
-# they are bounded well below the 255 bytes a file name may have.
+# Names become file and folder names (<kind>/<cluster>/<job>.<ext>, sync/<name>.sh) and
+# scheduler job names (<project>-<job>, and log files named after them), so they are bounded
+# well below the 255 bytes a file name may have.
 NAME_MAX = 64
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 PROJECT = r"^[a-z0-9][a-z0-9-]{0,63}$"
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 INTERVAL = r"^[0-9]{1,6}[smh]$"
-# Bounds of integers as the target CLIs parse them: Slurm reads counts into 32-bit integers
-# (sbatch refuses --nodes=2147483648) and keeps tasks and CPUs per node in 16 bits (65534
-# and 65535 are its "unset" and "infinite"); MaxArraySize is at most 4000001.
-INT32 = 2**31 - 1
-INT16 = 65533
+# The most points a scheduler's array can hold: a bound for a sweep's throttle.
 MAX_ARRAY = 4_000_001
 
 
@@ -47,32 +42,40 @@ TEXT_KINDS: tuple[tuple[tuple[str, ...], str], ...] = (
     (("description",), PROSE),
     (("*", "*", "description"), PROSE),
     (("jobs", "*", "command"), CODE),
-    (("jobs", "*", "on_timeout", "run"), CODE),
     (("jobs", "*", "command", "#"), VALUE),
     (("jobs", "*", "sweep", "matrix", "*", "#"), VALUE),
     (("jobs", "*", "sweep", "list", "#", "*"), VALUE),
-    (("jobs", "*", "config", "set", "*"), VALUE),
     (("env", "*"), VALUE),
     (("clusters", "*", "env", "*"), VALUE),
     (("jobs", "*", "env", "*"), VALUE),
 )
 
 
-def text_kind(loc: tuple[str | int, ...]) -> str:
-    """The kind of text the string at ``loc`` is (see TEXT_KINDS).
+def text_kind(loc: tuple[str | int, ...],
+              kinds: tuple[tuple[tuple[str, ...], str], ...] = TEXT_KINDS) -> str:
+    """The kind of text the string at ``loc`` is (see TEXT_KINDS; cluster kinds add theirs).
 
     >>> text_kind(("jobs", "a", "command")), text_kind(("jobs", "a", "command", 0))
     ('code', 'value')
     >>> text_kind(("jobs", "a", "cluster")), text_kind(("description",))
     ('strict', 'prose')
     """
-    for pattern, kind in TEXT_KINDS:
+    for pattern, kind in kinds:
         if len(pattern) == len(loc) and all(
                 p == part or (p == "*" and isinstance(part, str))
                 or (p == "#" and isinstance(part, int))
                 for p, part in zip(pattern, loc, strict=True)):
             return kind
     return STRICT
+
+
+def seconds(every: str) -> int:
+    """Seconds of an interval such as ``15m`` (see INTERVAL).
+
+    >>> [seconds(t) for t in ("30s", "15m", "2h")]
+    [30, 900, 7200]
+    """
+    return int(every[:-1]) * {"s": 1, "m": 60, "h": 3600}[every[-1]]
 
 
 class Model(BaseModel):
@@ -92,73 +95,6 @@ def _scalar_text(value: Any) -> str:
     return str(value) if isinstance(value, str | int) else repr(value)
 
 
-MAX_MEMORY = 2**40  # in any unit: beyond every machine, far below what Slurm cannot parse
-
-
-def _memory(v: str | int | None) -> str | int | None:
-    """Slurm's --mem: a number of megabytes, or a number with a unit K, M, G or T."""
-    if isinstance(v, str) and not re.fullmatch(r"[0-9]{1,20}[KMGT]?", v):
-        raise ValueError("memory is a number with an optional unit K, M, G or T (e.g. 32G)")
-    if isinstance(v, int) and v < 0:
-        raise ValueError("memory must not be negative")
-    if v is not None and int(str(v).rstrip("KMGT")) > MAX_MEMORY:
-        raise ValueError(f"memory {v} is more than Slurm can be asked for (at most "
-                         f"{MAX_MEMORY} in any unit)")
-    return v
-
-
-class Resources(Model):
-    """Scheduler resources of one job (or a cluster's defaults)."""
-
-    nodes: int | None = Field(None, ge=1, le=INT32)
-    ntasks_per_node: int | None = Field(None, ge=1, le=INT16)
-    gpus: int | None = Field(None, ge=0, le=INT32)
-    gpus_per_node: int | None = Field(None, ge=0, le=INT32)
-    gpu_type: str | None = Field(None, pattern=NAME)
-    cpus_per_task: int | None = Field(None, ge=1, le=INT16)
-    mem: str | int | None = None
-    time: str | int | None = None
-    signal: str | None = None
-    requeue: bool | None = None
-
-    _mem = field_validator("mem")(classmethod(lambda cls, v: _memory(v)))
-
-
-class Rung(Model):
-    """One step of an escalation ladder: what a resubmission asks for beyond the job's own."""
-
-    time: str | int | None = None
-    mem: str | int | None = None
-    partition: str | None = None
-    qos: str | None = None
-    gpus: int | None = Field(None, ge=0, le=INT32)
-    gpus_per_node: int | None = Field(None, ge=0, le=INT32)
-    cpus_per_task: int | None = Field(None, ge=1, le=INT16)
-
-    _mem = field_validator("mem")(classmethod(lambda cls, v: _memory(v)))
-
-
-class OnTimeout(Model):
-    """What a job does when its time limit nears: Slurm signals it ``before`` seconds early."""
-
-    run: str | None = None
-    before: int = Field(120, ge=1, le=65535)
-    requeue: bool = False
-
-
-class StageIn(Model):
-    """A sync run once on every node of the job before its command (e.g. data to local disk)."""
-
-    sync: str
-
-
-class StageOut(StageIn):
-    """A sync run on every node while the job runs: every ``every`` (the sync's own interval
-    when left out), once more when the command ends, and at the pre-timeout signal."""
-
-    every: str | None = Field(None, pattern=INTERVAL)
-
-
 class Rates(Model):
     """Prices used for PLAN.md's cost estimate."""
 
@@ -167,46 +103,11 @@ class Rates(Model):
     unit: str = Field("credits", max_length=NAME_MAX)
 
 
-class SlurmCluster(Model):
-    kind: Literal["slurm"]
-    account: str | None = None
-    partition: str | None = None
-    qos: str | None = None
-    modules: list[str] = []
-    conda: str | None = None
+class Cluster(Model):
+    """What every cluster has, whatever its kind; each kind's model adds its own keys."""
+
+    kind: str
     env: dict[str, Scalar] = {}
-    rates: Rates | None = None
-    max_array_size: int = Field(1001, ge=1, le=MAX_ARRAY)
-    login: str | None = None
-    resources: Resources = Resources()
-    sbatch: dict[str, Scalar] = {}
-    description: str | None = None
-
-
-NGC_PRIORITY = Literal["HIGH", "NORMAL", "LOW"]
-NGC_PREEMPT = Literal["RESUMABLE", "RESTARTABLE", "RUNONCE"]
-
-
-class NgcCluster(Model):
-    """An NGC ACE reached with ``ngc batch``: defaults of every job launched there."""
-
-    kind: Literal["ngc"]
-    org: str | None = None
-    team: str | None = None
-    ace: str | None = None
-    instance: str | None = None
-    escalate: list[str] = []
-    workspaces: dict[str, str] = {}
-    datasets: dict[str, str] = {}
-    result: str = "/result"
-    priority: NGC_PRIORITY | None = None
-    preempt: NGC_PREEMPT | None = None
-    total_runtime: str | int | None = None
-    labels: list[str] = []
-    env: dict[str, Scalar] = {}
-    secrets: list[str] = []
-    configs: str | None = None
-    rates: Rates | None = None
     description: str | None = None
 
 
@@ -217,13 +118,6 @@ class Image(Model):
     tags: list[str] = []
     dockerfile: Any = None
     description: str | None = None
-
-
-class JobConfig(Model):
-    """A config file per sweep point: ``base`` with the keys of ``set`` overridden."""
-
-    base: str
-    set_: dict[str, Scalar] = Field({}, alias="set")
 
 
 class Sweep(Model):
@@ -237,32 +131,18 @@ class Sweep(Model):
 
 
 class Job(Model):
+    """The keys every job has, whatever the kind of its cluster. The keys of that kind are
+    validated by the kind's own model and kept in ``options`` (set by the validator, never
+    read from the file)."""
+
     cluster: str
     command: Any
     description: str | None = None
-    resources: Resources = Resources()
     sweep: Sweep | None = None
     after: list[str] = []
     env: dict[str, Scalar] = {}
-    account: str | None = None
-    partition: str | None = None
-    qos: str | None = None
-    launcher: Literal["none", "srun", "ray"] = "none"
-    sbatch: dict[str, Scalar] = {}
     retries: int = Field(0, ge=0, le=100)
-    escalate: list[Rung] = []
-    on_timeout: OnTimeout | None = None
-    stage_in: list[StageIn] = []
-    stage_out: list[StageOut] = []
-    image: str | None = None
-    instance: str | None = None
-    interactive: bool = False
-    ports: list[int | str] = []
-    labels: list[str] = []
-    priority: NGC_PRIORITY | None = None
-    preempt: NGC_PREEMPT | None = None
-    total_runtime: str | int | None = None
-    config: JobConfig | None = None
+    options: Any = Field(None, exclude=True)
 
     @field_validator("command")
     @classmethod
@@ -324,7 +204,7 @@ class Project(Model):
     secrets: list[str] = []
     env: dict[str, Scalar] = {}
     images: dict[str, Image] = {}
-    clusters: dict[str, SlurmCluster | NgcCluster] = {}
+    clusters: dict[str, Cluster] = {}
     jobs: dict[str, Job] = {}
     storage: dict[str, Storage] = {}
     syncs: dict[str, Sync] = {}
@@ -334,6 +214,3 @@ class Project(Model):
 TOP_LEVEL = ("project", "user", "description", "secrets", "env", "images", "storage",
              "clusters", "jobs", "syncs", "dev")
 NOT_YET = ("dev",)
-KINDS_SUPPORTED = ("slurm", "ngc")
-CLUSTER_MODELS: dict[str, type[Model]] = {"slurm": SlurmCluster, "ngc": NgcCluster}
-KINDS_KNOWN = ("slurm", "ngc", "runai", "azureml")

@@ -10,14 +10,14 @@ from typing import Any
 
 import yaml
 
-from . import model as m
-from .base import Artifact, Context, Generator, Group
-from .ngc_rules import MAX_RUNTIME
-from .placeholders import command_code, used_names
-from .render import render
-from .semantics import merged_env, static_params
-from .shell import Param, parse_text, shquote, tsv_cell, var_refs, variable, word
-from .validate import Loaded
+from ...placeholders import command_code, used_names
+from ...plan import FileSpec, Group, file_header, plain_context, text_file
+from ...project import model as m
+from ...project.checker import Loaded
+from ...project.semantics import merged_env, static_params
+from ...shell import Param, parse_text, shquote, tsv_cell, var_refs, variable, word
+from .model import NgcCluster
+from .rules import MAX_RUNTIME, options
 
 SCRIPTS = ("launch_all.sh", "monitor.sh", "status.sh", "ctl.sh")
 # Scripts that launch read the secrets of the launch flags (ctl.sh only for resubmit); the
@@ -31,9 +31,9 @@ RELAUNCH = ("FAILED", "FAILED_RUN_LIMIT_EXCEEDED", "KILLED_BY_SYSTEM", "TASK_LOS
 FINAL = ("FINISHED_SUCCESS", "KILLED_BY_USER", "KILLED_BY_ADMIN", "CANCELED", *RELAUNCH)
 
 
-def ngc_cluster(loaded: Loaded, name: str) -> m.NgcCluster:
+def ngc_cluster(loaded: Loaded, name: str) -> NgcCluster:
     cluster = loaded.project.clusters[name]
-    assert isinstance(cluster, m.NgcCluster), f"{name} is not an NGC cluster"
+    assert isinstance(cluster, NgcCluster), f"{name} is not an NGC cluster"
     return cluster
 
 
@@ -75,8 +75,8 @@ def instances(loaded: Loaded, job: m.Job) -> list[str]:
     from the job's instance on; a job on an instance outside the ladder stays on it."""
     cluster = ngc_cluster(loaded, job.cluster)
     ladder = [str(cluster.instance), *cluster.escalate] if cluster.instance else cluster.escalate
-    start = str(job.instance or cluster.instance)
-    if job.interactive or start not in ladder:
+    start = str(options(job).instance or cluster.instance)
+    if options(job).interactive or start not in ladder:
         return [start]
     return ladder[ladder.index(start):]
 
@@ -84,7 +84,7 @@ def instances(loaded: Loaded, job: m.Job) -> list[str]:
 def retries(loaded: Loaded, job: m.Job) -> int:
     """Relaunches allowed: the job's retries, or one per rung above its instance by default
     (interactive jobs are never relaunched by the monitor)."""
-    if job.interactive:
+    if options(job).interactive:
         return 0
     if "retries" in job.model_fields_set:
         return job.retries
@@ -93,9 +93,9 @@ def retries(loaded: Loaded, job: m.Job) -> int:
 
 def image_ref(loaded: Loaded, job: m.Job) -> str:
     """The reference NGC launches: an image's nvcr.io tag (else its first), or the text."""
-    image = loaded.project.images.get(str(job.image))
+    image = loaded.project.images.get(str(options(job).image))
     if image is None:
-        return str(job.image)
+        return str(options(job).image)
     return next((t for t in image.tags if t.startswith("nvcr.io/")), image.tags[0])
 
 
@@ -117,13 +117,15 @@ def common_args(loaded: Loaded, name: str) -> list[str]:
     for ident, mount in cl.datasets.items():
         out += _flag("--datasetid", f"{ident}:{mount}")
     for key in ("priority", "preempt"):
-        value = getattr(job, key) or getattr(cl, key)
+        value = getattr(options(job), key) or getattr(cl, key)
         out += _flag(f"--{key}", value) if value else []
-    runtime = job.total_runtime or cl.total_runtime or (MAX_RUNTIME if job.interactive else None)
+    opts = options(job)
+    runtime = (opts.total_runtime or cl.total_runtime
+               or (MAX_RUNTIME if opts.interactive else None))
     out += _flag("--total-runtime", str(runtime)) if runtime else []
-    for label in dict.fromkeys([*cl.labels, *job.labels]):
+    for label in dict.fromkeys([*cl.labels, *options(job).labels]):
         out += _flag("--label", label)
-    for port in job.ports:
+    for port in options(job).ports:
         out += _flag("--port", str(port))
     for secret in cl.secrets:
         out += _flag("--secret", secret)
@@ -144,7 +146,7 @@ def _env_and_command(loaded: Loaded, name: str) -> list[str]:
         if ref in static:  # built-ins reach the command as variables, like parameters
             out += _flag("--env-var", f"{variable(ref)}:{static[ref]}")
     code = command_code(job.command)
-    if job.interactive:
+    if options(job).interactive:
         code = f"{code}\nsleep {MAX_RUNTIME}"
     return out + _flag("--commandline", code)
 
@@ -176,7 +178,7 @@ def point_args(loaded: Loaded, name: str, index: int, key: str) -> list[str]:
     points = loaded.points[name]
     values = dict(zip(points.names, points.rows[index], strict=True))
     static = {**static_params(loaded, name), **values}
-    if job.config is not None:
+    if options(job).config is not None:
         static["config_path"] = config_path(loaded, name, key)
     out = ["--name", job_name(loaded.project.project, name, key)]
     for ref in used_names(job.command):
@@ -189,8 +191,9 @@ def point_args(loaded: Loaded, name: str, index: int, key: str) -> list[str]:
 
 
 def config_ext(job: m.Job) -> str:
-    assert job.config is not None
-    base = job.config.base
+    config = options(job).config
+    assert config is not None
+    base = config.base
     return ".py" if base.endswith(".py") else ".json" if base.endswith(".json") else ".yaml"
 
 
@@ -215,12 +218,13 @@ def _number(text: str) -> int | float:
 def config_values(loaded: Loaded, name: str, index: int) -> dict[str, Any]:
     """The ``set`` keys of a point's config with parameters filled in."""
     job = loaded.project.jobs[name]
-    assert job.config is not None
+    config = options(job).config
+    assert config is not None
     points = loaded.points[name]
     values = dict(zip(points.names, points.rows[index], strict=True))
     static = {**static_params(loaded, name), **values}
     out: dict[str, Any] = {}
-    for key, raw in job.config.set_.items():
+    for key, raw in config.set_.items():
         if not isinstance(raw, str):
             out[key] = raw if isinstance(raw, bool) else _number(m._scalar_text(raw))
             continue
@@ -257,10 +261,11 @@ def _python_value(value: Any) -> str:
 def config_base(loaded: Loaded, name: str) -> Any:
     """The parsed YAML or JSON base of a job's configs (None for a Python base)."""
     job = loaded.project.jobs[name]
-    assert job.config is not None
+    config = options(job).config
+    assert config is not None
     if config_ext(job) == ".py":
         return None
-    text = (loaded.root / job.config.base).read_text(encoding="utf-8")
+    text = (loaded.root / config.base).read_text(encoding="utf-8")
     return json.loads(text) if config_ext(job) == ".json" else yaml.safe_load(text) or {}
 
 
@@ -268,10 +273,11 @@ def render_config(loaded: Loaded, name: str, index: int, header: list[str], base
     """One point's config file: a Python file inheriting the base by path, or the merged
     YAML/JSON ``base`` (see ``config_base``)."""
     job = loaded.project.jobs[name]
-    assert job.config is not None
+    config = options(job).config
+    assert config is not None
     values = _nested(config_values(loaded, name, index))
     if config_ext(job) == ".py":
-        lines = [f"# {h}" for h in header] + [f"_base_ = {job.config.base!r}", ""]
+        lines = [f"# {h}" for h in header] + [f"_base_ = {config.base!r}", ""]
         lines += [f"{k} = {_python_value(v)}" for k, v in values.items()]
         text = "\n".join(lines) + "\n"
         compile(text, name, "exec")  # a generated config must at least parse
@@ -293,84 +299,56 @@ def _merge(base: Any, over: dict[str, Any]) -> Any:
     return out
 
 
-class NgcGenerator(Generator):
-    name = "ngc"
-    template_dirs = ("ngc", "_base", "_macros")
+def plan(loaded: Loaded, cname: str) -> list[Group]:
+    """A group per job of cluster ``cname`` (its launch table and configs), and one for the
+    cluster's scripts."""
+    names = [n for n, j in loaded.project.jobs.items() if j.cluster == cname]
+    out = [Group(f"ngc/{cname}/{name}", ("jobs", name), tuple(_job_files(loaded, cname, name)))
+           for name in names]
+    if names:
+        out.append(Group(f"ngc/{cname}", ("clusters", cname),
+                         tuple(_cluster_files(loaded, cname, names))))
+    return out
 
-    def groups(self, loaded: Loaded, ctx: Context) -> list[Group]:
-        out: list[Group] = []
-        for cname, cluster in loaded.project.clusters.items():
-            if not isinstance(cluster, m.NgcCluster):
-                continue
-            names = [n for n, j in loaded.project.jobs.items() if j.cluster == cname]
-            for name in names:
-                out.append(self._job_group(loaded, ctx, cname, name))
-            if names:
-                piece = {"cluster": cluster.model_dump(mode="json"), "file": ctx.project_file,
-                         "project": loaded.project.project, "secrets": loaded.project.secrets,
-                         "jobs": [(n, self._summary(loaded, n)) for n in names]}
-                out.append(Group(f"ngc/{cname}", piece,
-                                 lambda cname=cname, names=names:  # type: ignore[misc]
-                                 self.render_cluster(loaded, ctx, cname, names),
-                                 ("clusters", cname)))
-        return out
 
-    def _summary(self, loaded: Loaded, name: str) -> dict[str, Any]:
-        job = loaded.project.jobs[name]
-        return {"size": loaded.points[name].size, "interactive": job.interactive,
-                "instances": instances(loaded, job), "retries": retries(loaded, job)}
-
-    def _job_group(self, loaded: Loaded, ctx: Context, cname: str, name: str) -> Group:
-        job = loaded.project.jobs[name]
-        rows = hashlib.sha256(repr(loaded.points[name]).encode()).hexdigest()
-        image = loaded.project.images.get(str(job.image))
-        base = job.config.base if job.config else None
-        base_text = (loaded.root / base).read_text() if base and not base.endswith(".py") else ""
-        piece = {"job": job.model_dump(mode="json", by_alias=True), "name": name,
-                 "cluster": loaded.project.clusters[cname].model_dump(mode="json"),
-                 "image": image.model_dump(mode="json") if image else None,
-                 "project": loaded.project.model_dump(mode="json", include={
-                     "project", "user", "secrets", "env"}),
-                 "points": rows, "file": ctx.project_file, "base": base_text}
-        return Group(f"ngc/{cname}/{name}", piece,
-                     lambda: self.render_job(loaded, ctx, cname, name), ("jobs", name))
-
-    def render_job(self, loaded: Loaded, ctx: Context, cname: str, name: str) -> list[Artifact]:
-        job = loaded.project.jobs[name]
-        points = loaded.points[name]
-        keys = point_keys(points.names, points.rows)
-        header = ctx.header(name)
-        lines = ["# " + " ".join(header),
-                 "# index\tname\targuments of this point, one per cell (printf %b escapes)"]
+def _job_files(loaded: Loaded, cname: str, name: str) -> list[FileSpec]:
+    job = loaded.project.jobs[name]
+    config = options(job).config
+    points = loaded.points[name]
+    keys = point_keys(points.names, points.rows)
+    header = file_header(loaded.source.file, name)
+    lines = ["# " + " ".join(header),
+             "# index\tname\targuments of this point, one per cell (printf %b escapes)"]
+    for i, key in enumerate(keys):
+        cells = (tsv_cell(word) for word in point_args(loaded, name, i, key))
+        lines.append("\t".join((str(i), job_name(loaded.project.project, name, key), *cells)))
+    out = [text_file(f"ngc/{cname}/{name}.points.tsv", "\n".join(lines) + "\n")]
+    if config is not None:
+        base = config_base(loaded, name)
         for i, key in enumerate(keys):
-            cells = (tsv_cell(word) for word in point_args(loaded, name, i, key))
-            lines.append("\t".join((str(i), job_name(loaded.project.project, name, key), *cells)))
-        out = [Artifact(f"ngc/{cname}/{name}.points.tsv", "\n".join(lines) + "\n")]
-        if job.config is not None:
-            base = config_base(loaded, name)
-            for i, key in enumerate(keys):
-                path = f"ngc/{cname}/configs/{name}/{key or name}{config_ext(job)}"
-                out.append(Artifact(path, render_config(loaded, name, i, header, base)))
-        return out
+            path = f"ngc/{cname}/configs/{name}/{key or name}{config_ext(job)}"
+            out.append(text_file(path, render_config(loaded, name, i, header, base)))
+    return out
 
-    def render_cluster(self, loaded: Loaded, ctx: Context, cname: str,
-                       names: list[str]) -> list[Artifact]:
-        jobs: list[dict[str, Any]] = []
-        for name in names:
-            job = loaded.project.jobs[name]
-            jobs.append({"name": name, "common": common_args(loaded, name),
-                         "size": loaded.points[name].size, "interactive": job.interactive,
-                         "retries": retries(loaded, job),
-                         "instances": [shquote(i) for i in instances(loaded, job)],
-                         "ports": [str(p) for p in job.ports]})
-        words = [w for j in jobs for w in j["common"]]
-        used = sorted({v for w in words for v in var_refs(w)} & set(loaded.project.secrets))
-        context = {"header": ctx.header(), "cluster_name": cname, "jobs": jobs,
-                   "interactive": [j for j in jobs if j["interactive"]],
-                   "project": loaded.project.project, "secrets": used,
-                   "final": FINAL, "relaunch": RELAUNCH}
-        scripts = list(SCRIPTS) + (["exec.sh"] if context["interactive"] else [])
-        return [Artifact(f"ngc/{cname}/{s}",
-                         render(ctx.env, f"ngc/{s}.j2",
-                                {**context, "secrets": used if s in LAUNCHERS else []}),
-                         executable=True, lint="shellcheck") for s in scripts]
+
+def _job_summary(loaded: Loaded, name: str) -> dict[str, Any]:
+    job = loaded.project.jobs[name]
+    return {"name": name, "common": common_args(loaded, name),
+            "size": loaded.points[name].size, "interactive": options(job).interactive,
+            "retries": retries(loaded, job),
+            "instances": [shquote(i) for i in instances(loaded, job)],
+            "ports": [str(p) for p in options(job).ports]}
+
+
+def _cluster_files(loaded: Loaded, cname: str, names: list[str]) -> list[FileSpec]:
+    jobs = [_job_summary(loaded, name) for name in names]
+    words = [w for j in jobs for w in j["common"]]
+    used = sorted({v for w in words for v in var_refs(w)} & set(loaded.project.secrets))
+    context = {"header": file_header(loaded.source.file), "cluster_name": cname, "jobs": jobs,
+               "interactive": [j for j in jobs if j["interactive"]],
+               "project": loaded.project.project, "secrets": used,
+               "final": FINAL, "relaunch": RELAUNCH}
+    scripts = list(SCRIPTS) + (["exec.sh"] if context["interactive"] else [])
+    return [FileSpec(f"ngc/{cname}/{s}", f"ngc/{s}.j2",
+                     plain_context({**context, "secrets": used if s in LAUNCHERS else []}),
+                     executable=True, lint="shellcheck") for s in scripts]

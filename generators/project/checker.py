@@ -1,4 +1,4 @@
-"""project.yaml -> a validated Project, or a ProjectError listing every problem found."""
+"""The one checker: collects every problem of a project, in the words of its file."""
 
 from __future__ import annotations
 
@@ -15,21 +15,27 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from ..errors import Problem, ProjectError
+from ..loader import Loc, ReadError, Source, read_text
 from . import model as m
-from .errors import Problem, ProjectError
-from .loader import Loc, ReadError, Source, load_yaml, read_text
 
 BUILTINS = ("project", "user", "job", "run_id")
 # The largest data file (sequences, config base) a project may name: far beyond real use.
 MAX_DATA_BYTES = 64 * 1024 * 1024
-PLATFORM_VARS = re.compile(
-    r"(SLURM|SLURMD|RUNAI|NGC|AZUREML)_[A-Z0-9_]+|USER|HOME|PATH|TMPDIR|HOSTNAME|PWD|LOGNAME"
-    r"|RUN_ID|CUDA_VISIBLE_DEVICES")
-# Slurm's time forms: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S (numbers of at most 9 digits).
-SLURM_TIME = re.compile(r"(?:(?P<d>\d{1,9})-(?P<dh>\d{1,9})"
-                        r"(?::(?P<dm>\d{1,9})(?::(?P<ds>\d{1,9}))?)?"
-                        r"|(?P<a>\d{1,9})(?::(?P<b>\d{1,9})(?::(?P<c>\d{1,9}))?)?)"
-                        r"|UNLIMITED|INFINITE|unlimited|infinite")
+# Variables every platform sets; each cluster kind adds the prefixes of its own.
+PLATFORM_NAMES = ("USER", "HOME", "PATH", "TMPDIR", "HOSTNAME", "PWD", "LOGNAME", "RUN_ID",
+                  "CUDA_VISIBLE_DEVICES")
+
+
+def platform_vars(prefixes: typing.Iterable[str]) -> re.Pattern[str]:
+    """The names a project may refer to without declaring them: PREFIX_* of every prefix,
+    and the variables of every platform.
+
+    >>> bool(platform_vars(["AB"]).fullmatch("AB_X")), bool(platform_vars([]).fullmatch("AB_X"))
+    (True, False)
+    """
+    names = [rf"{re.escape(p)}_[A-Z0-9_]+" for p in sorted(prefixes)] + list(PLATFORM_NAMES)
+    return re.compile("|".join(names))
 
 
 @dataclass(frozen=True)
@@ -49,7 +55,7 @@ class Points:
 
 @dataclass
 class Loaded:
-    """A valid project with everything a generator needs that YAML alone does not say."""
+    """A valid project with everything a backend needs that YAML alone does not say."""
 
     project: m.Project
     source: Source
@@ -127,10 +133,10 @@ def _shown(value: Any) -> str:
     return repr(value)
 
 
-def _describe(value: Any) -> str:
+def describe(value: Any) -> str:
     """What a value is, for "expected ..., got ..." messages.
 
-    >>> _describe("x"), _describe(0), _describe([1]), _describe(None)
+    >>> describe("x"), describe(0), describe([1]), describe(None)
     ("string 'x'", 'integer 0', 'list', 'nothing')
     """
     kinds = [(bool, "boolean"), (int, "integer"), (float, "number"), (str, "string"),
@@ -165,8 +171,8 @@ def _data_loc(data: Any, loc: tuple[Any, ...]) -> Loc:
 def _choices(expected: str) -> list[str]:
     """The values of a pydantic literal error's ``expected`` text.
 
-    >>> _choices("'none', 'srun' or 'ray'")
-    ['none', 'srun', 'ray']
+    >>> _choices("'copy', 'sync' or 'move'")
+    ['copy', 'sync', 'move']
     """
     return re.findall(r"'([^']*)'", expected)
 
@@ -177,7 +183,7 @@ def _bound_message(kind: str, err: Any) -> str | None:
     if kind == "literal_error":
         choices = _choices(str(ctx.get("expected", "")))
         near = suggest(got, choices) if isinstance(got, str) else ""
-        return f"expected one of {', '.join(map(repr, choices))}{near}, got {_describe(got)}"
+        return f"expected one of {', '.join(map(repr, choices))}{near}, got {describe(got)}"
     bounds = {"greater_than_equal": ("ge", "at least"), "less_than_equal": ("le", "at most"),
               "greater_than": ("gt", "more than"), "less_than": ("lt", "less than")}
     if isinstance(got, float) and not math.isfinite(got) or kind == "finite_number":
@@ -221,7 +227,7 @@ def _pydantic_problems(exc: ValidationError, cls: type[BaseModel], prefix: Loc,
             problems.append(source.problem((*prefix, *loc), _error_message(kind, err)))
     for loc, words in expected.items():
         got = _value_at(data, loc)
-        msg = f"expected {' or '.join(words)}, got {_describe(got)}"
+        msg = f"expected {' or '.join(words)}, got {describe(got)}"
         if isinstance(got, dict) and any(isinstance(k, str) and k.startswith("{") for k in got):
             msg += "; quote values that start with '{{'"
         problems.append(source.problem((*prefix, *loc), msg))
@@ -284,7 +290,7 @@ def text_problem(text: str, kind: str) -> str | None:
     return f"holds {what}; {_KIND_RULES[kind]}"
 
 
-def check_characters(ck: _Checker, data: Any, loc: Loc = ()) -> None:
+def check_characters(ck: Checker, data: Any, loc: Loc = ()) -> None:
     """Report every string of ``data`` (keys included) holding a character its place refuses.
 
     One walk over the raw file, with the place's kind from ``model.TEXT_KINDS``: no field can
@@ -299,7 +305,8 @@ def check_characters(ck: _Checker, data: Any, loc: Loc = ()) -> None:
     elif isinstance(data, list):
         for i, value in enumerate(data):
             check_characters(ck, value, (*loc, i))
-    elif isinstance(data, str) and (problem := text_problem(data, m.text_kind(loc))):
+    elif isinstance(data, str) and (
+            problem := text_problem(data, m.text_kind(loc, ck.text_kinds))):
         ck.characters.append(ck.source.problem(loc, f"the value {problem}"))
 
 
@@ -320,12 +327,19 @@ def is_number(value: Any) -> bool:
     return finite and bool(DECIMAL.fullmatch(m._scalar_text(value)))
 
 
-class _Checker:
-    """Collects problems while building the Project piece by piece, so all are reported."""
+class Checker:
+    """Collects problems while building the Project piece by piece, so all are reported.
 
-    def __init__(self, source: Source, root: Path) -> None:
+    ``platform`` matches the variables a project may use undeclared; ``text_kinds`` says
+    which strings may hold which characters (see ``model.TEXT_KINDS``).
+    """
+
+    def __init__(self, source: Source, root: Path, platform: re.Pattern[str],
+                 text_kinds: tuple[tuple[tuple[str, ...], str], ...] = m.TEXT_KINDS) -> None:
         self.source = source
         self.root = root
+        self.platform = platform
+        self.text_kinds = text_kinds
         self.problems: list[Problem] = []
         self.inputs: list[Path] = []
         # Names declared in each section, valid or not (so that a reference to an invalid
@@ -380,117 +394,3 @@ class _Checker:
                 return None
 
 
-def _top_level(ck: _Checker, data: Any) -> dict[str, Any]:
-    if not isinstance(data, dict):
-        ck.add((), f"the project file must be a mapping of sections, got {_describe(data)}")
-        return {}
-    for key in data:
-        if key not in m.TOP_LEVEL:
-            ck.add((key,), f"unknown key {key!r}{suggest(key, m.TOP_LEVEL)}", key=True)
-        elif key in m.NOT_YET and data[key]:
-            ck.add((key,), f"section {key!r} is not supported by this version of jobpack",
-                   key=True)
-    return {k: v for k, v in data.items() if k in m.TOP_LEVEL and k not in m.NOT_YET}
-
-
-def _clusters(ck: _Checker, raw: Any) -> tuple[dict[str, m.SlurmCluster | m.NgcCluster],
-                                                set[str]]:
-    valid: dict[str, m.SlurmCluster | m.NgcCluster] = {}
-    if not isinstance(raw, dict):
-        if raw is not None:
-            ck.add(("clusters",), f"expected a mapping of clusters, got {_describe(raw)}")
-        return valid, set()
-    for name, body in raw.items():
-        loc = ("clusters", name)
-        if not re.fullmatch(m.NAME, name):
-            ck.add(loc, f"a cluster name {NAME_RULE}", key=True)
-        kind = body.get("kind") if isinstance(body, dict) else None
-        if isinstance(body, dict) and kind in m.KINDS_KNOWN and kind not in m.KINDS_SUPPORTED:
-            ck.add((*loc, "kind"), f"cluster kind {kind!r} is not supported by this version "
-                   f"(supported: {', '.join(m.KINDS_SUPPORTED)})")
-            continue
-        if isinstance(body, dict) and isinstance(kind, str) and kind not in m.KINDS_KNOWN:
-            ck.add((*loc, "kind"), f"unknown kind {kind!r}{suggest(kind, m.KINDS_KNOWN)}")
-            continue
-        cls = m.CLUSTER_MODELS.get(kind if isinstance(kind, str) else "", m.SlurmCluster)
-        cluster = ck.model(cls, body, loc)
-        if cluster is not None:
-            valid[name] = cluster
-    return valid, set(raw)
-
-
-def _jobs(ck: _Checker, raw: Any) -> tuple[dict[str, m.Job], set[str]]:
-    valid: dict[str, m.Job] = {}
-    if not isinstance(raw, dict):
-        if raw is not None:
-            ck.add(("jobs",), f"expected a mapping of jobs, got {_describe(raw)}")
-        return valid, set()
-    for name, body in raw.items():
-        if not re.fullmatch(m.NAME, name):
-            ck.add(("jobs", name), f"a job name {NAME_RULE}", key=True)
-            continue
-        job = ck.model(m.Job, body, ("jobs", name))
-        if job is not None:
-            valid[name] = job
-    return valid, set(raw)
-
-
-def _named(ck: _Checker, cls: type[BaseModel], section: str, raw: Any) -> dict[str, Any]:
-    """Validate each entry of a mapping section on its own, keeping the valid ones."""
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        ck.add((section,), f"expected a mapping, got {_describe(raw)}")
-        return {}
-    out = {}
-    for name, body in raw.items():
-        if not re.fullmatch(m.NAME, name):
-            ck.add((section, name), f"a name {NAME_RULE}", key=True)
-            continue
-        item = ck.model(cls, body, (section, name))
-        if item is not None:
-            out[name] = item
-    return out
-
-
-def _partial_head(top: dict[str, Any]) -> m.Project:
-    """The valid part of the project-level keys, with a stand-in name (errors are reported)."""
-    for keep in (("secrets", "env", "user"), ("secrets",), ()):
-        try:
-            return m.Project.model_validate(
-                {**{k: top[k] for k in keep if k in top}, "project": "invalid"})
-        except ValidationError:
-            continue
-    raise AssertionError("unreachable: an empty project head is valid")
-
-
-def load_project(path: Path) -> Loaded:
-    """Load and validate the project at ``path``; raise ProjectError with every problem."""
-    path = Path(path)
-    data, source = load_yaml(path)
-    ck = _Checker(source, path.parent)
-    top = _top_level(ck, data)
-    if not isinstance(data, dict):
-        raise ProjectError(ck.problems)
-    check_characters(ck, data)
-    ck.declared = {k: set(v) for k, v in top.items() if isinstance(v, dict)}
-    clusters, cluster_names = _clusters(ck, top.pop("clusters", None))
-    jobs, job_names = _jobs(ck, top.pop("jobs", None))
-    storage = _named(ck, m.Storage, "storage", top.pop("storage", None))
-    syncs = _named(ck, m.Sync, "syncs", top.pop("syncs", None))
-    images = _named(ck, m.Image, "images", top.pop("images", None))
-    head = ck.model(m.Project, top, ())
-    if "project" not in top and isinstance(data, dict):
-        ck.add((), "required key 'project' is missing")
-    if head is None:  # keep checking jobs and clusters against what is valid of the rest
-        head = _partial_head(top)
-    project = head.model_copy(update={"clusters": clusters, "jobs": jobs, "storage": storage,
-                                      "syncs": syncs, "images": images})
-    loaded = Loaded(project, source, path.parent.resolve())
-    from .semantics import check  # late import: semantics needs Loaded
-
-    check(ck, loaded, cluster_names, job_names)
-    if ck.problems or ck.characters:
-        raise ProjectError(ck.all_problems())
-    loaded.inputs = [path, *ck.inputs]
-    return loaded

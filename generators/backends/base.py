@@ -1,0 +1,67 @@
+"""What a backend provides: the files it plans, and what PLAN.md says of them."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any
+
+from ..plan import Group
+from ..project.checker import Loaded
+from ..project.kind import Kind
+
+# One job in PLAN.md: name, cluster, launcher, nodes, gpus, time, points, throttle, after,
+# cost, description, and estimate ([unit, value] of its cost, or None).
+Row = dict[str, Any]
+
+
+def money(value: float) -> str:
+    """A cost with at most two decimals.
+
+    >>> [money(v) for v in (120.0, 0.5, 1 / 3)]
+    ['120', '0.5', '0.33']
+    """
+    return f"{value:.2f}".rstrip("0").rstrip(".")
+
+
+class Backend(ABC):
+    """An artifact family (syncs, images, the bundle files) or a cluster kind."""
+
+    name = ""
+
+    @abstractmethod
+    def plan(self, loaded: Loaded) -> list[Group]:
+        """The groups of files this backend writes for ``loaded``."""
+
+    def describe(self, path: str) -> str | None:
+        """What a file this backend writes is, for PLAN.md (None: not one of its files)."""
+        return None
+
+    def summary(self, loaded: Loaded, backends: Sequence[Backend]) -> dict[str, Any]:
+        """Values this backend adds to PLAN.md's context (e.g. its own table), given every
+        backend of the build."""
+        return {}
+
+    def sync_uses(self, loaded: Loaded, sync: str) -> list[str]:
+        """How this backend's files run a sync (e.g. 'stage-in of train'), for PLAN.md."""
+        return []
+
+
+class ClusterBackend(Kind, Backend):
+    """A cluster kind: its models and checks (``Kind``), its files, its PLAN.md rows."""
+
+    @abstractmethod
+    def rows(self, loaded: Loaded, cluster: str) -> list[Row]:
+        """PLAN.md rows of the jobs of ``cluster``, in the order they run."""
+
+    @abstractmethod
+    def how_to_run(self, cluster: str) -> str:
+        """Markdown telling how to run the bundle's files for ``cluster``."""
+
+    def jobs(self, loaded: Loaded, cluster: str) -> list[str]:
+        """Names of the jobs on ``cluster``, in project.yaml order."""
+        return [n for n, j in loaded.project.jobs.items() if j.cluster == cluster]
+
+    def clusters(self, loaded: Loaded) -> list[str]:
+        """Names of the clusters of this kind."""
+        return [n for n, c in loaded.project.clusters.items() if c.kind == self.name]

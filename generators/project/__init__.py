@@ -1,0 +1,1 @@
+"""The project layer: project.yaml loaded, validated and expanded, for every backend."""

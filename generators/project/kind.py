@@ -1,0 +1,67 @@
+"""What the project layer knows of a cluster kind: the kinds are given to it, never imported."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .model import Cluster, Job, Model
+
+if TYPE_CHECKING:
+    from ..loader import Loc
+    from .checker import Checker, Loaded, Points
+
+
+@dataclass(frozen=True)
+class JobScope:
+    """One job under check, with what the common checks found out about it."""
+
+    loc: Loc
+    name: str
+    job: Job
+    cluster: Cluster
+    known: set[str]  # ${NAME} references the job may use
+    params: set[str]  # {{ name }} placeholders its command and env may use
+    points: Points
+
+
+class Kind(ABC):
+    """A cluster kind as validation sees it: its models, its checks, its words."""
+
+    name = ""  # the value of a cluster's ``kind``
+    title = ""  # how messages name it (its proper name)
+    cluster_model: type[Cluster] = Cluster
+    options_model: type[Model] = Model  # the job keys of this kind beyond the common ones
+    # Environment variables the platform sets in a job: a job may refer to PREFIX_* freely.
+    platform_prefixes: tuple[str, ...] = ()
+    # Common job keys this kind has no use for (a job on it may not set them).
+    refused_common: tuple[str, ...] = ()
+    # Sweep keys only this kind uses, with what they are for ("is for ... arrays").
+    sweep_options: dict[str, str] = {}
+    # Why a sweep key of another kind means nothing here ("... launches one job per point").
+    sweep_refusal = ""
+    # Cluster keys that never reach a shell line (their text is not checked as such).
+    prose: frozenset[str] = frozenset()
+    # Job option keys whose text the kind checks itself (shell code, config values).
+    own_text: frozenset[str] = frozenset()
+    # Kinds of text below a job's options, as in model.TEXT_KINDS (paths under jobs.NAME).
+    text_kinds: tuple[tuple[tuple[str, ...], str], ...] = ()
+
+    @abstractmethod
+    def check_cluster(self, ck: Checker, loc: Loc, cluster: Any, known: set[str]) -> None:
+        """Report what is wrong with a cluster of this kind."""
+
+    @abstractmethod
+    def check_job(self, ck: Checker, loaded: Loaded, scope: JobScope) -> None:
+        """Report what is wrong with a job on a cluster of this kind."""
+
+    def job_params(self, name: str, job: Job, cluster: Any) -> dict[str, list[str]]:
+        """Placeholders this kind adds to a job's command, with sample values to check
+        where they stand."""
+        return {}
+
+    def job_code(self, job: Job) -> list[tuple[tuple[str, ...], str]]:
+        """Shell code of this kind's job options besides the command, by place under the
+        job (its placeholders are checked like the command's)."""
+        return []

@@ -1,0 +1,52 @@
+"""The backends of this version, one line each: what a build loads a project with and plans.
+
+A cluster kind is a folder under generators/backends/ and a line in BACKENDS; nothing else
+names it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .backends import bundle
+from .backends.base import Backend, ClusterBackend
+from .backends.images import BACKEND as IMAGES
+from .backends.ngc import BACKEND as NGC
+from .backends.slurm import BACKEND as SLURM
+from .backends.sync import BACKEND as SYNC
+from .plan import Group
+from .project import model as m
+from .project.checker import Loaded
+from .project.validate import Kinds, load_project
+
+BACKENDS: tuple[Backend, ...] = (
+    SLURM,
+    NGC,
+    SYNC,
+    IMAGES,
+)
+# Cluster kinds known but not supported by this version, with their platform variables'
+# prefixes (a project may already refer to those).
+PLANNED: dict[str, tuple[str, ...]] = {"runai": ("RUNAI",), "azureml": ("AZUREML",)}
+
+KINDS = Kinds({b.name: b for b in BACKENDS if isinstance(b, ClusterBackend)}, PLANNED)
+
+
+def load(path: Path) -> Loaded:
+    """Load and validate the project at ``path`` with every registered kind; raise
+    ProjectError with every problem."""
+    return load_project(path, KINDS)
+
+
+def plan(loaded: Loaded) -> list[Group]:
+    """Every group of every backend, then the bundle group (PLAN.md, secrets.env.example),
+    which lists the files of all the others."""
+    groups = [g for b in BACKENDS for g in b.plan(loaded)]
+    files = sorted({f.path for g in groups for f in g.files})
+    return [*groups, bundle.plan(loaded, files, BACKENDS)]
+
+
+def text_kind(loc: tuple[str | int, ...]) -> str:
+    """The kind of text the string at ``loc`` of a project file is, with every kind's own
+    (see ``model.TEXT_KINDS``)."""
+    return m.text_kind(loc, KINDS.checker(None, Path()).text_kinds)
