@@ -84,6 +84,8 @@ def _ngc_row(loaded: Loaded, cname: str, cluster: m.NgcCluster, name: str) -> di
 
 
 def describe(path: str) -> str:
+    if path.endswith("/runtime.sh"):
+        return "functions the scripts of its folder source (not run by itself)"
     if path.startswith("ngc/") and path.endswith("/ctl.sh"):
         return "status, logs, cancel and resubmit by job name or id suffix, from ledger.tsv"
     if path.startswith("ngc/") and "/configs/" in path:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import Artifact, Context, Generator, Group
+from .base import Artifact, Context, Generator, Group, runtime_artifact
 from .render import render
 from .shell import shquote
 from .validate import Loaded
@@ -10,7 +10,7 @@ from .validate import Loaded
 
 class ImagesGenerator(Generator):
     name = "images"
-    template_dirs = ("images", "_base", "_macros")
+    template_dirs = ("images", "_base", "_macros", "lib")
 
     def groups(self, loaded: Loaded, ctx: Context) -> list[Group]:
         out = []
@@ -31,4 +31,5 @@ class ImagesGenerator(Generator):
                    "tags": [shquote(t) for t in image.tags], "secrets": []}
         return [Artifact(f"images/{name}/rehost.sh", render(ctx.env, "images/rehost.sh.j2",
                                                              context),
-                         executable=True, lint="shellcheck")]
+                         executable=True, lint="shellcheck"),
+                runtime_artifact(ctx, f"images/{name}", "images")]

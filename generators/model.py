@@ -206,6 +206,7 @@ class NgcCluster(Model):
     env: dict[str, Scalar] = {}
     secrets: list[str] = []
     configs: str | None = None
+    parallel: int = Field(8, ge=1, le=64)  # `ngc batch run` calls launch_all.sh makes at once
     rates: Rates | None = None
     description: str | None = None
 

@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from . import model as m
-from .base import Artifact, Context, Generator, Group
+from .base import Artifact, Context, Generator, Group, runtime_artifact
 from .ngc_rules import MAX_RUNTIME
 from .placeholders import command_code, used_names
 from .render import render
@@ -295,7 +295,7 @@ def _merge(base: Any, over: dict[str, Any]) -> Any:
 
 class NgcGenerator(Generator):
     name = "ngc"
-    template_dirs = ("ngc", "_base", "_macros")
+    template_dirs = ("ngc", "_base", "_macros", "lib")
 
     def groups(self, loaded: Loaded, ctx: Context) -> list[Group]:
         out: list[Group] = []
@@ -368,9 +368,11 @@ class NgcGenerator(Generator):
         context = {"header": ctx.header(), "cluster_name": cname, "jobs": jobs,
                    "interactive": [j for j in jobs if j["interactive"]],
                    "project": loaded.project.project, "secrets": used,
-                   "final": FINAL, "relaunch": RELAUNCH}
+                   "final": FINAL, "relaunch": RELAUNCH,
+                   "parallel": ngc_cluster(loaded, cname).parallel}
         scripts = list(SCRIPTS) + (["exec.sh"] if context["interactive"] else [])
         return [Artifact(f"ngc/{cname}/{s}",
                          render(ctx.env, f"ngc/{s}.j2",
                                 {**context, "secrets": used if s in LAUNCHERS else []}),
-                         executable=True, lint="shellcheck") for s in scripts]
+                         executable=True, lint="shellcheck") for s in scripts] + [
+            runtime_artifact(ctx, f"ngc/{cname}", "ngc")]

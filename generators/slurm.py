@@ -7,7 +7,7 @@ import heapq
 from typing import Any
 
 from . import model as m
-from .base import Artifact, Context, Generator, Group
+from .base import Artifact, Context, Generator, Group, runtime_artifact
 from .placeholders import command_code, used_names
 from .render import render
 from .semantics import effective_resources, merged_env, static_params
@@ -140,7 +140,7 @@ def submit_options(loaded: Loaded, job: m.Job) -> list[str]:
 
 class SlurmGenerator(Generator):
     name = "slurm"
-    template_dirs = ("slurm", "_base", "_macros")
+    template_dirs = ("slurm", "_base", "_macros", "lib")
 
     def groups(self, loaded: Loaded, ctx: Context) -> list[Group]:
         out: list[Group] = []
@@ -270,7 +270,8 @@ class SlurmGenerator(Generator):
         return [Artifact(f"slurm/{cname}/{script}",
                          render(ctx.env, f"slurm/{script}.j2", context),
                          executable=True, lint="shellcheck")
-                for script in ("submit_all.sh", "ctl.sh")]
+                for script in ("submit_all.sh", "ctl.sh")] + [
+            runtime_artifact(ctx, f"slurm/{cname}", "slurm")]
 
 
 def submission_order(loaded: Loaded, names: list[str]) -> list[str]:

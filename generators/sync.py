@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import model as m
-from .base import Artifact, Context, Generator, Group
+from .base import Artifact, Context, Generator, Group, runtime_artifact
 from .render import render
 from .semantics import endpoint
 from .shell import Param, parse_text, shquote, var_refs, word
@@ -136,7 +136,7 @@ def platform_vars(texts: list[str], secrets: list[str]) -> list[str]:
 
 class SyncGenerator(Generator):
     name = "sync"
-    template_dirs = ("sync", "_base", "_macros")
+    template_dirs = ("sync", "_base", "_macros", "lib")
 
     def groups(self, loaded: Loaded, ctx: Context) -> list[Group]:
         proj = loaded.project
@@ -148,6 +148,9 @@ class SyncGenerator(Generator):
             out.append(Group(f"sync/{name}", piece,
                              lambda name=name: self.render_sync(loaded, ctx, name),  # type: ignore[misc]
                              ("syncs", name)))
+        if proj.syncs:  # the functions the sync scripts share, once for the folder
+            out.append(Group("sync/runtime.sh", {"file": ctx.project_file},
+                             lambda: [runtime_artifact(ctx, "sync", "sync")], ("syncs",)))
         return out
 
     def context(self, loaded: Loaded, ctx: Context, name: str) -> dict[str, Any]:
