@@ -102,10 +102,11 @@ def test_shellcheck_finding_fails_build_and_leaves_out_alone(project_copy,
     override = project.parent / "templates" / "slurm" / "job.sbatch.j2"
     override.parent.mkdir(parents=True)
     builtin = (ROOT / "templates/slurm/job.sbatch.j2").read_text()
-    override.write_text(builtin.replace("# Command\n", "# Command\necho \"$jp_never_set\"\n"))
+    # (Variables the scripts share with runtime.sh are not findings: it is checked apart.)
+    override.write_text(builtin.replace("# Command\n", "# Command\njp_x=(a b)\necho ${jp_x[@]}\n"))
     result = build(project, out)
     assert result.code == 1
-    assert "out/slurm/local/hello.sbatch:" in result.stderr and "SC2154" in result.stderr
+    assert "out/slurm/local/hello.sbatch:" in result.stderr and "SC2068" in result.stderr
     assert snapshot(out) == before
     assert build(project, out).code == 1, "a failed lint must not be forgotten on rebuild"
 
@@ -156,8 +157,13 @@ def test_two_clones_build_identical_bytes(tmp_path: Path) -> None:
 def test_every_generated_script_has_help_and_is_executable(project_copy, tmp_path: Path) -> None:
     out = tmp_path / "out"
     assert build(project_copy("full"), out).code == 0
-    scripts = sorted(p for p in out.rglob("*") if p.suffix in (".sh", ".sbatch"))
+    scripts = sorted(p for p in out.rglob("*") if p.suffix in (".sh", ".sbatch")
+                     and p.name != "runtime.sh")
     assert len(scripts) == 12  # 4 jobs, submit_all.sh, ctl.sh, 6 syncs
+    # Each folder's library is sourced, never run.
+    libraries = sorted(p.parent for p in out.rglob("runtime.sh"))
+    assert libraries == sorted({s.parent for s in scripts})
+    assert not any(os.access(p / "runtime.sh", os.X_OK) for p in libraries)
     for script in scripts:
         assert os.access(script, os.X_OK)
         result = subprocess.run([str(script), "-h"], capture_output=True, text=True, check=False)
