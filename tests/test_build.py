@@ -218,3 +218,33 @@ def test_dry_run_works_without_secrets_or_scheduler(project_copy, tmp_path: Path
     assert ctl.returncode == 1 and "run submit_all.sh first" in ctl.stderr
     sbatch = (folder / "grid.sbatch").read_text()
     assert "#SBATCH --exclusive\n" in sbatch and "overcommit" not in sbatch
+
+
+def test_scripts_find_their_runtime_library_or_say_it_is_missing(project_copy,
+                                                                 tmp_path: Path) -> None:
+    """A folder copied anywhere works; a script copied alone keeps -h and stops with a clear
+    message; a batch script run from elsewhere (as from Slurm's spool) finds its folder
+    through SLURM_SUBMIT_DIR or JOBPACK_DIR."""
+    out = tmp_path / "out"
+    assert build(project_copy("minimal"), out).code == 0
+    moved = tmp_path / "a b" / "local"
+    shutil.copytree(out / "slurm" / "local", moved)
+    env = {k: v for k, v in os.environ.items() if k not in ("JOBPACK_DIR", "SLURM_SUBMIT_DIR")}
+
+    def run(script: Path, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["bash", str(script), *args], capture_output=True, text=True,
+                              env={**env, **extra}, cwd=tmp_path, check=False)
+
+    assert run(moved / "hello.sbatch", "--dry-run").returncode == 0
+    alone = tmp_path / "spool"
+    alone.mkdir()
+    shutil.copy2(moved / "hello.sbatch", alone)
+    shutil.copy2(moved / "submit_all.sh", alone)
+    assert run(alone / "hello.sbatch", "-h").returncode == 0
+    lost = run(alone / "hello.sbatch", "--dry-run")
+    assert lost.returncode == 1 and "no folder with hello.sbatch and runtime.sh" in lost.stderr
+    for where in ("SLURM_SUBMIT_DIR", "JOBPACK_DIR"):
+        assert run(alone / "hello.sbatch", "--dry-run", **{where: str(moved)}).returncode == 0
+    script = run(alone / "submit_all.sh", "--dry-run")
+    assert script.returncode == 1
+    assert f"error: {alone}/runtime.sh is missing: copy the whole folder" in script.stderr
