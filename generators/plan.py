@@ -48,6 +48,13 @@ class Artifact:
     lint: str | None = None
 
 
+def runtime_file(folder: str, kind: str, project_file: str) -> FileSpec:
+    """The runtime library of a bundle folder, which its scripts source: its text depends on
+    the kind of scripts there only (and the header), so it is the same in every project."""
+    return FileSpec(f"{folder}/runtime.sh", "lib/runtime.sh.j2",
+                    {"kind": kind, "header": file_header(project_file)}, lint="shellcheck")
+
+
 def text_file(path: str, text: str, *, executable: bool = False) -> FileSpec:
     """A file whose text is made in Python, written as it is."""
     return FileSpec(path, None, {"text": text}, executable)

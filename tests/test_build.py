@@ -104,10 +104,11 @@ def test_shellcheck_finding_fails_build_and_leaves_out_alone(project_copy,
     override = project.parent / "templates" / "slurm" / "job.sbatch.j2"
     override.parent.mkdir(parents=True)
     builtin = (ROOT / "templates/slurm/job.sbatch.j2").read_text()
-    override.write_text(builtin.replace("# Command\n", "# Command\necho \"$jp_never_set\"\n"))
+    # (Variables the scripts share with runtime.sh are not findings: it is checked apart.)
+    override.write_text(builtin.replace("# Command\n", "# Command\njp_x=(a b)\necho ${jp_x[@]}\n"))
     result = build(project, out)
     assert result.code == 1
-    assert "out/slurm/local/hello.sbatch:" in result.stderr and "SC2154" in result.stderr
+    assert "out/slurm/local/hello.sbatch:" in result.stderr and "SC2068" in result.stderr
     assert snapshot(out) == before
     assert build(project, out).code == 1, "a failed lint must not be forgotten on rebuild"
 
@@ -158,8 +159,13 @@ def test_two_clones_build_identical_bytes(tmp_path: Path) -> None:
 def test_every_generated_script_has_help_and_is_executable(project_copy, tmp_path: Path) -> None:
     out = tmp_path / "out"
     assert build(project_copy("full"), out).code == 0
-    scripts = sorted(p for p in out.rglob("*") if p.suffix in (".sh", ".sbatch"))
+    scripts = sorted(p for p in out.rglob("*") if p.suffix in (".sh", ".sbatch")
+                     and p.name != "runtime.sh")
     assert len(scripts) == 12  # 4 jobs, submit_all.sh, ctl.sh, 6 syncs
+    # Each folder's library is sourced, never run.
+    libraries = sorted(p.parent for p in out.rglob("runtime.sh"))
+    assert libraries == sorted({s.parent for s in scripts})
+    assert not any(os.access(p / "runtime.sh", os.X_OK) for p in libraries)
     for script in scripts:
         assert os.access(script, os.X_OK)
         result = subprocess.run([str(script), "-h"], capture_output=True, text=True, check=False)
@@ -231,3 +237,33 @@ def test_a_folder_no_longer_built_goes_but_what_scripts_wrote_there_stays(
     assert build(minimal, fresh).code == 0
     assert read_tree(out) == {**read_tree(fresh), "ngc/ngc/ledger.tsv": "history\n"}
     assert jobpack("check", "-p", project, "-o", out).code == 0
+
+
+def test_scripts_find_their_runtime_library_or_say_it_is_missing(project_copy,
+                                                                 tmp_path: Path) -> None:
+    """A folder copied anywhere works; a script copied alone keeps -h and stops with a clear
+    message; a batch script run from elsewhere (as from Slurm's spool) finds its folder
+    through SLURM_SUBMIT_DIR or JOBPACK_DIR."""
+    out = tmp_path / "out"
+    assert build(project_copy("minimal"), out).code == 0
+    moved = tmp_path / "a b" / "local"
+    shutil.copytree(out / "slurm" / "local", moved)
+    env = {k: v for k, v in os.environ.items() if k not in ("JOBPACK_DIR", "SLURM_SUBMIT_DIR")}
+
+    def run(script: Path, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["bash", str(script), *args], capture_output=True, text=True,
+                              env={**env, **extra}, cwd=tmp_path, check=False)
+
+    assert run(moved / "hello.sbatch", "--dry-run").returncode == 0
+    alone = tmp_path / "spool"
+    alone.mkdir()
+    shutil.copy2(moved / "hello.sbatch", alone)
+    shutil.copy2(moved / "submit_all.sh", alone)
+    assert run(alone / "hello.sbatch", "-h").returncode == 0
+    lost = run(alone / "hello.sbatch", "--dry-run")
+    assert lost.returncode == 1 and "no folder with hello.sbatch and runtime.sh" in lost.stderr
+    for where in ("SLURM_SUBMIT_DIR", "JOBPACK_DIR"):
+        assert run(alone / "hello.sbatch", "--dry-run", **{where: str(moved)}).returncode == 0
+    script = run(alone / "submit_all.sh", "--dry-run")
+    assert script.returncode == 1
+    assert f"error: {alone}/runtime.sh is missing: copy the whole folder" in script.stderr

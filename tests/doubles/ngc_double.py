@@ -10,6 +10,9 @@ while ``batch info <id>`` still answers. ``batch list`` keeps to its ``--begin-t
 ``--end-time`` window and, with ``--label``, to the jobs with a label matching one of the
 globs. With ``fail_after_create`` set, that fraction of ``batch run`` calls (drawn from a
 seeded generator) creates the job and then fails, as a CLI losing the server's answer does.
+With ``run_delay`` set, ``batch run`` answers that many seconds after creating the job, as
+the real CLI takes about a second; calls are served side by side, so launches made at once
+overlap. ``quiet()`` tells when no call is being served or waiting to be.
 """
 
 from __future__ import annotations
@@ -19,9 +22,11 @@ import fnmatch
 import json
 import os
 import random
+import select
 import socketserver
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,10 +79,16 @@ class NgcDouble:
     refuse: set[str] = field(default_factory=set)  # job names whose launch fails
     fail_after_create: float = 0.0  # fraction of launches that create the job, then fail
     list_lag: float = 0.0  # seconds a new job stays out of `batch list`, as NGC's may
+    run_delay: float = 0.0  # seconds `batch run` takes to answer, after creating the job
     rng: random.Random = field(default_factory=lambda: random.Random(0))
     next_id: int = 4_000_000
     port: int = 0  # of the TCP server, once serve() has started it
     lock: threading.Lock = field(default_factory=threading.Lock)
+    in_flight: int = 0  # connections accepted and not yet answered
+    runs_now: int = 0  # `batch run` calls being answered
+    runs_most: int = 0  # the most `batch run` calls answered at once
+    accepting: threading.Lock = field(default_factory=threading.Lock)
+    listener: Any = None  # the TCP server's socket
 
     @property
     def env(self) -> dict[str, str]:
@@ -98,14 +109,34 @@ class NgcDouble:
             job.created -= dt.timedelta(days=days)
 
     def handle(self, argv: list[str]) -> tuple[int, str, str]:
+        run = argv[:2] == ["batch", "run"]
         with self.lock:
-            self.calls.append(argv)
-            if argv[:1] != ["batch"] or len(argv) < 2:
-                return 2, "", f"ngc double: only `ngc batch ...` is played, not {argv}\n"
-            try:
-                return self._batch(argv[1], argv[2:])
-            except ValueError as exc:
-                return 1, "", f"{exc}\n"
+            answer = self._handle(argv)
+            self.runs_now += run
+            self.runs_most = max(self.runs_most, self.runs_now)
+        try:
+            if run and self.run_delay:
+                time.sleep(self.run_delay)  # the job exists; the answer takes its time
+        finally:
+            with self.lock:
+                self.runs_now -= run
+        return answer
+
+    def _handle(self, argv: list[str]) -> tuple[int, str, str]:
+        self.calls.append(argv)
+        if argv[:1] != ["batch"] or len(argv) < 2:
+            return 2, "", f"ngc double: only `ngc batch ...` is played, not {argv}\n"
+        try:
+            return self._batch(argv[1], argv[2:])
+        except ValueError as exc:
+            return 1, "", f"{exc}\n"
+
+    def quiet(self) -> bool:
+        """No call is being served, and none is waiting to be accepted: every call a killed
+        client made has had its effect."""
+        with self.accepting:
+            pending = bool(select.select([self.listener], [], [], 0)[0])
+            return not pending and self.in_flight == 0
 
     def _batch(self, sub: str, args: list[str]) -> tuple[int, str, str]:
         if sub == "run":
@@ -190,9 +221,25 @@ class NgcDouble:
                     data += byte
                 return data.decode()
 
+        class Tcp(socketserver.ThreadingMixIn, socketserver.TCPServer):
+            daemon_threads = True
+            request_queue_size = 128  # launches made at once connect at once
+
+            def get_request(self) -> Any:
+                with double.accepting:  # accepted and counted at once (see quiet())
+                    request = super().get_request()
+                    double.in_flight += 1
+                return request
+
+            def shutdown_request(self, request: Any) -> None:
+                super().shutdown_request(request)
+                with double.accepting:
+                    double.in_flight -= 1
+
         unix = socketserver.UnixStreamServer(str(self.socket_path), JsonHandler)
-        tcp = socketserver.TCPServer(("127.0.0.1", 0), WordHandler)
+        tcp = Tcp(("127.0.0.1", 0), WordHandler)
         self.port = tcp.server_address[1]
+        self.listener = tcp.socket
         for server in (unix, tcp):
             threading.Thread(target=server.serve_forever, daemon=True).start()
         return Servers((unix, tcp))

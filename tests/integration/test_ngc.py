@@ -123,9 +123,10 @@ def test_sweep_launches_once_and_monitor_relaunches_failures_up_the_ladder(
     sh(bundle, "launch_all.sh", env=double.env)
     assert len(double.calls) == SIZE and all(c[:2] == ["batch", "run"] for c in double.calls)
     assert len({j["name"] for j in runs(double)}) == SIZE, "one job, one unique name per point"
-    body = next(iter(double.jobs.values())).body
+    first = sequences(1).popitem()[0]  # launches run side by side: found by name
+    body = next(j.body for j in double.jobs.values() if j.name == f"zoo-train-{first}")
     assert body["dockerImageName"] == "nvidian/scene-flow-zoo:latest"
-    assert {"name": "SEQ", "value": sequences(1).popitem()[0]} in body["envs"]
+    assert {"name": "SEQ", "value": first} in body["envs"]
     assert body["runPolicy"]["totalRuntimeSeconds"] == 8 * 3600
     assert body["workspaceMounts"][1] == {"containerMountPoint": "/workspace_argoverse2",
                                           "id": "zhiding_intern_kyle_argoverse2",

@@ -12,10 +12,13 @@ from ..base import Backend, ClusterBackend, Row, money
 
 OWN = {"PLAN.md": "this plan", "MANIFEST.sha256": "sha256 of every file in the bundle",
        "secrets.env.example": "names of the secrets the scripts read at run time"}
+RUNTIME = "functions the scripts of its folder source (not run by itself)"
 
 
 def describe(path: str, backends: Sequence[Backend]) -> str:
     """What a file of the bundle is, in the words of the backend that writes it."""
+    if path.endswith("/runtime.sh"):
+        return RUNTIME
     for backend in backends:
         if (text := backend.describe(path)) is not None:
             return text

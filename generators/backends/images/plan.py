@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ...plan import FileSpec, Group, file_header, plain_context
+from ...plan import FileSpec, Group, file_header, plain_context, runtime_file
 from ...project.checker import Loaded
 from ...shell import shquote
 
@@ -18,5 +18,6 @@ def plan(loaded: Loaded) -> list[Group]:
                          "tags": [shquote(t) for t in image.tags], "secrets": []})
         spec = FileSpec(f"images/{name}/rehost.sh", "images/rehost.sh.j2", context,
                         executable=True, lint="shellcheck")
-        out.append(Group(f"images/{name}", ("images", name), (spec,)))
+        lib = runtime_file(f"images/{name}", "images", loaded.source.file)
+        out.append(Group(f"images/{name}", ("images", name), (spec, lib)))
     return out

@@ -30,6 +30,7 @@ class NgcCluster(Cluster):
     labels: list[str] = []
     secrets: list[str] = []
     configs: str | None = None
+    parallel: int = Field(8, ge=1, le=64)  # launches in flight at once in launch_all.sh
     rates: Rates | None = None
 
 

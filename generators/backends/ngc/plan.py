@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from ...placeholders import command_code, used_names
-from ...plan import FileSpec, Group, file_header, plain_context, text_file
+from ...plan import FileSpec, Group, file_header, plain_context, runtime_file, text_file
 from ...project import model as m
 from ...project.checker import Loaded
 from ...project.semantics import merged_env, static_params
@@ -347,8 +347,10 @@ def _cluster_files(loaded: Loaded, cname: str, names: list[str]) -> list[FileSpe
     context = {"header": file_header(loaded.source.file), "cluster_name": cname, "jobs": jobs,
                "interactive": [j for j in jobs if j["interactive"]],
                "project": loaded.project.project, "secrets": used,
-               "final": FINAL, "relaunch": RELAUNCH}
+               "final": FINAL, "relaunch": RELAUNCH,
+               "parallel": ngc_cluster(loaded, cname).parallel}
     scripts = list(SCRIPTS) + (["exec.sh"] if context["interactive"] else [])
-    return [FileSpec(f"ngc/{cname}/{s}", f"ngc/{s}.j2",
-                     plain_context({**context, "secrets": used if s in LAUNCHERS else []}),
-                     executable=True, lint="shellcheck") for s in scripts]
+    return [*(FileSpec(f"ngc/{cname}/{s}", f"ngc/{s}.j2",
+                       plain_context({**context, "secrets": used if s in LAUNCHERS else []}),
+                       executable=True, lint="shellcheck") for s in scripts),
+            runtime_file(f"ngc/{cname}", "ngc", loaded.source.file)]

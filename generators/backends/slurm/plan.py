@@ -6,7 +6,7 @@ import heapq
 from typing import Any
 
 from ...placeholders import command_code, used_names
-from ...plan import FileSpec, Group, file_header, plain_context, text_file
+from ...plan import FileSpec, Group, file_header, plain_context, runtime_file, text_file
 from ...project import model as m
 from ...project.checker import Loaded, Points
 from ...project.model import seconds
@@ -262,9 +262,10 @@ def _cluster_files(loaded: Loaded, cname: str, names: list[str]) -> list[FileSpe
     context = plain_context({"header": file_header(loaded.source.file), "cluster_name": cname,
                      "steps": steps, "secrets": used, "project": loaded.project.project,
                      "syncs": [shvalue(s) for s in staged]})
-    return [FileSpec(f"slurm/{cname}/{script}", f"slurm/{script}.j2", context,
-                     executable=True, lint="shellcheck")
-            for script in ("submit_all.sh", "ctl.sh")]
+    return [*(FileSpec(f"slurm/{cname}/{script}", f"slurm/{script}.j2", context,
+                       executable=True, lint="shellcheck")
+              for script in ("submit_all.sh", "ctl.sh")),
+            runtime_file(f"slurm/{cname}", "slurm", loaded.source.file)]
 
 
 def submission_order(loaded: Loaded, names: list[str]) -> list[str]:

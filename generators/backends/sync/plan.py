@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...plan import FileSpec, Group, file_header, plain_context
+from ...plan import FileSpec, Group, file_header, plain_context, runtime_file
 from ...project import model as m
 from ...project.checker import Loaded
 from ...project.model import seconds
@@ -199,6 +199,9 @@ def plan(loaded: Loaded) -> list[Group]:
         spec = FileSpec(f"sync/{name}.sh", f"sync/{ctx['tool']}.sh.j2", plain_context(ctx),
                         executable=True, lint="shellcheck")
         out.append(Group(f"sync/{name}", ("syncs", name), (spec,)))
+    if out:
+        out.append(Group("sync/runtime.sh", ("syncs",),
+                         (runtime_file("sync", "sync", loaded.source.file),)))
     return out
 
 
