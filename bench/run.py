@@ -29,9 +29,11 @@ load; each figure is the median of N rounds (``--runs``, default 5), after an un
 warm-up round. Subprocesses run with bytecode caching on (``PYTHONDONTWRITEBYTECODE`` is
 dropped; the cache is ``bench/.work/pycache``), as for an installed jobpack.
 
-Targets: full build <= 3x the render floor; no-op <= 0.5 s; one-point change <= 1 s.
-Misses are printed as MISSED; the exit status is 0 unless ``--strict`` is given (then 1 on
-a miss). A failed build or a failed file check exits 2.
+Targets, as ratios to floors of the same round: full build <= 3x the render floor; no-op
+rebuild <= 1.5x the ``import doit.doit_cmd`` floor; one-point change <= 4x the render floor.
+Each figure is printed with its floor and ratio; misses are printed as MISSED; the exit
+status is 0 unless ``--strict`` is given (then 1 on a miss). A failed build or a failed
+file check exits 2.
 
 Run from the repository root::
 
@@ -62,9 +64,12 @@ SBATCH_TEMPLATE = "slurm/job.sbatch.j2"
 POINTS = 10_000
 SWEEP_JOB = "fold"
 CLUSTER = "hpc"
+# Targets are ratios to floors measured in the same round, so that they hold on a loaded
+# machine as on a quiet one: a no-op costs little more than loading doit, which every build
+# runs on; a one-point change little more than rendering the bundle once.
 FULL_RATIO = 3.0
-NOOP_LIMIT = 0.5
-ONE_POINT_LIMIT = 1.0
+NOOP_RATIO = 1.5
+ONE_POINT_RATIO = 4.0
 
 PROJECT_YAML = """\
 project: bench
@@ -420,15 +425,15 @@ def measure(layout: Layout, runs: int) -> dict[str, float]:
 
 
 def make_rows(t: dict[str, float], n_files: int, n_scripts: int) -> list[Row]:
-    render, stat_proc = t["render"], t["stat_proc"]
+    render, stat_proc, doit = t["render"], t["stat_proc"], t["doit"]
     return [
         Row("full build", t["full"], "render floor", render, f"<= {FULL_RATIO:g}x floor",
             t["full"] <= FULL_RATIO * render),
-        Row("first rebuild after full build", t["first"], "stat floor (process)", stat_proc),
-        Row("no-op rebuild", t["noop"], "stat floor (process)", stat_proc,
-            f"<= {NOOP_LIMIT:g} s", t["noop"] <= NOOP_LIMIT),
+        Row("first rebuild after full build", t["first"], "doit floor", doit),
+        Row("no-op rebuild", t["noop"], "doit floor", doit,
+            f"<= {NOOP_RATIO:g}x floor", t["noop"] <= NOOP_RATIO * doit),
         Row("one-point change", t["one"], "render floor", render,
-            f"<= {ONE_POINT_LIMIT:g} s", t["one"] <= ONE_POINT_LIMIT),
+            f"<= {ONE_POINT_RATIO:g}x floor", t["one"] <= ONE_POINT_RATIO * render),
         Row("template change (3 scripts)", t["template"], "render floor", render),
         Row("floor: python -c pass", t["bare"]),
         Row("floor: python -c 'import jinja2, yaml'", t["imports"]),
@@ -496,7 +501,8 @@ def main(argv: list[str] | None = None) -> int:
           f"no-op {t['noop'] / t['bare']:.1f}x, one-point change {t['one'] / t['bare']:.1f}x")
     missed = [r for r in rows if r.ok is False]
     for r in missed:
-        print(f"MISSED: {r.figure} took {fmt_seconds(r.seconds)} s, target {r.target}")
+        print(f"MISSED: {r.figure} took {fmt_seconds(r.seconds)} s, {r.ratio:.2f}x the "
+              f"{r.floor} ({fmt_seconds(r.floor_seconds or 0)} s), target {r.target}")
     if not missed:
         print("all targets met")
     return 1 if missed and args.strict else 0
