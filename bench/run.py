@@ -70,6 +70,9 @@ CLUSTER = "hpc"
 FULL_RATIO = 3.0
 NOOP_RATIO = 1.5
 ONE_POINT_RATIO = 4.0
+NGC_POINTS = 10_000
+NGC_JOB = "train"
+NGC_RATIO = 3.0
 
 PROJECT_YAML = """\
 project: bench
@@ -124,6 +127,58 @@ for rel, text in texts.items():
     path = dest / rel
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(template.render(body=text), encoding="utf-8")
+"""
+
+# An NGC sweep with one config file per point: the bundle grows with the sweep, so most of a
+# full build is creating files. The config base is a Python file inherited by its path, as
+# in the configs of the NGC training jobs this is modelled on.
+NGC_PROJECT_YAML = """\
+project: bench
+description: Train on 10,000 sequences on NGC, one job and one config file per sequence.
+secrets: [WANDB_API_KEY]
+env: {PYTHONUNBUFFERED: "1"}
+
+clusters:
+  ngc:
+    kind: ngc
+    org: nvidian
+    team: swaiinf
+    ace: nv-us-west-2
+    instance: dgx1v.16g.1.norm
+    workspaces: {bench_code: /workspace}
+    result: /results
+    configs: /workspace/launch/configs
+    env: {WANDB_API_KEY: "${WANDB_API_KEY}"}
+
+jobs:
+  train:
+    description: Train on one sequence per NGC job.
+    cluster: ngc
+    image: nvcr.io/nvidia/pytorch:24.01-py3
+    sweep: {sequences: sequences.json}
+    config:
+      base: /workspace/code/configs/train.py
+      set:
+        dataset.args.log_subset: "{{ sequence }}"
+        dataset.args.subsequence_length: "{{ length }}"
+        save_output_folder: "/results/{{ job }}/{{ sequence }}"
+    command: python train.py {{ config_path }} --run {{ run_id }}
+"""
+
+# Writing a bundle's files at their cheapest: one process, one mkdir per folder, one write
+# per file, nothing rendered or checked.
+WRITE_FLOOR = """\
+import json, sys
+from pathlib import Path
+texts = json.loads(Path(sys.argv[1]).read_text(encoding="utf-8"))
+dest = Path(sys.argv[2])
+folders = set()
+for rel, text in texts.items():
+    path = dest / rel
+    if path.parent not in folders:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        folders.add(path.parent)
+    path.write_text(text, encoding="utf-8")
 """
 
 STAT_FLOOR = "import os, sys\nfor p in sys.argv[1:]:\n    os.stat(p)\n"
@@ -186,6 +241,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     p.add_argument("--points", type=int, default=POINTS,
                    help=f"sweep points of the project (default {POINTS:,}; targets are for it)")
+    p.add_argument("--ngc-points", type=int, default=NGC_POINTS,
+                   help=f"sweep points of the NGC project (default {NGC_POINTS:,}; "
+                        "0 leaves the NGC case out)")
     p.add_argument("--work", type=Path, default=WORK,
                    help="folder for the project and its builds, wiped first "
                         "(default bench/.work)")
@@ -194,16 +252,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--runs must be at least 1")
     if args.points < 2:
         p.error("--points must be at least 2")
+    if args.ngc_points and args.ngc_points < 2:
+        p.error("--ngc-points must be 0 or at least 2")
     return args
 
 
-def write_project(layout: Layout) -> None:
-    """A fresh project: project.yaml and a sequences file of POINTS entries."""
+def sequence_lengths(points: int) -> dict[str, int]:
+    return {f"seq_{i:05d}": 100 + (i * 37) % 900 for i in range(points)}
+
+
+def write_project(layout: Layout, text: str = PROJECT_YAML) -> None:
+    """A fresh project: project.yaml and a sequences file of ``layout.points`` entries."""
     shutil.rmtree(layout.root, ignore_errors=True)
     layout.root.mkdir(parents=True)
-    layout.project.write_text(PROJECT_YAML, encoding="utf-8")
-    lengths = {f"seq_{i:05d}": 100 + (i * 37) % 900 for i in range(layout.points)}
-    layout.sequences.write_text(json.dumps(lengths, indent=1), encoding="utf-8")
+    layout.project.write_text(text, encoding="utf-8")
+    layout.sequences.write_text(json.dumps(sequence_lengths(layout.points), indent=1),
+                                encoding="utf-8")
 
 
 def jobpack_command(layout: Layout) -> list[str]:
@@ -373,10 +437,77 @@ class Floors:
 
     def check_render(self) -> None:
         """The render floor wrote files of the same sizes as the build."""
-        texts: dict[str, str] = json.loads(self.texts.read_text(encoding="utf-8"))
-        for rel, text in texts.items():
-            if (self.dest / rel).stat().st_size != len(text.encode("utf-8")):
-                raise BenchFailure(f"render floor wrote {rel} with a different size")
+        check_sizes(self.texts, self.dest, "render floor")
+
+
+def check_sizes(texts_path: Path, dest: Path, floor: str) -> None:
+    """A floor wrote files of the same names and sizes as the build it stands for."""
+    texts: dict[str, str] = json.loads(texts_path.read_text(encoding="utf-8"))
+    for rel, text in texts.items():
+        if (dest / rel).stat().st_size != len(text.encode("utf-8")):
+            raise BenchFailure(f"{floor} wrote {rel} with a different size")
+
+
+def cold_build(layout: Layout) -> float:
+    """A build with no build state: out/ and the whole ``.jobpack`` folder deleted first."""
+    shutil.rmtree(layout.out, ignore_errors=True)
+    shutil.rmtree(layout.root / ".jobpack", ignore_errors=True)
+    return build(layout)
+
+
+@dataclass(frozen=True)
+class NgcCase:
+    """The NGC sweep: a full build against writing the same files from one process."""
+
+    layout: Layout
+    texts: Path
+    dest: Path
+
+    @classmethod
+    def prepare(cls, layout: Layout) -> NgcCase:
+        """Write the project, build it once (untimed), check it and save its texts."""
+        write_project(layout, NGC_PROJECT_YAML)
+        cold_build(layout)
+        case = cls(layout, layout.root / "floor-texts.json", layout.root / "floor-out")
+        case.check_bundle()
+        texts = {p.relative_to(layout.out).as_posix(): p.read_text(encoding="utf-8")
+                 for p in out_files(layout)}
+        case.texts.write_text(json.dumps(texts), encoding="utf-8")
+        case.write_floor()
+        check_sizes(case.texts, case.dest, "write floor")
+        return case
+
+    @property
+    def configs(self) -> Path:
+        return self.layout.out / "ngc" / "ngc" / "configs" / NGC_JOB
+
+    def check_bundle(self) -> None:
+        """One config file per point, each inheriting the base and naming its sequence."""
+        names = os.listdir(self.configs)
+        if len(names) != self.layout.points:
+            raise BenchFailure(f"{self.configs} has {len(names)} files, "
+                               f"expected {self.layout.points}")
+        text = (self.configs / "seq_00001.py").read_text(encoding="utf-8")
+        for want in ("_base_ = '/workspace/code/configs/train.py'", "log_subset='seq_00001'",
+                     "subsequence_length=137"):
+            if want not in text:
+                raise BenchFailure(f"{self.configs}/seq_00001.py lacks {want!r}")
+
+    def write_floor(self) -> float:
+        shutil.rmtree(self.dest, ignore_errors=True)
+        return timed([sys.executable, "-c", WRITE_FLOOR, str(self.texts), str(self.dest)])
+
+    def once(self, run: int) -> dict[str, float]:
+        """The build and its floor side by side; each goes first every other round, so
+        that neither always runs right after the other's writes."""
+        def full() -> float:
+            seconds = cold_build(self.layout)
+            self.check_bundle()
+            return seconds
+
+        steps = {"ngc": full, "ngc_floor": self.write_floor}
+        order = list(steps) if run % 2 == 0 else list(reversed(steps))
+        return {key: steps[key]() for key in order}
 
 
 def stat_in_process(files: list[str]) -> float:
@@ -402,7 +533,8 @@ def floors_once(floors: Floors) -> dict[str, float]:
     }
 
 
-def one_round(layout: Layout, run: int, floors: Floors) -> dict[str, float]:
+def one_round(layout: Layout, run: int, floors: Floors,
+              ngc: NgcCase | None) -> dict[str, float]:
     """Every figure and floor once, interleaved so that they share the machine's load."""
     full, first = full_build_once(layout)
     times = {"full": full, "first": first, "noop": noop_once(layout),
@@ -410,17 +542,23 @@ def one_round(layout: Layout, run: int, floors: Floors) -> dict[str, float]:
     times |= floors_once(floors)
     floors.check_render()
     times["template"] = template_once(layout, run)
+    if ngc:
+        times |= ngc.once(run)
     return times
 
 
-def measure(layout: Layout, runs: int) -> dict[str, float]:
-    """Median of ``runs`` rounds of every figure and floor, after an untimed warm-up."""
+def measure(layout: Layout, runs: int, ngc_points: int) -> dict[str, float]:
+    """Median of ``runs`` rounds of every figure and floor, after an untimed warm-up.
+
+    The NGC project lives in ``ngc/`` of the work folder (``ngc_points`` 0 leaves it out).
+    """
     write_project(layout)
     build(layout)
     check_bundle(layout)
     floors = Floors.prepare(layout)
     floors_once(floors)
-    rounds = [one_round(layout, run, floors) for run in range(runs)]
+    ngc = NgcCase.prepare(Layout(layout.root / "ngc", ngc_points)) if ngc_points else None
+    rounds = [one_round(layout, run, floors, ngc) for run in range(runs)]
     return {key: statistics.median(r[key] for r in rounds) for key in rounds[0]}
 
 
@@ -443,6 +581,15 @@ def make_rows(t: dict[str, float], n_files: int, n_scripts: int) -> list[Row]:
         Row(f"floor: os.stat {n_files} files (in-process)", t["stat"]),
         Row(f"floor: os.stat {n_files} files (process)", stat_proc),
         Row(f"floor: shellcheck {n_scripts} scripts (process)", t["lint"]),
+    ]
+
+
+def ngc_rows(t: dict[str, float], points: int, n_files: int) -> list[Row]:
+    floor = t["ngc_floor"]
+    return [
+        Row(f"NGC full build ({points} configs)", t["ngc"], "write floor (NGC)", floor,
+            f"<= {NGC_RATIO:g}x floor", t["ngc"] <= NGC_RATIO * floor),
+        Row(f"floor: write {n_files} files of the NGC bundle (process)", floor),
     ]
 
 
@@ -488,14 +635,20 @@ def main(argv: list[str] | None = None) -> int:
     print(machine())
     print(revision())
     print(f"project: {layout.project} ({layout.points} sweep points, max_array_size 1001); "
-          f"median of {args.runs} round(s)\n")
+          f"median of {args.runs} round(s)")
+    if args.ngc_points:
+        print(f"NGC project: {layout.root / 'ngc' / 'project.yaml'} ({args.ngc_points} sweep "
+              "points, one config file each)")
+    print()
     try:
-        t = measure(layout, args.runs)
+        t = measure(layout, args.runs, args.ngc_points)
     except BenchFailure as exc:
         print(f"FAILED: {exc}", file=sys.stderr)
         return 2
     files = out_files(layout)
     rows = make_rows(t, len(files), sum(p.suffix in (".sbatch", ".sh") for p in files))
+    if args.ngc_points:
+        rows += ngc_rows(t, args.ngc_points, len(out_files(Layout(layout.root / "ngc"))))
     print_table(rows)
     print(f"\nvs start-up floor (python -c pass, {fmt_seconds(t['bare'])} s): "
           f"no-op {t['noop'] / t['bare']:.1f}x, one-point change {t['one'] / t['bare']:.1f}x")
