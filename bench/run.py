@@ -46,6 +46,7 @@ round of 500 points this way, so that the benchmark keeps working.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import platform
@@ -73,6 +74,7 @@ ONE_POINT_RATIO = 4.0
 NGC_POINTS = 10_000
 NGC_JOB = "train"
 NGC_RATIO = 3.0
+PEER_POINTS = 1_000
 
 PROJECT_YAML = """\
 project: bench
@@ -181,6 +183,62 @@ for rel, text in texts.items():
     path.write_text(text, encoding="utf-8")
 """
 
+# The peer comparison: the same 1,000-point sweep as jobpack sees it (one Slurm array job)...
+PEER_PROJECT_YAML = """\
+project: peer
+description: Fold 1,000 sequences on one GPU each.
+clusters:
+  hpc:
+    kind: slurm
+    partition: gpu
+jobs:
+  fold:
+    description: Fold one sequence.
+    cluster: hpc
+    resources: {nodes: 1, gpus: 1, time: "2:00:00"}
+    sweep: {sequences: sequences.json}
+    command: python fold.py --sequence {{ sequence }} --length {{ length }}
+"""
+
+# ... and as signac-flow sees it: one signac job per sequence (its state point holds the
+# parameters) and one operation with the same command and resources.
+SIGNAC_PROJECT = """\
+from flow import FlowProject
+
+
+class Peer(FlowProject):
+    pass
+
+
+@Peer.operation(cmd=True, directives={"ngpu": 1, "walltime": 2})
+def fold(job):
+    return f"python fold.py --sequence {job.sp.sequence} --length {job.sp.length}"
+
+
+if __name__ == "__main__":
+    Peer().main()
+"""
+
+SIGNAC_INIT = """\
+import json, sys
+from pathlib import Path
+import signac
+project = signac.init_project(sys.argv[1])
+for name, length in json.loads(Path(sys.argv[2]).read_text(encoding="utf-8")).items():
+    project.open_job({"sequence": name, "length": length}).init()
+"""
+
+# signac-flow asks the scheduler which jobs are queued before it submits, even with
+# --pretend. The benchmark's own squeue reports an empty queue, and its sbatch refuses, so
+# that nothing can reach a real Slurm.
+FAKE_SQUEUE = "#!/bin/sh\nexit 0\n"
+FAKE_SBATCH = "#!/bin/sh\necho 'bench: sbatch must not run under --pretend' >&2\nexit 1\n"
+
+# GreatLakesEnvironment is one of signac-flow's built-in Slurm environments; the default
+# Slurm environment knows no GPU partition and refuses an operation that asks for a GPU.
+SIGNAC_ENVIRONMENT = "GreatLakesEnvironment"
+SIGNAC_SUBMIT = ["submit", "--pretend", "--partition", "gpu"]
+
 STAT_FLOOR = "import os, sys\nfor p in sys.argv[1:]:\n    os.stat(p)\n"
 
 Snapshot = dict[str, tuple[int, int]]
@@ -244,6 +302,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ngc-points", type=int, default=NGC_POINTS,
                    help=f"sweep points of the NGC project (default {NGC_POINTS:,}; "
                         "0 leaves the NGC case out)")
+    p.add_argument("--peer-points", type=int, default=PEER_POINTS,
+                   help=f"sweep points of the peer comparison (default {PEER_POINTS:,}; "
+                        "0 leaves it out)")
     p.add_argument("--work", type=Path, default=WORK,
                    help="folder for the project and its builds, wiped first "
                         "(default bench/.work)")
@@ -254,6 +315,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--points must be at least 2")
     if args.ngc_points and args.ngc_points < 2:
         p.error("--ngc-points must be 0 or at least 2")
+    if args.peer_points and args.peer_points < 2:
+        p.error("--peer-points must be 0 or at least 2")
     return args
 
 
@@ -290,15 +353,20 @@ def bench_env(work: Path) -> dict[str, str]:
 ENV: dict[str, str] = {}  # set by main()
 
 
-def timed(cmd: list[str], cwd: Path | None = None) -> float:
-    """Wall-clock seconds of one subprocess; BenchFailure when it exits non-zero."""
+def run_timed(cmd: list[str], cwd: Path | None = None, env: dict[str, str] | None = None,
+              ) -> tuple[float, subprocess.CompletedProcess[str]]:
+    """Wall-clock seconds and result of one subprocess; BenchFailure when it exits non-zero."""
     start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=cwd, env=env or ENV, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if proc.returncode != 0:
         raise BenchFailure(f"{' '.join(cmd)} exited {proc.returncode}:\n"
                            f"{proc.stdout}{proc.stderr}")
-    return seconds
+    return seconds, proc
+
+
+def timed(cmd: list[str], cwd: Path | None = None) -> float:
+    return run_timed(cmd, cwd)[0]
 
 
 def build(layout: Layout) -> float:
@@ -510,6 +578,69 @@ class NgcCase:
         return {key: steps[key]() for key in order}
 
 
+def signac_flow_version() -> str | None:
+    """The installed signac-flow (the ``bench`` extra), or None."""
+    try:
+        return importlib.metadata.version("signac-flow")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+@dataclass(frozen=True)
+class PeerCase:
+    """A cold jobpack build of a Slurm sweep, side by side with signac-flow's
+    ``submit --pretend`` of the same jobs."""
+
+    jobpack: Layout
+    signac: Path
+
+    @classmethod
+    def prepare(cls, root: Path, points: int) -> PeerCase:
+        """Both projects, each built or submitted once (untimed) and checked."""
+        case = cls(Layout(root / "jobpack", points), root / "signac")
+        write_project(case.jobpack, PEER_PROJECT_YAML)
+        bin_dir = case.signac / "bin"
+        bin_dir.mkdir(parents=True)
+        for name, text in (("squeue", FAKE_SQUEUE), ("sbatch", FAKE_SBATCH)):
+            (bin_dir / name).write_text(text, encoding="utf-8")
+            (bin_dir / name).chmod(0o755)
+        (case.signac / "project.py").write_text(SIGNAC_PROJECT, encoding="utf-8")
+        timed([sys.executable, "-c", SIGNAC_INIT, str(case.signac), str(case.jobpack.sequences)])
+        case.once(0)
+        return case
+
+    def env(self) -> dict[str, str]:
+        path = f"{self.signac / 'bin'}{os.pathsep}{ENV.get('PATH', os.defpath)}"
+        return ENV | {"PATH": path, "SIGNAC_FLOW_ENVIRONMENT": SIGNAC_ENVIRONMENT}
+
+    def jobpack_once(self) -> float:
+        seconds = cold_build(self.jobpack)
+        table = self.jobpack.out / "slurm" / "hpc" / "fold.params.tsv"
+        rows = len(table.read_text(encoding="utf-8").splitlines()) - 2
+        if rows != self.jobpack.points:
+            raise BenchFailure(f"{table} has {rows} points, expected {self.jobpack.points}")
+        return seconds
+
+    def signac_once(self) -> float:
+        """``submit --pretend`` with nothing cached: the status signac-flow records in the
+        project document after a submission is deleted first."""
+        (self.signac / "signac_project_document.json").unlink(missing_ok=True)
+        seconds, proc = run_timed([sys.executable, "project.py", *SIGNAC_SUBMIT],
+                                  cwd=self.signac, env=self.env())
+        scripts = proc.stdout.count("\n#SBATCH --job-name=")
+        gpus = proc.stdout.count("\n#SBATCH --gpus-per-task=1\n")
+        if scripts != self.jobpack.points or gpus != scripts:
+            raise BenchFailure(f"signac-flow printed {scripts} scripts ({gpus} with one GPU), "
+                               f"expected {self.jobpack.points}")
+        return seconds
+
+    def once(self, run: int) -> dict[str, float]:
+        """Both side by side; each goes first every other round."""
+        steps = {"peer_jobpack": self.jobpack_once, "peer_signac": self.signac_once}
+        order = list(steps) if run % 2 == 0 else list(reversed(steps))
+        return {key: steps[key]() for key in order}
+
+
 def stat_in_process(files: list[str]) -> float:
     start = time.perf_counter()
     for p in files:
@@ -534,7 +665,7 @@ def floors_once(floors: Floors) -> dict[str, float]:
 
 
 def one_round(layout: Layout, run: int, floors: Floors,
-              ngc: NgcCase | None) -> dict[str, float]:
+              ngc: NgcCase | None, peer: PeerCase | None) -> dict[str, float]:
     """Every figure and floor once, interleaved so that they share the machine's load."""
     full, first = full_build_once(layout)
     times = {"full": full, "first": first, "noop": noop_once(layout),
@@ -544,13 +675,16 @@ def one_round(layout: Layout, run: int, floors: Floors,
     times["template"] = template_once(layout, run)
     if ngc:
         times |= ngc.once(run)
+    if peer:
+        times |= peer.once(run)
     return times
 
 
-def measure(layout: Layout, runs: int, ngc_points: int) -> dict[str, float]:
+def measure(layout: Layout, runs: int, ngc_points: int, peer_points: int) -> dict[str, float]:
     """Median of ``runs`` rounds of every figure and floor, after an untimed warm-up.
 
-    The NGC project lives in ``ngc/`` of the work folder (``ngc_points`` 0 leaves it out).
+    The NGC project lives in ``ngc/`` of the work folder, the peer's two in ``peer/``
+    (0 points leaves a case out).
     """
     write_project(layout)
     build(layout)
@@ -558,7 +692,8 @@ def measure(layout: Layout, runs: int, ngc_points: int) -> dict[str, float]:
     floors = Floors.prepare(layout)
     floors_once(floors)
     ngc = NgcCase.prepare(Layout(layout.root / "ngc", ngc_points)) if ngc_points else None
-    rounds = [one_round(layout, run, floors, ngc) for run in range(runs)]
+    peer = PeerCase.prepare(layout.root / "peer", peer_points) if peer_points else None
+    rounds = [one_round(layout, run, floors, ngc, peer) for run in range(runs)]
     return {key: statistics.median(r[key] for r in rounds) for key in rounds[0]}
 
 
@@ -590,6 +725,14 @@ def ngc_rows(t: dict[str, float], points: int, n_files: int) -> list[Row]:
         Row(f"NGC full build ({points} configs)", t["ngc"], "write floor (NGC)", floor,
             f"<= {NGC_RATIO:g}x floor", t["ngc"] <= NGC_RATIO * floor),
         Row(f"floor: write {n_files} files of the NGC bundle (process)", floor),
+    ]
+
+
+def peer_rows(t: dict[str, float], points: int) -> list[Row]:
+    return [
+        Row(f"peer: jobpack cold build, {points}-point Slurm sweep, lint", t["peer_jobpack"],
+            "signac-flow", t["peer_signac"]),
+        Row(f"peer: signac-flow submit --pretend, {points} jobs", t["peer_signac"]),
     ]
 
 
@@ -639,9 +782,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.ngc_points:
         print(f"NGC project: {layout.root / 'ngc' / 'project.yaml'} ({args.ngc_points} sweep "
               "points, one config file each)")
+    peer_points = args.peer_points
+    if peer_points:
+        if version := signac_flow_version():
+            print(f"peer: signac-flow {version}, {SIGNAC_ENVIRONMENT}, "
+                  f"{' '.join(SIGNAC_SUBMIT)} of {peer_points} jobs, against a cold "
+                  f"jobpack build of the same {peer_points}-point sweep")
+        else:
+            print("peer: skipped, signac-flow is not installed (pip install -e '.[bench]')")
+            peer_points = 0
     print()
     try:
-        t = measure(layout, args.runs, args.ngc_points)
+        t = measure(layout, args.runs, args.ngc_points, peer_points)
     except BenchFailure as exc:
         print(f"FAILED: {exc}", file=sys.stderr)
         return 2
@@ -649,6 +801,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = make_rows(t, len(files), sum(p.suffix in (".sbatch", ".sh") for p in files))
     if args.ngc_points:
         rows += ngc_rows(t, args.ngc_points, len(out_files(Layout(layout.root / "ngc"))))
+    if peer_points:
+        rows += peer_rows(t, peer_points)
     print_table(rows)
     print(f"\nvs start-up floor (python -c pass, {fmt_seconds(t['bare'])} s): "
           f"no-op {t['noop'] / t['bare']:.1f}x, one-point change {t['one'] / t['bare']:.1f}x")
