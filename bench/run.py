@@ -14,6 +14,19 @@ the installed ``jobpack`` as a subprocess, timed with ``time.perf_counter``:
   the built-in one plus a comment line, a different one each run (asserts that only the
   three ``.sbatch`` scripts and MANIFEST.sha256 are rewritten).
 
+Two more cases, each in its own folder of the work folder:
+
+- NGC full build (``ngc/``): an NGC cluster and a job swept over 10,000 sequences with one
+  Python config file per point; out/ and ``.jobpack`` deleted first (asserts one config per
+  point). Its floor, the write floor, is one Python process writing the same files (same
+  names, sizes and folders) from texts saved after an untimed build.
+- peer (``peer/``): a cold jobpack build (out/ and ``.jobpack`` deleted; lint included) of
+  a 1,000-point Slurm sweep, side by side with signac-flow's ``submit --pretend`` of the
+  same 1,000 jobs (one operation with the same command and resources; asserts 1,000 Slurm
+  scripts printed). signac-flow runs in its built-in GreatLakesEnvironment (selected with
+  SIGNAC_FLOW_ENVIRONMENT) with a fake ``squeue`` and ``sbatch`` first on PATH. Skipped,
+  with a line saying so, when signac-flow (the ``bench`` extra) is not installed.
+
 Floors (and one cost, for information), each a subprocess with start-up unless noted:
 
 - start-up: ``python -c pass``; ``python -c "import jinja2, yaml"``;
@@ -30,17 +43,20 @@ warm-up round. Subprocesses run with bytecode caching on (``PYTHONDONTWRITEBYTEC
 dropped; the cache is ``bench/.work/pycache``), as for an installed jobpack.
 
 Targets, as ratios to floors of the same round: full build <= 3x the render floor; no-op
-rebuild <= 1.5x the ``import doit.doit_cmd`` floor; one-point change <= 4x the render floor.
+rebuild <= 1.5x the ``import doit.doit_cmd`` floor; one-point change <= 4x the render floor;
+NGC full build <= 3x the write floor. The peer pair has no target.
 Each figure is printed with its floor and ratio; misses are printed as MISSED; the exit
 status is 0 unless ``--strict`` is given (then 1 on a miss). A failed build or a failed
 file check exits 2.
 
 Run from the repository root::
 
-    python bench/run.py [--runs N] [--strict] [--points N] [--work DIR]
+    python bench/run.py [--runs N] [--strict] [--points N] [--ngc-points N]
+                        [--peer-points N] [--work DIR]
 
-``--points`` and ``--work`` make a smaller project elsewhere: the test suite runs one
-round of 500 points this way, so that the benchmark keeps working.
+The point counts and ``--work`` make smaller projects elsewhere (0 NGC or peer points
+leaves that case out): the test suite runs one small round this way, so that the
+benchmark keeps working.
 """
 
 from __future__ import annotations
