@@ -16,6 +16,7 @@ from dataclasses import dataclass
 # themselves: a word of only these needs no quoting anywhere.
 SAFE = re.compile(r"[A-Za-z0-9_@%+=:,./-]+", re.ASCII)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_NEEDS_ESCAPE = re.compile(r"[\x00-\x1f\x7f\\]")
 _ESCAPES = {"\\": "\\\\", "'": "\\'", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 VARREF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -202,6 +203,8 @@ def tsv_cell(value: str) -> str:
     >>> print(tsv_cell("a b" + chr(9) + "c" + chr(10) + "d" + chr(92) + "e" + chr(1)))
     a b\tc\nd\\e\x01
     """
+    if not _NEEDS_ESCAPE.search(value):
+        return value  # most cells: nothing to escape, and tables have many of them
     out = []
     for ch in value:
         if ch in _ESCAPES and ch != "'":
