@@ -363,7 +363,10 @@ def bench_env(work: Path) -> dict[str, str]:
     untimed warm-up round fills the cache.
     """
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    return env | {"PYTHONPYCACHEPREFIX": str(work / "pycache")}
+    # jobpack's own caches (linter results, compiled templates) outlive a project's build
+    # state; here they live in the work folder, wiped with it, so every run starts alike.
+    return env | {"PYTHONPYCACHEPREFIX": str(work / "pycache"),
+                  "JOBPACK_CACHE": str(work / "cache")}
 
 
 ENV: dict[str, str] = {}  # set by main()
@@ -381,12 +384,12 @@ def run_timed(cmd: list[str], cwd: Path | None = None, env: dict[str, str] | Non
     return seconds, proc
 
 
-def timed(cmd: list[str], cwd: Path | None = None) -> float:
-    return run_timed(cmd, cwd)[0]
+def timed(cmd: list[str], cwd: Path | None = None, env: dict[str, str] | None = None) -> float:
+    return run_timed(cmd, cwd, env)[0]
 
 
-def build(layout: Layout) -> float:
-    return timed(jobpack_command(layout), cwd=layout.root)
+def build(layout: Layout, env: dict[str, str] | None = None) -> float:
+    return timed(jobpack_command(layout), cwd=layout.root, env=env)
 
 
 def out_files(layout: Layout) -> list[Path]:
@@ -532,11 +535,17 @@ def check_sizes(texts_path: Path, dest: Path, floor: str) -> None:
             raise BenchFailure(f"{floor} wrote {rel} with a different size")
 
 
-def cold_build(layout: Layout) -> float:
-    """A build with no build state: out/ and the whole ``.jobpack`` folder deleted first."""
+def cold_build(layout: Layout, *, empty_caches: bool = False) -> float:
+    """A build with no build state: out/ and the whole ``.jobpack`` folder deleted first;
+    with ``empty_caches`` also without jobpack's caches (linter results, compiled
+    templates), as on a machine that never built anything."""
     shutil.rmtree(layout.out, ignore_errors=True)
     shutil.rmtree(layout.root / ".jobpack", ignore_errors=True)
-    return build(layout)
+    if not empty_caches:
+        return build(layout)
+    caches = layout.root / ".empty-cache"
+    shutil.rmtree(caches, ignore_errors=True)
+    return build(layout, ENV | {"JOBPACK_CACHE": str(caches)})
 
 
 @dataclass(frozen=True)
@@ -630,8 +639,8 @@ class PeerCase:
         path = f"{self.signac / 'bin'}{os.pathsep}{ENV.get('PATH', os.defpath)}"
         return ENV | {"PATH": path, "SIGNAC_FLOW_ENVIRONMENT": SIGNAC_ENVIRONMENT}
 
-    def jobpack_once(self) -> float:
-        seconds = cold_build(self.jobpack)
+    def jobpack_once(self, *, empty_caches: bool = False) -> float:
+        seconds = cold_build(self.jobpack, empty_caches=empty_caches)
         table = self.jobpack.out / "slurm" / "hpc" / "fold.params.tsv"
         rows = len(table.read_text(encoding="utf-8").splitlines()) - 2
         if rows != self.jobpack.points:
@@ -653,7 +662,8 @@ class PeerCase:
 
     def once(self, run: int) -> dict[str, float]:
         """Both side by side; each goes first every other round."""
-        steps = {"peer_jobpack": self.jobpack_once, "peer_signac": self.signac_once}
+        steps = {"peer_jobpack": self.jobpack_once, "peer_signac": self.signac_once,
+                 "peer_jobpack_empty": lambda: self.jobpack_once(empty_caches=True)}
         order = list(steps) if run % 2 == 0 else list(reversed(steps))
         return {key: steps[key]() for key in order}
 
@@ -749,6 +759,8 @@ def peer_rows(t: dict[str, float], points: int) -> list[Row]:
     return [
         Row(f"peer: jobpack cold build, {points}-point Slurm sweep, lint", t["peer_jobpack"],
             "signac-flow", t["peer_signac"]),
+        Row(f"peer: jobpack cold build, {points} points, lint, empty caches",
+            t["peer_jobpack_empty"], "signac-flow", t["peer_signac"]),
         Row(f"peer: signac-flow submit --pretend, {points} jobs", t["peer_signac"]),
     ]
 

@@ -42,6 +42,7 @@ def test_benchmark_runs_one_small_round(tmp_path: Path) -> None:
     peer = [r for r in names if r.startswith("peer: ")]
     if signac_flow_installed():
         assert peer == ["peer: jobpack cold build, 50-point Slurm sweep, lint",
+                        "peer: jobpack cold build, 50 points, lint, empty caches",
                         "peer: signac-flow submit --pretend, 50 jobs"]
     else:
         assert peer == []
