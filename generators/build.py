@@ -15,15 +15,18 @@ step (see publish.py).
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 import shutil
+import stat
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from . import __version__
 from .errors import LintError, Problem, ProjectError
-from .files import real_file, same_file, write_atomic, write_new
+from .files import real_file, same_file, write_atomic
 from .paths import (
     STATE_FORMAT,
     Paths,
@@ -160,22 +163,70 @@ def plan_entries(paths: Paths) -> list[dict[str, Any]]:
 
 def render_group(paths: Paths, key: str, name: str) -> str:
     """Task ``render:<key>``: render the group's files from its contexts into build/,
-    rewriting only files whose text changed, then its record."""
+    writing only files whose text changed, then its record (sha256, mode, linter, size and
+    mtime of each file)."""
     step.begin("render")
     specs = load_context((paths.contexts / name).read_text(encoding="utf-8"))
     env = _env(paths)
+    build = str(paths.build)
     record: dict[str, list[Any]] = {}
+    folders: set[str] = set()
     written = 0
     for spec in specs:
-        text = render_spec(env, spec["template"], spec["context"])
+        data = render_spec(env, spec["template"], spec["context"]).encode("utf-8")
         exe = bool(spec["executable"])
-        if not same_file(paths.build, spec["path"], text, exe):
-            # in place: a render cut short is not recorded, so the next build renders again
-            write_new(paths.build / spec["path"], text, executable=exe)
+        target = f"{build}/{spec['path']}"
+        st = _lstat(target)
+        if st is None or not _holds(target, st, data, exe):
+            st = _create(target, data, exe, folders)
             written += 1
-        record[spec["path"]] = [sha256_text(text), exe, spec["lint"]]
+        record[spec["path"]] = [hashlib.sha256(data).hexdigest(), exe, spec["lint"],
+                                st.st_size, st.st_mtime_ns]
     write_atomic(paths.rendered / name, json.dumps(record, indent=1, sort_keys=True))
     return f"render {key}: {written} of {len(specs)} file(s) changed"
+
+
+def _lstat(path: str) -> os.stat_result | None:
+    try:
+        return os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def _holds(path: str, st: os.stat_result, data: bytes, exe: bool) -> bool:
+    """Whether the regular file at ``path`` (stat ``st``) has exactly ``data`` and mode."""
+    if not stat.S_ISREG(st.st_mode) or st.st_size != len(data) or \
+            bool(st.st_mode & stat.S_IXUSR) != exe:
+        return False
+    with open(path, "rb") as fh:
+        return fh.read() == data
+
+
+def _create(path: str, data: bytes, exe: bool, folders: set[str]) -> os.stat_result:
+    """A new file (a new inode: the old one may be linked into out/, which must not change
+    outside a publish) with ``data``; a render cut short is not recorded, so the next build
+    renders again."""
+    folder = path.rpartition("/")[0]
+    if folder not in folders:
+        os.makedirs(folder, exist_ok=True)
+        folders.add(folder)
+    step()
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    mode = 0o755 if exe else 0o644
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    try:
+        _write_all(fd, data)
+        os.fchmod(fd, mode)  # whatever the umask
+        return os.fstat(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def lint_file(paths: Paths, rel: str, linter: str) -> str:
@@ -213,14 +264,14 @@ def publish(paths: Paths) -> str:
     files, groups = _bundle_files(paths)
     old = read_state(paths).get("files", {})
     folders: set[str] = set()
-    changed = [p for p, (sha, exe, _lint) in files.items()
+    changed = [p for p, (sha, exe, *_rest) in files.items()
                if not _published(paths, p, sha, exe, old.get(p), folders)]
     if os.path.lexists(paths.stage):
         shutil.rmtree(paths.stage)
+    made: set[str] = set()
+    build, stage = str(paths.build), str(paths.stage)
     for rel in changed:
-        step()
-        os.makedirs((paths.stage / rel).parent, exist_ok=True)
-        shutil.copy2(paths.build / rel, paths.stage / rel)
+        _stage(f"{build}/{rel}", f"{stage}/{rel}", made)
     plan = read_json(paths.plan)
     text = manifest(plan["header"], {p: r[0] for p, r in files.items()})
     groups["bundle"] = groups.get("bundle", {"files": {}})
@@ -228,6 +279,20 @@ def publish(paths: Paths) -> str:
     state = {"format": STATE_FORMAT, "version": __version__, "groups": groups}
     written, removed = publish_tree(paths, changed, sorted(files), text, state)
     return f"bundle: {written} file(s) written, {removed} removed, in {paths.out}"
+
+
+def _stage(source: str, dest: str, made: set[str]) -> None:
+    """A rendered file into the stage: a hard link (render never changes a file in place,
+    so out/ cannot change through it), or a copy where the file system has no links."""
+    folder = dest.rpartition("/")[0]
+    if folder not in made:
+        os.makedirs(folder, exist_ok=True)
+        made.add(folder)
+    step()
+    try:
+        os.link(source, dest, follow_symlinks=False)
+    except OSError:
+        shutil.copy2(source, dest, follow_symlinks=False)
 
 
 def _published(paths: Paths, rel: str, sha: str, exe: bool, old: list[Any] | None,
@@ -238,10 +303,12 @@ def _published(paths: Paths, rel: str, sha: str, exe: bool, old: list[Any] | Non
     if st is None:
         return False
     if old and old[0] == sha and [st.st_size, st.st_mtime_ns] == old[1:] and \
-            bool(st.st_mode & 0o100) == exe:
+            bool(st.st_mode & stat.S_IXUSR) == exe:
         return True
-    text = (paths.build / rel).read_text(encoding="utf-8")
-    return same_file(paths.out, rel, text, exe, folders)
+    with open(f"{paths.build}/{rel}", "rb") as fh:
+        data = fh.read()
+    return bool(st.st_mode & stat.S_IXUSR) == exe and st.st_size == len(data) and \
+        _holds(f"{paths.out}/{rel}", st, data, exe)
 
 
 def expected_files(paths: Paths) -> dict[str, Built]:

@@ -175,6 +175,21 @@ def outputs_intact(paths: Paths) -> bool:
     return bool(files) and files_intact(paths.out, files)
 
 
+def rendered_intact(paths: Paths, name: str) -> bool:
+    """doit up-to-date check of a render: every file it wrote is in build/ as written (a
+    file changed in place, e.g. through a hard link from out/, is rendered again)."""
+    record = read_json(paths.rendered / name)
+    build = str(paths.build)
+    for rel, rec in record.items():
+        try:
+            st = os.lstat(f"{build}/{rel}")
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        if [st.st_size, st.st_mtime_ns] != rec[3:5]:
+            return False
+    return bool(record)
+
+
 def inputs_intact(paths: Paths) -> bool:
     """doit up-to-date check of the plan: every file the project read besides
     project.yaml (sequences files, config bases) is unchanged."""

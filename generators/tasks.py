@@ -20,7 +20,15 @@ from doit.reporter import ConsoleReporter
 from doit.tools import config_changed
 
 from . import __version__
-from .paths import CODE_DIR, Paths, inputs_intact, outputs_intact, read_json, signature
+from .paths import (
+    CODE_DIR,
+    Paths,
+    inputs_intact,
+    outputs_intact,
+    read_json,
+    rendered_intact,
+    signature,
+)
 
 # doit ships no type hints: typed here, once.
 after_plan: Callable[[Callable[[], Any]], Callable[[], Any]] = _create_after(executed="plan")
@@ -114,6 +122,7 @@ def make_tasks(project: Path, out: Path) -> dict[str, Callable[[], Any]]:
                                 *RENDER_CODE],
                    "targets": [str(paths.rendered / entry["file"]),
                                *(str(paths.build / p) for p, *_ in entry["files"])],
+                   "uptodate": [(rendered_intact, [paths, entry["file"]])],
                    "clean": True, "verbosity": 2}
 
     @after_plan

@@ -161,8 +161,12 @@ def _fill(text: str, values: dict[str, str]) -> str:
     >>> _fill("a-{{ x }}-b/${HOME}", {"x": "1"})
     'a-1-b/${HOME}'
     """
+    return _filled(parse_text(text)[0], values)
+
+
+def _filled(parts: list[Any], values: dict[str, str]) -> str:
     out = ""
-    for part in parse_text(text)[0]:
+    for part in parts:
         if isinstance(part, Param):
             out += values[part.name]
         else:  # literal text, or a ${NAME} kept as written
@@ -174,20 +178,35 @@ def point_args(loaded: Loaded, name: str, index: int, key: str) -> list[str]:
     """The words of one point's launch, as ngc receives them: its name, the values of its
     parameters (as environment variables the command refers to) and env values that use
     parameters."""
-    job = loaded.project.jobs[name]
-    points = loaded.points[name]
-    values = dict(zip(points.names, points.rows[index], strict=True))
-    static = {**static_params(loaded, name), **values}
-    if options(job).config is not None:
-        static["config_path"] = config_path(loaded, name, key)
-    out = ["--name", job_name(loaded.project.project, name, key)]
-    for ref in used_names(job.command):
-        if ref in values or ref == "config_path":
+    return _PointArgs(loaded, name)(index, key)
+
+
+class _PointArgs:
+    """point_args for every point of one job: what does not change from one point to the
+    next (the command's placeholders, the env values that use parameters) found once."""
+
+    def __init__(self, loaded: Loaded, name: str) -> None:
+        job = loaded.project.jobs[name]
+        self.loaded, self.name = loaded, name
+        self.points = loaded.points[name]
+        self.static = static_params(loaded, name)
+        self.config = options(job).config is not None
+        names = set(self.points.names)
+        self.refs = [r for r in used_names(job.command) if r in names or r == "config_path"]
+        self.env = [(k, parse_text(v)[0]) for k, v in merged_env(loaded, job).items()
+                    if _uses(v, names)]
+
+    def __call__(self, index: int, key: str) -> list[str]:
+        values = dict(zip(self.points.names, self.points.rows[index], strict=True))
+        static = {**self.static, **values}
+        if self.config:
+            static["config_path"] = config_path(self.loaded, self.name, key)
+        out = ["--name", job_name(self.loaded.project.project, self.name, key)]
+        for ref in self.refs:
             out += ["--env-var", f"{variable(ref)}:{static[ref]}"]
-    for env_key, value in merged_env(loaded, job).items():
-        if _uses(value, values):
-            out += ["--env-var", f"{env_key}:{_fill(value, static)}"]
-    return out
+        for env_key, parts in self.env:
+            out += ["--env-var", f"{env_key}:{_filled(parts, static)}"]
+        return out
 
 
 def config_ext(job: m.Job) -> str:
@@ -319,8 +338,9 @@ def _job_files(loaded: Loaded, cname: str, name: str) -> list[FileSpec]:
     header = file_header(loaded.source.file, name)
     lines = ["# " + " ".join(header),
              "# index\tname\targuments of this point, one per cell (printf %b escapes)"]
+    args = _PointArgs(loaded, name)
     for i, key in enumerate(keys):
-        cells = (tsv_cell(word) for word in point_args(loaded, name, i, key))
+        cells = (tsv_cell(word) for word in args(i, key))
         lines.append("\t".join((str(i), job_name(loaded.project.project, name, key), *cells)))
     out = [text_file(f"ngc/{cname}/{name}.points.tsv", "\n".join(lines) + "\n")]
     if config is not None:
