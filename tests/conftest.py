@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -23,6 +24,13 @@ def pytest_configure(config: pytest.Config) -> None:
     not in the user's cache (subprocesses inherit the setting)."""
     if not os.environ.get("JOBPACK_CACHE"):
         os.environ["JOBPACK_CACHE"] = _CACHE[0] = tempfile.mkdtemp(prefix="jobpack-cache-")
+    # A run stopped with SIGTERM (a CI time limit, kill) ends like one stopped with Ctrl-C:
+    # fixtures tear down, so the Slurm daemons and servers they started are stopped too.
+    signal.signal(signal.SIGTERM, _interrupted)
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
