@@ -12,8 +12,8 @@ they live); everything else works on plain dicts. Values are drawn by type and c
 preferring values the test projects use for a key of the same name and names that exist in
 the project (clusters, jobs, syncs, storage), so that most changes are valid.
 
-Each example copies a build of the original made once per session, so it costs one
-incremental and one full build. The examples are derandomized (no database), so a run in CI
+Each example restores, in place, a build of the original made once per test run, so it
+costs one incremental and one full build. The examples are derandomized (no database), so a run in CI
 is reproducible; INCREMENTAL_EXAMPLES=N runs N examples per project instead of 60.
 """
 
