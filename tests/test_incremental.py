@@ -13,8 +13,9 @@ preferring values the test projects use for a key of the same name and names tha
 the project (clusters, jobs, syncs, storage), so that most changes are valid.
 
 Each example restores, in place, a build of the original made once per test run, so it
-costs one incremental and one full build. The examples are derandomized (no database), so a run in CI
-is reproducible; INCREMENTAL_EXAMPLES=N runs N examples per project instead of 60.
+costs one incremental and one full build. The examples are derandomized (no database), so
+a run in CI is reproducible; INCREMENTAL_EXAMPLES=N runs N examples per project instead of
+60.
 """
 
 from __future__ import annotations
