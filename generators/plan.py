@@ -38,16 +38,6 @@ class Group:
     files: tuple[FileSpec, ...]
 
 
-@dataclass(frozen=True)
-class Artifact:
-    """One rendered file, relative to out/."""
-
-    path: str
-    text: str
-    executable: bool = False
-    lint: str | None = None
-
-
 def runtime_file(folder: str, kind: str, project_file: str) -> FileSpec:
     """The runtime library of a bundle folder, which its scripts source: its text depends on
     the kind of scripts there only (and the header), so it is the same in every project."""
