@@ -268,7 +268,9 @@ jp_guard_start() {
     jp_die "cannot create a temporary folder in ${TMPDIR:-/tmp}"
   : >"$jp_tmp/rc.$slot"
   (
-    set +e  # the exit status is always written, whatever fails
+    # the exit status is always written, whatever fails; and the submission's words (which
+    # may hold a secret) are never traced, whatever the caller's xtrace
+    set +ex
     out="$jp_tmp/out.$slot" rc=125 stage="$jp_lock_dir/child.$slot.tmp.$BASHPID"
     jp_owner_line "$BASHPID"
     if { printf '%s\n' "$jp_owner" >"$stage" && mv -f "$stage" "$jp_lock_dir/child.$slot"; } >"$out" 2>&1 &&
