@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from . import __version__
-from .errors import LintError, Problem, ProjectError
+from .errors import JobpackError, LintError, Problem, ProjectError
 from .files import real_file, same_file, write_atomic
 from .paths import (
     STATE_FORMAT,
@@ -125,7 +125,8 @@ def run_plan(paths: Paths) -> str:
             write_atomic(target, text)
             changed += 1
         entries.append({"key": group.key, "file": name,
-                        "files": [[s.path, s.executable, s.lint] for s in group.files],
+                        "files": [[s.path, s.executable, s.lint, s.verbatim]
+                                  for s in group.files],
                         "templates": _closure(env, group, cache, every)})
     inputs = {str(p.relative_to(paths.project.parent)): stat_record(p)
               for p in loaded.inputs[1:]}
@@ -133,13 +134,15 @@ def run_plan(paths: Paths) -> str:
         "format": STATE_FORMAT, "version": __version__, "groups": entries, "inputs": inputs,
         "sources": sources, "templates": known,
         "closures": {k: v for k, v in sorted(cache.items(), key=lambda kv: str(kv[0])) if k},
-        "header": file_header(paths.project.name)}, indent=1, sort_keys=True))
-    _prune(paths, {group_file(g.key) for g in groups}, {f.path for g in groups for f in g.files})
+        "header": file_header(paths.project.name)}, sort_keys=True))
+    _prune(paths, {group_file(g.key) for g in groups},
+           {f.path for g in groups for f in g.files if not f.verbatim})
     return f"plan: {len(groups)} group(s), {changed} changed"
 
 
 def _prune(paths: Paths, keep: set[str], files: set[str]) -> None:
-    """Drop the contexts, records and rendered files of groups no longer planned."""
+    """Drop the contexts and records of groups no longer planned, and every file of build/
+    that is not among ``files``."""
     for folder in (paths.contexts, paths.rendered):
         if folder.is_dir():
             for entry in os.listdir(folder):
@@ -173,8 +176,13 @@ def render_group(paths: Paths, key: str, name: str) -> str:
     folders: set[str] = set()
     written = 0
     for spec in specs:
-        data = render_spec(env, spec["template"], spec["context"]).encode("utf-8")
         exe = bool(spec["executable"])
+        if is_verbatim(spec):
+            # Its text is in the context file already: publish writes it from there.
+            data = spec["context"]["text"].encode("utf-8")
+            record[spec["path"]] = [hashlib.sha256(data).hexdigest(), exe, None, None, None]
+            continue
+        data = render_spec(env, spec["template"], spec["context"]).encode("utf-8")
         target = f"{build}/{spec['path']}"
         st = _lstat(target)
         if st is None or not _holds(target, st, data, exe):
@@ -182,8 +190,13 @@ def render_group(paths: Paths, key: str, name: str) -> str:
             written += 1
         record[spec["path"]] = [hashlib.sha256(data).hexdigest(), exe, spec["lint"],
                                 st.st_size, st.st_mtime_ns]
-    write_atomic(paths.rendered / name, json.dumps(record, indent=1, sort_keys=True))
+    write_atomic(paths.rendered / name, json.dumps(record, sort_keys=True))
     return f"render {key}: {written} of {len(specs)} file(s) changed"
+
+
+def is_verbatim(spec: dict[str, Any]) -> bool:
+    """``FileSpec.verbatim`` of a spec as the context file holds it."""
+    return spec["template"] is None and not spec["lint"]
 
 
 def _lstat(path: str) -> os.stat_result | None:
@@ -202,7 +215,8 @@ def _holds(path: str, st: os.stat_result, data: bytes, exe: bool) -> bool:
         return fh.read() == data
 
 
-def _create(path: str, data: bytes, exe: bool, folders: set[str]) -> os.stat_result:
+def _create(path: str, data: bytes, exe: bool, folders: set[str], *,
+            fresh: bool = False) -> os.stat_result:
     """A new file (a new inode: the old one may be linked into out/, which must not change
     outside a publish) with ``data``; a render cut short is not recorded, so the next build
     renders again."""
@@ -211,8 +225,9 @@ def _create(path: str, data: bytes, exe: bool, folders: set[str]) -> os.stat_res
         os.makedirs(folder, exist_ok=True)
         folders.add(folder)
     step()
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
+    if not fresh:  # in a fresh folder (the stage) there is nothing to remove
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
     mode = 0o755 if exe else 0o644
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     try:
@@ -243,15 +258,41 @@ def lint_file(paths: Paths, rel: str, linter: str) -> str:
     return f"lint {rel}: passed {linter}"
 
 
-def _bundle_files(paths: Paths) -> tuple[dict[str, list[Any]], dict[str, dict[str, Any]]]:
-    """Every planned file with its record, and the groups as the state records them."""
+def _bundle_files(paths: Paths) -> tuple[dict[str, list[Any]], dict[str, dict[str, Any]],
+                                         _Verbatim]:
+    """Every planned file with its record, the groups as the state records them, and the
+    texts of the verbatim files."""
     files: dict[str, list[Any]] = {}
     groups: dict[str, dict[str, Any]] = {}
+    texts = _Verbatim(paths)
     for entry in plan_entries(paths):
         record = read_json(paths.rendered / entry["file"])
         groups[entry["key"]] = {"files": {p: [record[p][0], 0, 0] for p, *_ in entry["files"]}}
         files.update({p: record[p] for p, *_ in entry["files"]})
-    return files, groups
+        texts.owner.update({p: entry["file"] for p, *_ in entry["files"]})
+    return files, groups, texts
+
+
+class _Verbatim:
+    """The text of a verbatim file (see ``is_verbatim``), from its group's context file,
+    which is read once and only when one of its files is needed."""
+
+    def __init__(self, paths: Paths):
+        self.paths = paths
+        self.owner: dict[str, str] = {}
+        self.texts: dict[str, dict[str, str]] = {}
+
+    def __call__(self, rel: str, sha: str) -> bytes:
+        name = self.owner[rel]
+        if name not in self.texts:
+            specs = load_context((self.paths.contexts / name).read_text(encoding="utf-8"))
+            self.texts[name] = {s["path"]: s["context"]["text"] for s in specs
+                                if is_verbatim(s)}
+        data = self.texts[name].get(rel, "").encode("utf-8")
+        if hashlib.sha256(data).hexdigest() != sha:
+            raise JobpackError(f"{self.paths.contexts / name} changed during the build "
+                               "(another build?); build again")
+        return data
 
 
 def publish(paths: Paths) -> str:
@@ -261,17 +302,21 @@ def publish(paths: Paths) -> str:
     from .manifest import manifest
     from .publish import publish as publish_tree
 
-    files, groups = _bundle_files(paths)
+    files, groups, texts = _bundle_files(paths)
     old = read_state(paths).get("files", {})
     folders: set[str] = set()
-    changed = [p for p, (sha, exe, *_rest) in files.items()
-               if not _published(paths, p, sha, exe, old.get(p), folders)]
+    changed = [p for p, record in files.items()
+               if not _published(paths, p, record, old.get(p), folders, texts)]
     if os.path.lexists(paths.stage):
         shutil.rmtree(paths.stage)
     made: set[str] = set()
     build, stage = str(paths.build), str(paths.stage)
     for rel in changed:
-        _stage(f"{build}/{rel}", f"{stage}/{rel}", made)
+        sha, exe, _lint, size, _mtime = files[rel]
+        if size is None:
+            _create(f"{stage}/{rel}", texts(rel, sha), exe, made, fresh=True)
+        else:
+            _stage(f"{build}/{rel}", f"{stage}/{rel}", made)
     plan = read_json(paths.plan)
     text = manifest(plan["header"], {p: r[0] for p, r in files.items()})
     groups["bundle"] = groups.get("bundle", {"files": {}})
@@ -295,18 +340,22 @@ def _stage(source: str, dest: str, made: set[str]) -> None:
         shutil.copy2(source, dest, follow_symlinks=False)
 
 
-def _published(paths: Paths, rel: str, sha: str, exe: bool, old: list[Any] | None,
-               folders: set[str]) -> bool:
+def _published(paths: Paths, rel: str, record: list[Any], old: list[Any] | None,
+               folders: set[str], texts: _Verbatim) -> bool:
     """Whether out/ already holds this text: as recorded (same sha, size and mtime), or
     byte for byte."""
+    sha, exe, _lint, size, _mtime = record
     st = real_file(paths.out, rel, folders)
     if st is None:
         return False
     if old and old[0] == sha and [st.st_size, st.st_mtime_ns] == old[1:] and \
             bool(st.st_mode & stat.S_IXUSR) == exe:
         return True
-    with open(f"{paths.build}/{rel}", "rb") as fh:
-        data = fh.read()
+    if size is None:
+        data = texts(rel, sha)
+    else:
+        with open(f"{paths.build}/{rel}", "rb") as fh:
+            data = fh.read()
     return bool(st.st_mode & stat.S_IXUSR) == exe and st.st_size == len(data) and \
         _holds(f"{paths.out}/{rel}", st, data, exe)
 

@@ -21,7 +21,7 @@ CODE_DIR = Path(__file__).resolve().parent
 # Names of what the scripts create beside themselves at run time (a pattern matches any
 # part of a path below out/): `jobpack check` never reports them, builds carry them over.
 RUNTIME_PATTERNS = ("ledger.tsv*", ".ledger*", "ledger.lock", "secrets.env", "logs", "*.lock")
-STATE_FORMAT = 3  # bump when state.json or plan.json change shape; older ones are ignored
+STATE_FORMAT = 4  # bump when state.json or plan.json change shape; older ones are ignored
 
 
 @dataclass(frozen=True)
@@ -181,6 +181,8 @@ def rendered_intact(paths: Paths, name: str) -> bool:
     record = read_json(paths.rendered / name)
     build = str(paths.build)
     for rel, rec in record.items():
+        if rec[3] is None:  # verbatim: not in build/
+            continue
         try:
             st = os.lstat(f"{build}/{rel}")
         except (FileNotFoundError, NotADirectoryError):

@@ -27,6 +27,13 @@ class FileSpec:
     executable: bool = False
     lint: str | None = None  # "shellcheck" for shell scripts
 
+    @property
+    def verbatim(self) -> bool:
+        """Whether the file is its context's text as it is, with no linter: such a file is
+        never written to the build folder (a bundle of 10,000 config files would be
+        written twice), publish writes it from the context."""
+        return self.template is None and not self.lint
+
 
 @dataclass(frozen=True)
 class Group:

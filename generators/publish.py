@@ -240,12 +240,13 @@ def finish(paths: Paths, journal: dict[str, Any]) -> None:
 
 def _write_state(paths: Paths, state: dict[str, Any]) -> None:
     files = {}
+    out = str(paths.out)
     for group in state["groups"].values():
         for rel, rec in group["files"].items():
-            st = os.lstat(paths.out / rel)
+            st = os.lstat(f"{out}/{rel}")
             rec[1:] = [st.st_size, st.st_mtime_ns]
             files[rel] = rec
-    write_atomic(paths.state / "state.json", json.dumps({**state, "files": files}, indent=1,
+    write_atomic(paths.state / "state.json", json.dumps({**state, "files": files},
                                                         sort_keys=True))
 
 

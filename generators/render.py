@@ -190,7 +190,12 @@ def sha256_text(text: str) -> str:
 _SAFE_KEY = "\0safe"
 
 
+_PLAIN = frozenset((str, int, float, bool, type(None)))
+
+
 def _tagged(value: Any) -> Any:
+    if type(value) in _PLAIN:  # most values: checked first
+        return value
     if isinstance(value, Safe):
         return {_SAFE_KEY: str(value)}
     if isinstance(value, dict):

@@ -121,7 +121,9 @@ def make_tasks(project: Path, out: Path) -> dict[str, Callable[[], Any]]:
                    "file_dep": [str(paths.contexts / entry["file"]), *entry["templates"],
                                 *RENDER_CODE],
                    "targets": [str(paths.rendered / entry["file"]),
-                               *(str(paths.build / p) for p, *_ in entry["files"])],
+                               *(str(paths.build / p)
+                                 for p, _exe, _lint, verbatim in entry["files"]
+                                 if not verbatim)],
                    "uptodate": [(rendered_intact, [paths, entry["file"]])],
                    "clean": True, "verbosity": 2}
 
@@ -129,7 +131,7 @@ def make_tasks(project: Path, out: Path) -> dict[str, Callable[[], Any]]:
     def task_lint() -> Iterator[dict[str, Any]]:
         """Check one rendered script with its linter."""
         for entry in current_plan(paths):
-            for rel, _exe, linter in entry["files"]:
+            for rel, _exe, linter, _verbatim in entry["files"]:
                 if linter:
                     yield {"name": rel, "actions": [(run_action, ["lint_file", paths, rel,
                                                                   linter])],

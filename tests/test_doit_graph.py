@@ -40,7 +40,7 @@ def test_list_shows_a_render_task_per_group_and_a_lint_task_per_script(project_c
     groups = planned(folder)
     assert sorted(n for n in listed if n.startswith("render:")) == \
         sorted(f"render:{g['key']}" for g in groups)
-    scripts = sorted(p for g in groups for p, _exe, lint in g["files"] if lint)  # type: ignore
+    scripts = sorted(p for g in groups for p, _exe, lint, _v in g["files"] if lint)  # type: ignore
     assert sorted(n for n in listed if n.startswith("lint:")) == [f"lint:{p}" for p in scripts]
     assert {"plan", "bundle"} <= set(listed)
     assert len(groups) > 5 and "slurm/hpc/submit_all.sh" in scripts
@@ -51,7 +51,9 @@ def test_info_shows_real_dependencies_and_targets(project_copy) -> None:
     assert doit(folder).returncode == 0
     info = doit(folder, "info", "render:slurm/hpc/train").stdout
     assert "ctx/slurm%2Fhpc%2Ftrain.json" in info
-    assert "build/slurm/hpc/train.sbatch" in info and "build/slurm/hpc/train.params.tsv" in info
+    assert "build/slurm/hpc/train.sbatch" in info
+    # A verbatim file (its text is in the context) is not written to build/.
+    assert "train.params.tsv" not in info
     assert "status     : up-to-date" in info
 
 

@@ -234,25 +234,71 @@ def _number(text: str) -> int | float:
         return float(text)
 
 
-def config_values(loaded: Loaded, name: str, index: int) -> dict[str, Any]:
-    """The ``set`` keys of a point's config with parameters filled in."""
-    job = loaded.project.jobs[name]
-    config = options(job).config
-    assert config is not None
-    points = loaded.points[name]
-    values = dict(zip(points.names, points.rows[index], strict=True))
-    static = {**static_params(loaded, name), **values}
-    out: dict[str, Any] = {}
-    for key, raw in config.set_.items():
-        if not isinstance(raw, str):
-            out[key] = raw if isinstance(raw, bool) else _number(m._scalar_text(raw))
-            continue
-        parts = parse_text(raw)[0]
-        if len(parts) == 1 and isinstance(parts[0], Param) and parts[0].name in points.numeric:
-            out[key] = _number(values[parts[0].name])
+class _Configs:
+    """The config files of one job's points: what does not change from one point to the
+    next (the base, the header, the parsed ``set`` values) found once."""
+
+    def __init__(self, loaded: Loaded, name: str, header: list[str]) -> None:
+        job = loaded.project.jobs[name]
+        config = options(job).config
+        assert config is not None
+        self.points = loaded.points[name]
+        self.static = static_params(loaded, name)
+        self.ext = config_ext(job)
+        self.base = config_base(loaded, name)
+        self.first = True
+        if self.ext == ".py":
+            self.head = "".join(f"# {h}\n" for h in header) + f"_base_ = {config.base!r}\n\n"
         else:
-            out[key] = _fill(raw, static)
-    return out
+            self.head = "".join(f"# {h}\n" for h in header)
+        # Each set key with: a constant, the name of a numeric parameter standing alone,
+        # or the parts of a text to fill in.
+        self.set: list[tuple[str, str, Any]] = []
+        for key, raw in config.set_.items():
+            if not isinstance(raw, str):
+                value = raw if isinstance(raw, bool) else _number(m._scalar_text(raw))
+                self.set.append((key, "constant", value))
+                continue
+            parts = parse_text(raw)[0]
+            if len(parts) == 1 and isinstance(parts[0], Param) and \
+                    parts[0].name in self.points.numeric:
+                self.set.append((key, "number", parts[0].name))
+            else:
+                self.set.append((key, "text", parts))
+
+    def values(self, index: int) -> dict[str, Any]:
+        """The ``set`` keys of a point's config with parameters filled in."""
+        values = dict(zip(self.points.names, self.points.rows[index], strict=True))
+        static = {**self.static, **values}
+        out: dict[str, Any] = {}
+        for key, how, what in self.set:
+            if how == "constant":
+                out[key] = what
+            elif how == "number":
+                out[key] = _number(values[what])
+            else:
+                out[key] = _filled(what, static)
+        return out
+
+    def text(self, index: int) -> str:
+        """One point's config file: a Python file inheriting the base by path, or the
+        merged YAML/JSON base."""
+        values = _nested(self.values(index))
+        if self.ext == ".py":
+            text = self.head + "".join(f"{k} = {_python_value(v)}\n"
+                                       for k, v in values.items())
+            if self.first:
+                # Keys are checked identifiers and values are literals, so every point's
+                # file parses when the first one does.
+                compile(text, "config", "exec")
+                self.first = False
+            return text
+        merged = _merge(self.base, values)
+        if self.ext == ".json":
+            return json.dumps(merged, indent=2, sort_keys=False) + "\n"
+        text = self.head + yaml.safe_dump(merged, sort_keys=False)
+        assert yaml.safe_load(text) == merged
+        return text
 
 
 def _nested(values: dict[str, Any]) -> dict[str, Any]:
@@ -286,27 +332,6 @@ def config_base(loaded: Loaded, name: str) -> Any:
         return None
     text = (loaded.root / config.base).read_text(encoding="utf-8")
     return json.loads(text) if config_ext(job) == ".json" else yaml.safe_load(text) or {}
-
-
-def render_config(loaded: Loaded, name: str, index: int, header: list[str], base: Any) -> str:
-    """One point's config file: a Python file inheriting the base by path, or the merged
-    YAML/JSON ``base`` (see ``config_base``)."""
-    job = loaded.project.jobs[name]
-    config = options(job).config
-    assert config is not None
-    values = _nested(config_values(loaded, name, index))
-    if config_ext(job) == ".py":
-        lines = [f"# {h}" for h in header] + [f"_base_ = {config.base!r}", ""]
-        lines += [f"{k} = {_python_value(v)}" for k, v in values.items()]
-        text = "\n".join(lines) + "\n"
-        compile(text, name, "exec")  # a generated config must at least parse
-        return text
-    merged = _merge(base, values)
-    if config_ext(job) == ".json":
-        return json.dumps(merged, indent=2, sort_keys=False) + "\n"
-    text = "".join(f"# {h}\n" for h in header) + yaml.safe_dump(merged, sort_keys=False)
-    assert yaml.safe_load(text) == merged
-    return text
 
 
 def _merge(base: Any, over: dict[str, Any]) -> Any:
@@ -344,10 +369,10 @@ def _job_files(loaded: Loaded, cname: str, name: str) -> list[FileSpec]:
         lines.append("\t".join((str(i), job_name(loaded.project.project, name, key), *cells)))
     out = [text_file(f"ngc/{cname}/{name}.points.tsv", "\n".join(lines) + "\n")]
     if config is not None:
-        base = config_base(loaded, name)
+        configs = _Configs(loaded, name, header)
+        folder = f"ngc/{cname}/configs/{name}"
         for i, key in enumerate(keys):
-            path = f"ngc/{cname}/configs/{name}/{key or name}{config_ext(job)}"
-            out.append(text_file(path, render_config(loaded, name, i, header, base)))
+            out.append(text_file(f"{folder}/{key or name}{configs.ext}", configs.text(i)))
     return out
 
 
