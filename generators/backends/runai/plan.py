@@ -136,7 +136,7 @@ def container_command(loaded: Loaded, name: str) -> list[Safe]:
     return [shquote("bash"), shquote("-c"), shquote(code)]
 
 
-class _PointArgs:
+class _PointEnv:
     """The -e words of one point: the values of the parameters its command uses, and env
     values filled with them."""
 
@@ -178,7 +178,7 @@ def _table(loaded: Loaded, cname: str, name: str) -> FileSpec:
     header = file_header(loaded.source.file, name)
     lines = ["# " + " ".join(header),
              "# index\tname\targuments of this point, one per cell (printf %b escapes)"]
-    args = _PointArgs(loaded, name)
+    args = _PointEnv(loaded, name)
     for i, workload in enumerate(workload_names(loaded, name)):
         lines.append("\t".join((str(i), workload, *(tsv_cell(w) for w in args(i)))))
     return text_file(f"runai/{cname}/{name}.points.tsv", "\n".join(lines) + "\n")
