@@ -65,8 +65,8 @@ def _quantity(text: str) -> str:
     return text
 
 
-def _keys(text: str, required: set[str], optional: set[str], flags: set[str] = set()) \
-        -> dict[str, str]:
+def _keys(text: str, required: set[str], optional: set[str],
+          flags: frozenset[str] = frozenset()) -> dict[str, str]:
     """A KEY=VALUE,KEY=VALUE value: exactly the required keys, some optional ones, and bare
     flags (``readwrite``)."""
     out: dict[str, str] = {}
@@ -138,12 +138,12 @@ SUBMIT_VALUES: dict[str, Any] = {
     "--gpu-memory-request": _quantity, "--gpu-memory-limit": _quantity,
     "--cpu-core-request": _float, "--cpu-core-limit": _float,
     "--cpu-memory-request": _quantity, "--cpu-memory-limit": _quantity,
-    "--existing-pvc": lambda t: _keys(t, {"claimname", "path"}, set(), {"ro"}),
-    "--new-pvc": lambda t: _keys(t, {"claimname", "size", "path"}, {"storageclass"},
-                                 {"accessmode-rwo", "accessmode-rom", "accessmode-rwm", "ro",
-                                  "ephemeral"}),
-    "--host-path": lambda t: _keys(t, {"path", "mount"}, {"mount-propagation"}, {"readwrite"}),
-    "--nfs": lambda t: _keys(t, {"path", "server", "mountpath"}, set(), {"readwrite"}),
+    "--existing-pvc": lambda t: _keys(t, {"claimname", "path"}, set(), frozenset({"ro"})),
+    "--new-pvc": lambda t: _keys(t, {"claimname", "size", "path"}, {"storageclass"}, frozenset(
+        {"accessmode-rwo", "accessmode-rom", "accessmode-rwm", "ro", "ephemeral"})),
+    "--host-path": lambda t: _keys(t, {"path", "mount"}, {"mount-propagation"},
+                                   frozenset({"readwrite"})),
+    "--nfs": lambda t: _keys(t, {"path", "server", "mountpath"}, set(), frozenset({"readwrite"})),
     "--s3": lambda t: _keys(t, {"name", "bucket", "path"}, {"accesskey", "url"}),
     "--git-sync": lambda t: _keys(t, {"name", "repository", "path"}, {"secret", "rev"}),
     "--image-pull-policy": _pull, "--backoff-limit": _int, "--working-dir": _any,
@@ -183,35 +183,35 @@ def parse(args: list[str], values: dict[str, Any], bools: set[str],
             pos.append(arg)
             i += 1
             continue
-        name, eq, inline = arg.partition("=")
-        name = ALIASES.get(SHORT.get(name, name), SHORT.get(name, name))
-        if name in bools or name in GLOBAL_BOOLS:
-            if eq and inline not in ("true", "false"):
-                raise Refused(f'invalid argument "{inline}" for "{name}" flag')
-            flags[name] = inline != "false"
-            i += 1
-            continue
-        if name not in values:
-            raise Refused(f"unknown flag: {name}")
-        if eq:
-            value = inline
-            i += 1
-        elif i + 1 < len(args):
-            value = args[i + 1]
-            i += 2
-        else:
-            raise Refused(f"flag needs an argument: {name}")
-        checked = values[name](value)
-        if name in REPEATED:
-            flags.setdefault(name, []).append(value)
-        elif name in flags:
-            raise Refused(f"flag {name} given twice")
-        else:
-            flags[name] = value
-        del checked
+        i = _flag(args, i, values, bools, flags)
     if len(pos) > positional:
         raise Refused(f"accepts at most {positional} arg(s), received {len(pos)}")
     return pos, flags, rest
+
+
+def _flag(args: list[str], i: int, values: dict[str, Any], bools: set[str],
+          flags: dict[str, Any]) -> int:
+    """Read the flag at ``args[i]`` into ``flags``; return the index after it."""
+    name, eq, inline = args[i].partition("=")
+    name = ALIASES.get(SHORT.get(name, name), SHORT.get(name, name))
+    if name in bools or name in GLOBAL_BOOLS:
+        if eq and inline not in ("true", "false"):
+            raise Refused(f'invalid argument "{inline}" for "{name}" flag')
+        flags[name] = inline != "false"
+        return i + 1
+    if name not in values:
+        raise Refused(f"unknown flag: {name}")
+    if not eq and i + 1 >= len(args):
+        raise Refused(f"flag needs an argument: {name}")
+    value = inline if eq else args[i + 1]
+    values[name](value)  # refuses a bad value
+    if name in REPEATED:
+        flags.setdefault(name, []).append(value)
+    elif name in flags:
+        raise Refused(f"flag {name} given twice")
+    else:
+        flags[name] = value
+    return i + (1 if eq else 2)
 
 
 class State:
@@ -263,19 +263,7 @@ def submit(data: dict[str, Any], kind: str, args: list[str]) -> str:
     if not pos and "--name-prefix" not in flags:
         raise Refused("a workload name is required (or --name-prefix)")
     name = pos[0] if pos else f"{flags['--name-prefix']}-{data['created']:05d}"
-    if not LABEL.fullmatch(name) or len(name) > 63:
-        raise Refused(f'invalid name "{name}": a DNS-1123 label (lowercase letters, digits '
-                      "and '-', at most 63)")
-    for need in ("--project", "--image"):
-        if need not in flags:
-            raise Refused(f"required flag {need} not set")
-    _gpu(flags)
-    if kind == "training" and "--preemptible" in flags:
-        raise Refused("unknown flag: --preemptible")
-    if kind == "workspace" and {"--parallelism", "--runs"} & set(flags):
-        raise Refused("unknown flag: --parallelism/--runs")
-    if flags.get("--command") and not command:
-        raise Refused("--command needs the command after --")
+    _submit_rules(kind, name, flags, command)
     if name in data["refuse"]:
         raise Refused(f"workload {name} was refused (test double)")
     for w in data["workloads"]:
@@ -291,6 +279,22 @@ def submit(data: dict[str, Any], kind: str, args: list[str]) -> str:
         "states": FAILS if fail else PLAYS[kind], "created": data["created"],
         "argv": args})
     return f'The {kind} "{name}" has been submitted successfully\n'
+
+
+def _submit_rules(kind: str, name: str, flags: dict[str, Any], command: list[str]) -> None:
+    if not LABEL.fullmatch(name) or len(name) > 63:
+        raise Refused(f'invalid name "{name}": a DNS-1123 label (lowercase letters, digits '
+                      "and '-', at most 63)")
+    for need in ("--project", "--image"):
+        if need not in flags:
+            raise Refused(f"required flag {need} not set")
+    _gpu(flags)
+    if kind == "training" and "--preemptible" in flags:
+        raise Refused("unknown flag: --preemptible")
+    if kind == "workspace" and {"--parallelism", "--runs"} & set(flags):
+        raise Refused("unknown flag: --parallelism/--runs")
+    if flags.get("--command") and not command:
+        raise Refused("--command needs the command after --")
 
 
 def _gpu(flags: dict[str, Any]) -> None:

@@ -199,7 +199,7 @@ def test_hostile_values_arrive_byte_exact(tmp_path: Path) -> None:
     from hostile import ATTACKS
 
     values = [v for v in ATTACKS if v]  # each point a value; names are digests of them
-    points = ", ".join("{v: %s}" % json.dumps(v) for v in values)
+    points = ", ".join("{v: " + json.dumps(v) + "}" for v in values)
     env_value = "it's \"a\" $(touch PWNED) `x`\n\tnext line\\"
     (tmp_path / "project.yaml").write_text(HOSTILE_PROJECT % (json.dumps(env_value), points))
     result = build(tmp_path / "project.yaml", tmp_path / "out")
