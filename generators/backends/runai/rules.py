@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ...loader import Loc
+from ...loader import Loc, dotted
 from ...project import model as m
 from ...project.checker import Checker, Loaded, suggest
 from ...project.kind import JobScope
@@ -139,7 +139,7 @@ def cluster(ck: Checker, loc: Loc, cl: RunaiCluster) -> None:
 
 def _mount(ck: Checker, loc: Loc, mount: str, seen: dict[str, Loc]) -> None:
     if mount in seen:
-        ck.add(loc, f"{mount!r} is mounted twice (also at {'.'.join(map(str, seen[mount]))})")
+        ck.add(loc, f"{mount!r} is mounted twice (also at {dotted(seen[mount])})")
     seen[mount] = loc
 
 
