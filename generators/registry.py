@@ -12,6 +12,7 @@ from .backends import bundle
 from .backends.base import Backend, ClusterBackend
 from .backends.images import BACKEND as IMAGES
 from .backends.ngc import BACKEND as NGC
+from .backends.runai import BACKEND as RUNAI
 from .backends.slurm import BACKEND as SLURM
 from .backends.sync import BACKEND as SYNC
 from .plan import Group
@@ -22,12 +23,13 @@ from .project.validate import Kinds, load_project
 BACKENDS: tuple[Backend, ...] = (
     SLURM,
     NGC,
+    RUNAI,
     SYNC,
     IMAGES,
 )
 # Cluster kinds known but not supported by this version, with their platform variables'
 # prefixes (a project may already refer to those).
-PLANNED: dict[str, tuple[str, ...]] = {"runai": ("RUNAI",), "azureml": ("AZUREML",)}
+PLANNED: dict[str, tuple[str, ...]] = {"azureml": ("AZUREML",)}
 
 KINDS = Kinds({b.name: b for b in BACKENDS if isinstance(b, ClusterBackend)}, PLANNED)
 

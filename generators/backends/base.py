@@ -42,6 +42,11 @@ class Backend(ABC):
         backend of the build."""
         return {}
 
+    def tables(self, loaded: Loaded, backends: Sequence[Backend]) -> list[dict[str, Any]]:
+        """Tables this backend adds to PLAN.md, each {"title", "head": [cells], "rows":
+        [[cells]]} of plain text (PLAN.md escapes every cell)."""
+        return []
+
     def sync_uses(self, loaded: Loaded, sync: str) -> list[str]:
         """How this backend's files run a sync (e.g. 'stage-in of train'), for PLAN.md."""
         return []

@@ -54,6 +54,7 @@ def plan_context(loaded: Loaded, files: list[str],
         context.update(backend.summary(loaded, backends))
     return plain_context({
         **context, "header": file_header(loaded.source.file), "rows": rows,
+        "tables": [t for b in backends for t in b.tables(loaded, backends)],
         "project": {"project": proj.project, "description": proj.description,
                     "secrets": proj.secrets},
         "totals": [f"{money(v)} {u}" for u, v in sorted(totals.items())],
