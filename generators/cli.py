@@ -36,6 +36,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="render, lint and write what changed into out/ (default)")
     sub.add_parser("check", parents=later, help="exit 1 and name the files when out/ is stale")
     sub.add_parser("plan", parents=later, help="print PLAN.md")
+    diff = sub.add_parser("diff", parents=later,
+                          help="show what a build would change in out/ as a unified diff; "
+                               "exit 1 when it would change anything")
+    diff.add_argument("--color", choices=("auto", "always", "never"), default="auto",
+                      help="colour the diff (auto: on a terminal, unless NO_COLOR is set)")
     for name in DOIT_COMMANDS:
         sub.add_parser(name, parents=later, help=f"doit {name}")
     return p
@@ -63,6 +68,8 @@ def _main(argv: list[str] | None) -> int:
 
     paths = _paths(args)
     try:
+        if command == "diff":
+            return _diff(paths, args.color)
         return _run(command, paths, rest)
     except JobpackError as exc:
         print(exc.render(), file=sys.stderr)
@@ -115,6 +122,20 @@ def _check(paths: Paths) -> int:
         return 1
     print(f"{paths.out} is up to date")
     return 0
+
+
+def _diff(paths: Paths, color: str) -> int:
+    from . import guard
+    from .diff import bundle_diff, coloured
+
+    guard.check_project(paths.project)
+    lines = bundle_diff(paths)
+    if color == "always" or (color == "auto" and sys.stdout.isatty()
+                             and not os.environ.get("NO_COLOR")):
+        lines = list(coloured(lines))
+    for line in lines:
+        sys.stdout.write(line + "\n")
+    return 1 if lines else 0
 
 
 def _plan(paths: Paths) -> int:
