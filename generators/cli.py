@@ -36,6 +36,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="render, lint and write what changed into out/ (default)")
     sub.add_parser("check", parents=later, help="exit 1 and name the files when out/ is stale")
     sub.add_parser("plan", parents=later, help="print PLAN.md")
+    sub.add_parser("schema", parents=later,
+                   help="print the JSON Schema of project.yaml (for editors)")
     diff = sub.add_parser("diff", parents=later,
                           help="show what a build would change in out/ as a unified diff; "
                                "exit 1 when it would change anything")
@@ -70,6 +72,8 @@ def _main(argv: list[str] | None) -> int:
     try:
         if command == "diff":
             return _diff(paths, args.color)
+        if command == "schema":
+            return _schema()
         return _run(command, paths, rest)
     except JobpackError as exc:
         print(exc.render(), file=sys.stderr)
@@ -136,6 +140,16 @@ def _diff(paths: Paths, color: str) -> int:
     for line in lines:
         sys.stdout.write(line + "\n")
     return 1 if lines else 0
+
+
+def _schema() -> int:
+    import json
+
+    from .registry import KINDS
+    from .schema import project_schema
+
+    sys.stdout.write(json.dumps(project_schema(KINDS), indent=2, sort_keys=True) + "\n")
+    return 0
 
 
 def _plan(paths: Paths) -> int:

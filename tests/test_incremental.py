@@ -43,6 +43,7 @@ import yaml
 from conftest import PROJECTS, ROOT, snapshot
 from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
+from test_schema import problems as schema_problems
 
 from generators.cli import main as jobpack_main
 from generators.loader import parse_yaml
@@ -693,6 +694,8 @@ def compare(change: Change, original: Original, work: Path, counts: Counter[str]
         return
     event("the change keeps the project valid")
     assert inc.code == 0, f"the incremental build failed (the full build did not):\n{inc.stderr}"
+    # An editor checking against `jobpack schema` must not flag a project jobpack builds.
+    assert not schema_problems(change.text), schema_problems(change.text)
     diff = differences(incremental / "out", full / "out")
     if diff:
         raise AssertionError(f"the incremental build differs from a full build:\n{diff}")
