@@ -17,6 +17,7 @@ import pytest
 import yaml
 from conftest import PROJECTS, build
 from hostile import ATTACKS, hostile_values, tally
+from hostile import dockerfile_instructions as instructions
 from hypothesis import HealthCheck, given, settings
 
 from generators.build import expected_files
@@ -41,22 +42,6 @@ PLACES = {
     "apt package": lambda spec, v: spec["apt"].append(v),
     "user": lambda spec, v: spec.update(user=v),
 }
-
-
-def instructions(text: str) -> list[str]:
-    """The instruction keywords of a Dockerfile, as a builder reads it: comment lines
-    skipped, a line ending in a backslash continued by the next."""
-    out, logical = [], ""
-    for line in text.split("\n"):
-        if not logical and (not line.strip() or line.lstrip().startswith("#")):
-            continue
-        logical += line
-        if logical.endswith("\\"):
-            logical = logical[:-1]
-            continue
-        out.append(logical.split(None, 1)[0])
-        logical = ""
-    return out
 
 
 def _write(folder: Path, spec: dict[str, Any], source: str | None = None) -> Path:
@@ -163,7 +148,7 @@ def test_newline_in_an_env_value_is_refused(tmp_path: Path) -> None:
     result = build(project, tmp_path / "out")
     assert result.code == 2
     assert re.search(r"project\.yaml:\d+:\d+: images\.img\.dockerfile\.env\.B: the value holds "
-                     r"U\+000A", result.stderr), result.stderr
+                     r"a newline \(U\+000A\)", result.stderr), result.stderr
 
 
 def test_hadolint_refusal_fails_the_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -42,7 +42,7 @@ PIP_SPEC = re.compile(rf"(?P<name>{_PIP_NAME})(?:\[{_PIP_NAME}(?:,{_PIP_NAME})*\
                       rf"(?P<pins>{_PIP_OP}{_PIP_VERSION}(?:,{_PIP_OP}{_PIP_VERSION})*)?")
 # A user the image runs as: a login name (created with useradd), or UID[:GID].
 USER_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
-USER_ID = re.compile(r"[0-9]{1,10}(?::[0-9]{1,10})?")
+USER_ID = re.compile(r"[0-9]+(?::[0-9]+)?")
 MAX_ID = 2**31 - 1
 # Characters a path of the project may not hold when it is copied into an image: wildcards
 # and the escape character of Dockerfile sources and .dockerignore patterns.
@@ -256,8 +256,9 @@ def _env(ck: Checker, loc: Loc, env: dict[str, m.Scalar], secrets: set[str]) -> 
         text = m._scalar_text(value)
         bad = bad_char(text)
         if bad is not None and bad != "\x00":  # NUL: refused for every string already
-            ck.add((*loc, key), f"the value holds U+{ord(bad):04X}: a Dockerfile ENV value is "
-                   "one line of printable characters and tabs")
+            what = {"\n": "a newline", "\r": "a carriage return"}.get(bad, "a control character")
+            ck.add((*loc, key), f"the value holds {what} (U+{ord(bad):04X}): a Dockerfile ENV "
+                   "value is one line, of printable characters and tabs")
         for name in sorted(secrets & set(re.findall(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", text))):
             ck.add((*loc, key), f"'{name}' is a secret; a secret is never baked into an image "
                    "(the image is pushed to a registry): give it to the job at run time")
