@@ -85,3 +85,20 @@ SHAPES = [
           lambda v: [v, v, _cut(v)]),
     Shape("{ printf '%s\\0' {{ v }}; } | cat; (printf '%s\\0' {{ v }})", lambda v: [v, v]),
 ]
+
+
+def dockerfile_instructions(text: str) -> list[str]:
+    """The instruction keywords of a Dockerfile, as a builder reads it: comment lines
+    skipped, a line ending in a backslash continued by the next. A value that made an
+    instruction of its own, or joined two, changes this list."""
+    out, logical = [], ""
+    for line in text.split("\n"):
+        if not logical and (not line.strip() or line.lstrip().startswith("#")):
+            continue
+        logical += line
+        if logical.endswith("\\"):
+            logical = logical[:-1]
+            continue
+        out.append(logical.split(None, 1)[0])
+        logical = ""
+    return out

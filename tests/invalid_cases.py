@@ -197,6 +197,27 @@ def _make_ngc_config_output_too_large(folder: Path) -> Path:
     return _project(folder, text)
 
 
+IMAGE = ("project: p\nimages:\n  app:\n    tags: [registry.example.com/p/app:1]\n"
+         "    dockerfile: {from: 'debian:12', %s}\n")
+
+
+def _make_image_copy_symlink_out(folder: Path) -> Path:
+    project = folder / "project"
+    project.mkdir()
+    (folder / "secrets").mkdir()
+    (project / "data").symlink_to(folder / "secrets")
+    return _project(project, IMAGE % "copy: [{from: data, to: /data}]")
+
+
+def _make_image_requirements_fifo(folder: Path) -> Path:
+    _fifo(folder, "requirements.txt")
+    return _project(folder, IMAGE % "requirements: requirements.txt")
+
+
+def _make_image_copy_name_too_long(folder: Path) -> Path:
+    return _project(folder, IMAGE % f"copy: [{{from: {'x' * 300}, to: /x}}]")
+
+
 @dataclass(frozen=True)
 class Case:
     """One invalid project: ``make`` lays it out in a fresh folder and returns the path that
@@ -232,7 +253,8 @@ SAMPLE = ("yaml_syntax", "unknown_key", "wrong_type", "ngc", "alias_bomb", "deep
           "sbatch_abbreviations", "ngc_team_one_letter", "ngc_config_yaml_syntax",
           "storage_unknown_key_used_by_sync", "enum_typos", "project_fifo", "project_dev_zero",
           "project_is_folder", "project_missing", "project_unreadable", "sequences_fifo",
-          "sequences_dev_zero", "ngc_config_base_symlink_out", "project_alias_bomb_billion")
+          "sequences_dev_zero", "ngc_config_base_symlink_out", "project_alias_bomb_billion",
+          "image_build_refs", "image_copy_symlink_out")
 
 
 def _drop_read_override() -> list[str]:

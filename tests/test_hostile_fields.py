@@ -1,12 +1,13 @@
 """Every string field of the schema, set to a hostile value, in turn: the build either refuses
 it with FILE:LINE:COL errors, or writes a bundle whose scripts run nothing of it.
 
-The example projects (tests/projects/full and ngc) hold a value in every field of the
-schema. Each string in them, and each name used as a key, is replaced in turn by a value
+The example projects (tests/projects/full, ngc and images) hold a value in every field of
+the schema. Each string in them, and each name used as a key, is replaced in turn by a value
 made to break out of any context (quotes, $( ), backticks, a newline followed by a
 here-document delimiter and a command, a comment end). Every generated script that the value
 reached then runs with -h and --dry-run, with the scheduler and transfer tools replaced by
-stubs; the value must not run, and a description must show in -h as written.
+stubs; the value must not run, and a description must show in -h as written. A Dockerfile
+the value reached keeps the instructions it had without it.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 import pytest
 import yaml
 from conftest import PROJECTS
-from hostile import tally
+from hostile import dockerfile_instructions, tally
 
 from generators.build import expected_files
 from generators.errors import ProjectError
@@ -70,7 +71,7 @@ def _replaced(data: Any, path: Path_, key: bool, value: str) -> Any:
 
 def _cases() -> list[tuple[str, Path_, bool, int]]:
     cases = []
-    for name in ("full", "ngc"):
+    for name in ("full", "ngc", "images"):
         data = yaml.safe_load((PROJECTS / name / "project.yaml").read_text())
         cases += [(name, path, key, n) for path, key in _strings(data)
                   for n in range(len(HOSTILE))]
@@ -78,6 +79,11 @@ def _cases() -> list[tuple[str, Path_, bool, int]]:
 
 
 CASES = _cases()
+# The instructions of each Dockerfile of the example projects, as written.
+DOCKERFILES = {rel: dockerfile_instructions(built.text)
+               for rel, built in expected_files(Paths(PROJECTS / "images" / "project.yaml",
+                                                      PROJECTS / "images" / "out")).items()
+               if rel.endswith("/Dockerfile")}
 
 
 @pytest.fixture(scope="module")
@@ -130,6 +136,9 @@ def test_hostile_value_in_any_field_never_runs(project: str, path: Path_, key: b
         return
     helps = _run_scripts(files, folder, stubs)
     assert not list(tmp_path.rglob("PWNED")), "a value ran as code"
+    for rel, text in files.items():
+        if rel.endswith("/Dockerfile"):
+            assert dockerfile_instructions(text) == DOCKERFILES[rel], text
     if path[-1] == "description" and not key:  # shown in -h as written (indented)
         expected = "".join(f"  {line}\n" for line in value.split("\n"))
         assert all(expected in h for h in helps.values() if "PWNED" in h)

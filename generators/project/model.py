@@ -48,6 +48,8 @@ TEXT_KINDS: tuple[tuple[tuple[str, ...], str], ...] = (
     (("env", "*"), VALUE),
     (("clusters", "*", "env", "*"), VALUE),
     (("jobs", "*", "env", "*"), VALUE),
+    (("images", "*", "dockerfile", "env", "*"), VALUE),
+    (("images", "*", "dockerfile", "entrypoint", "#"), VALUE),
 )
 
 
@@ -111,12 +113,35 @@ class Cluster(Model):
     description: str | None = None
 
 
+class ImageCopy(Model):
+    """A file or folder of the project copied into an image."""
+
+    from_: str = Field(alias="from")
+    to: str
+
+
+class ImageBuild(Model):
+    """How an image is built: the Dockerfile jobpack writes for it."""
+
+    from_: str = Field(alias="from")
+    apt: list[str] = []
+    pip: list[str] = []
+    requirements: str | None = None
+    copy_: list[ImageCopy] = Field([], alias="copy")
+    env: dict[str, Scalar] = {}
+    workdir: str | None = None
+    entrypoint: list[str] | None = None
+    user: str | int | None = None
+    run_helper: bool = False
+
+
 class Image(Model):
-    """A container image: rehosted from ``source`` to each of ``tags``."""
+    """A container image: rehosted from ``source``, or built from ``dockerfile``, and pushed
+    to each of ``tags``."""
 
     source: str | None = None
     tags: list[str] = []
-    dockerfile: Any = None
+    dockerfile: ImageBuild | None = None
     description: str | None = None
 
 

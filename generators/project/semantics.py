@@ -13,6 +13,7 @@ from ..placeholders import RUN_ID_SAMPLE, check_code
 from ..shell import Param, parse_text, var_refs
 from . import model as m
 from .checker import BUILTINS, Checker, Loaded, Points, suggest
+from .images import check_image
 from .kind import JobScope, Kind
 from .sweep import sweep_points
 
@@ -58,21 +59,7 @@ def check(ck: Checker, loaded: Loaded, kinds: Mapping[str, Kind], cluster_names:
     for name, sync in proj.syncs.items():
         _sync(ck, ("syncs", name), sync, proj, known_vars, builtins - {"job"})
     for name, image in proj.images.items():
-        _image(ck, ("images", name), image)
-
-
-def _image(ck: Checker, loc: Loc, image: m.Image) -> None:
-    if image.dockerfile is not None:
-        ck.add((*loc, "dockerfile"), "building images is not supported by this version; "
-               "rehost an existing image with source and tags", key=True)
-    refs: list[tuple[Loc, str]] = [(("source",), image.source)] if image.source else []
-    refs += [(("tags", i), t) for i, t in enumerate(image.tags)]
-    for sub, ref in refs:
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._/:@-]*", ref):
-            ck.add((*loc, *sub), f"{ref!r} is not an image reference (e.g. "
-                   "nvcr.io/ORG/REPO:TAG)")
-    if image.source is not None and not image.tags:
-        ck.add(loc, "an image with a source needs tags to push it to")
+        check_image(ck, ("images", name), image, proj.secrets)
 
 
 def _names(ck: Checker, proj: m.Project) -> None:

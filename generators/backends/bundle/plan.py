@@ -49,7 +49,7 @@ def plan_context(loaded: Loaded, files: list[str],
     listing = sorted({*files, *OWN})
     proj = loaded.project
     kinds = _kinds(backends)
-    context: dict[str, Any] = {"syncs": []}
+    context: dict[str, Any] = {"syncs": [], "images": []}
     for backend in backends:
         context.update(backend.summary(loaded, backends))
     return plain_context({

@@ -1,12 +1,28 @@
 """The images backend: ``images/<name>/rehost.sh`` pulls an image and pushes it under each of
-its tags."""
+its tags; an image with a ``dockerfile`` gets its Dockerfile, ``build.sh`` and ``push.sh``
+(and the ``run.sh`` helper it carries, when asked)."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
 
 from ...plan import Group
 from ...project.checker import Loaded
 from ..base import Backend
-from .plan import plan
+from .plan import plan, sent
+
+FILES = {
+    "rehost.sh": "pulls the image and pushes it under each tag ($DOCKER: docker or podman)",
+    "Dockerfile": "how the image is built (hadolint-clean)",
+    "Dockerfile.dockerignore": "what of the project folder the build sends: only what the "
+                               "image copies",
+    "build.sh": "builds the image from the project folder and prints its image ID ($DOCKER: "
+                "docker or podman)",
+    "push.sh": "pushes the built image to each tag and prints its digests",
+    "run.sh": "the helper copied into the image as /run.sh: runs its arguments as commands "
+              "in order, stops at the first failure",
+}
 
 
 class Images(Backend):
@@ -16,9 +32,32 @@ class Images(Backend):
         return plan(loaded)
 
     def describe(self, path: str) -> str | None:
-        if path.startswith("images/") and path.endswith("/rehost.sh"):
-            return "pulls the image and pushes it under each tag ($DOCKER: docker or podman)"
+        folder, _, file = path.rpartition("/")
+        if folder.startswith("images/") and folder.count("/") == 1:
+            return FILES.get(file)
         return None
+
+    def summary(self, loaded: Loaded, backends: Sequence[Backend]) -> dict[str, Any]:
+        """PLAN.md's table of images: how each is made and where it goes."""
+        rows = []
+        for name, image in loaded.project.images.items():
+            spec = image.dockerfile
+            if spec is not None:
+                made = f"built FROM {spec.from_}"
+                extra = [f"{len(spec.apt)} apt"] if spec.apt else []
+                extra += [f"{len(spec.pip)} pip"] if spec.pip else []
+                extra += ["requirements"] if spec.requirements else []
+                extra += [f"copies {', '.join(sent(spec))}"] if spec.copy_ else []
+                extra += [f"user {spec.user}"] if spec.user is not None else []
+                extra += ["/run.sh helper"] if spec.run_helper else []
+                how = f"{made} ({'; '.join(extra)})" if extra else made
+            elif image.source is not None:
+                how = f"rehosted from {image.source}"
+            else:
+                how = "tags only"
+            rows.append({"name": name, "how": how, "tags": image.tags,
+                         "built": spec is not None})
+        return {"images": rows}
 
 
 BACKEND = Images()

@@ -12,6 +12,7 @@ import yaml
 
 from ...placeholders import command_code, used_names
 from ...plan import FileSpec, Group, file_header, plain_context, runtime_file, text_file
+from ...project import images
 from ...project import model as m
 from ...project.checker import Loaded
 from ...project.semantics import merged_env, static_params
@@ -93,10 +94,7 @@ def retries(loaded: Loaded, job: m.Job) -> int:
 
 def image_ref(loaded: Loaded, job: m.Job) -> str:
     """The reference NGC launches: an image's nvcr.io tag (else its first), or the text."""
-    image = loaded.project.images.get(str(options(job).image))
-    if image is None:
-        return str(options(job).image)
-    return next((t for t in image.tags if t.startswith("nvcr.io/")), image.tags[0])
+    return images.image_ref(loaded.project, str(options(job).image), ["nvcr.io/"])
 
 
 def _flag(name: str, value: str) -> list[str]:

@@ -17,7 +17,8 @@ from ...errors import Problem, ProjectError
 from ...loader import MAX_PROJECT_BYTES, MAX_VALUES, Loc, parse_json, parse_yaml
 from ...placeholders import used_names
 from ...project import model as m
-from ...project.checker import Checker, Loaded, Points, is_number, suggest
+from ...project.checker import Checker, Loaded, Points, is_number
+from ...project.images import check_job_image
 from ...project.kind import JobScope
 from ...project.semantics import check_strings
 from .model import NgcCluster, NgcJob
@@ -258,13 +259,8 @@ def _image(ck: Checker, loaded: Loaded, loc: Loc, jb: NgcJob) -> None:
     if jb.image is None:
         ck.add(loc, "an NGC job needs 'image' (a name in images, or a reference such as "
                "nvcr.io/ORG/REPO:TAG)")
-    elif jb.image in loaded.project.images:
-        if not loaded.project.images[jb.image].tags:
-            ck.add((*loc, "image"), f"image {jb.image!r} has no tags to launch from")
-    elif re.fullmatch(m.NAME, jb.image) and "/" not in jb.image and ":" not in jb.image:
-        ck.add((*loc, "image"), f"unknown image {jb.image!r}"
-               f"{suggest(jb.image, loaded.project.images)}; name one in 'images' or give a "
-               "reference such as nvcr.io/ORG/REPO:TAG")
+    else:
+        check_job_image(ck, loaded.project.images, (*loc, "image"), jb.image)
 
 
 def _ports(ck: Checker, loc: Loc, ports: list[int | str]) -> None:
