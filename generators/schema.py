@@ -69,7 +69,8 @@ def _schema(model: type[BaseModel], prefix: str) -> dict[str, Any]:
         return schema
     names = {name: prefix + name for name in schema.get("$defs", {})}
     schema["$defs"] = {names[k]: v for k, v in schema.get("$defs", {}).items()}
-    return _renamed(schema, names)
+    renamed: dict[str, Any] = _renamed(schema, names)
+    return renamed
 
 
 def _renamed(value: Any, names: dict[str, str]) -> Any:
