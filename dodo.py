@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from generators.paths import Paths
-from generators.tasks import doit_config, make_tasks
+from jobpack.paths import Paths
+from jobpack.tasks import doit_config, make_tasks
 
 _HERE = Path(__file__).resolve().parent
 _PATHS = Paths(_HERE / "project.yaml", _HERE / "out")

@@ -352,7 +352,7 @@ def write_project(layout: Layout, text: str = PROJECT_YAML) -> None:
 def jobpack_command(layout: Layout) -> list[str]:
     """The installed ``jobpack`` beside this Python, else the module through this Python."""
     script = Path(sys.executable).parent / "jobpack"
-    base = [str(script)] if script.exists() else [sys.executable, "-m", "generators.cli"]
+    base = [str(script)] if script.exists() else [sys.executable, "-m", "jobpack"]
     return [*base, "-p", str(layout.project), "-o", str(layout.out), "build"]
 
 

@@ -208,7 +208,7 @@ def stat_record(path: Path) -> list[Any]:
 def builtin_templates() -> Path:
     """The templates shipped with jobpack: the source tree's, or the installed copy."""
     here = Path(__file__).resolve().parent
-    for candidate in (here.parent / "templates", here / "templates"):
+    for candidate in (here / "templates", here.parent / "templates"):
         if (candidate / "_base").is_dir():
             return candidate
     raise FileNotFoundError(f"jobpack's templates are missing (looked in {here.parent})")

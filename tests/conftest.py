@@ -98,7 +98,7 @@ class Result:
 def jobpack(*args: str | os.PathLike[str], cwd: Path | None = None,
             env: dict[str, str] | None = None) -> Result:
     """Run the jobpack command in a fresh interpreter, as a user would."""
-    proc = subprocess.run([sys.executable, "-m", "generators.cli", *map(str, args)],
+    proc = subprocess.run([sys.executable, "-m", "jobpack", *map(str, args)],
                           cwd=cwd or ROOT, capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, check=False)
     return Result(proc.returncode, proc.stdout, proc.stderr)

@@ -271,7 +271,7 @@ def run_command(case: Case, project: Path, out: Path) -> tuple[Result, float]:
     """Run ``jobpack build`` as a user would, in its own process; returns the result and the
     seconds it took."""
     argv = [*(_drop_read_override() if case.unreadable else []), sys.executable, "-m",
-            "generators.cli", "build", "-p", str(project), "-o", str(out)]
+            "jobpack", "build", "-p", str(project), "-o", str(out)]
     start = time.monotonic()
     try:
         proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=HANG,

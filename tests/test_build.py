@@ -176,24 +176,35 @@ def test_every_generated_script_has_help_and_is_executable(project_copy, tmp_pat
 
 
 def test_installed_without_editable_finds_its_templates(tmp_path: Path) -> None:
-    """A plain (non -e) install carries every template, builds from any folder, and
-    packaging it gives no warning about the license or the template folders."""
+    """A plain (non -e) install is the package ``jobpack`` with every module and template
+    of the source tree (no top-level ``generators`` that could shadow a user's module),
+    builds from any folder with ``python -m jobpack``, and packaging it gives no warning
+    about the license or the template folders."""
     target = tmp_path / "site"
+    # A copy of the source, as a clean clone has it: setuptools builds in the source folder,
+    # and a build/ left there by an earlier install would be packaged again.
+    source = tmp_path / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        "build", ".venv", "*.egg-info", ".jobpack", ".git", "out", "bench", "tests", "examples",
+        ".*_cache", ".hypothesis", "__pycache__"))
     pip = subprocess.run([sys.executable, "-m", "pip", "install", "-v", "--no-deps",
-                          "--target", str(target), str(ROOT)],
+                          "--target", str(target), str(source)],
                          check=True, capture_output=True, text=True)
-    installed = target / "generators" / "templates"
-    assert sorted(p.relative_to(installed) for p in installed.rglob("*.j2")) == \
+    package = target / "jobpack"
+    assert not (target / "generators").exists()
+    assert sorted(p.relative_to(package / "templates") for p in package.rglob("*.j2")) == \
         sorted(p.relative_to(ROOT / "templates") for p in (ROOT / "templates").rglob("*.j2"))
+    assert sorted(p.relative_to(package) for p in package.rglob("*.py")) == \
+        sorted(p.relative_to(ROOT / "generators") for p in (ROOT / "generators").rglob("*.py"))
     for warning in ("absent from the `packages` configuration", "license` as a TOML table"):
         assert warning not in pip.stdout + pip.stderr
     work = tmp_path / "elsewhere"
-    shutil.copytree(ROOT / "tests/projects/minimal", work)
+    shutil.copytree(ROOT / "tests/projects/full", work)
     env = {**os.environ, "PYTHONPATH": str(target)}
-    proc = subprocess.run([sys.executable, "-c", "from generators.cli import main; main()",
-                           "build"], cwd=work, env=env, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "jobpack", "build"], cwd=work, env=env,
+                          capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    assert (work / "out/slurm/local/hello.sbatch").exists()
+    assert (work / "out/slurm/hpc/submit_all.sh").exists()
 
 
 def test_dry_run_works_without_secrets_or_scheduler(project_copy, tmp_path: Path) -> None:

@@ -101,7 +101,7 @@ class Builds:
 
     def __init__(self, root: Path) -> None:
         self.root, self.out = root, root / "out"
-        self.cmd = [sys.executable, "-m", "generators.cli", "build", "-p",
+        self.cmd = [sys.executable, "-m", "jobpack", "build", "-p",
                     str(root / "project.yaml"), "-o", str(self.out)]
 
     def start(self, **env: str) -> subprocess.Popen[bytes]:

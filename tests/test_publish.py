@@ -23,7 +23,7 @@ STATE_FILES = {"state.json", "plan.json", "ctx", "build", "rendered", "doit.json
 def start_build(project: Path, out: Path, **env: str) -> subprocess.Popen[str]:
     """A build in the background, stderr readable line by line."""
     return subprocess.Popen(
-        [sys.executable, "-m", "generators.cli", "build", "-p", str(project), "-o", str(out)],
+        [sys.executable, "-m", "jobpack", "build", "-p", str(project), "-o", str(out)],
         cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         text=True)
 
@@ -363,7 +363,7 @@ def test_project_that_is_not_a_readable_file_is_one_error(kind: str, tmp_path: P
             "device": "the project file is a character device, not a regular file",
             "missing": "no nope.yaml here (create one, or pass -p)",
             "unreadable": "the project file cannot be read (permission denied)"}[kind]
-    cmd = [sys.executable, "-m", "generators.cli", "build", "-p", str(target), "-o",
+    cmd = [sys.executable, "-m", "jobpack", "build", "-p", str(target), "-o",
            str(tmp_path / "out")]
     if kind == "unreadable":
         target.write_text("project: x\n")
@@ -385,7 +385,7 @@ def test_closed_pipe_is_quiet(args: list[str], project_copy, tmp_path: Path) -> 
     read_end, write_end = os.pipe()
     os.close(read_end)  # the reader is gone before the first line: every write fails
     try:
-        proc = subprocess.run([sys.executable, "-m", "generators.cli", *args, "-p",
+        proc = subprocess.run([sys.executable, "-m", "jobpack", *args, "-p",
                                str(project), "-o", str(tmp_path / "out")],
                               cwd=ROOT, stdout=write_end, stderr=subprocess.PIPE, text=True,
                               check=False)
