@@ -36,6 +36,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="render, lint and write what changed into out/ (default)")
     sub.add_parser("check", parents=later, help="exit 1 and name the files when out/ is stale")
     sub.add_parser("plan", parents=later, help="print PLAN.md")
+    init = sub.add_parser("init", help="start a project: a commented project.yaml for one "
+                          "workflow, its schema, dodo.py, .gitignore and a pre-commit hook")
+    init.add_argument("--from", dest="workflow", default="slurm", metavar="WORKFLOW",
+                      help="the workflow to start from: slurm (default), ngc, runai, ...")
+    init.add_argument("folder", nargs="?", type=Path, default=Path("."),
+                      help="where to write (created if missing; default: here)")
     sub.add_parser("schema", parents=later,
                    help="print the JSON Schema of project.yaml (for editors)")
     diff = sub.add_parser("diff", parents=later,
@@ -74,6 +80,8 @@ def _main(argv: list[str] | None) -> int:
             return _diff(paths, args.color)
         if command == "schema":
             return _schema()
+        if command == "init":
+            return _init(args.folder, args.workflow)
         return _run(command, paths, rest)
     except JobpackError as exc:
         print(exc.render(), file=sys.stderr)
@@ -143,12 +151,23 @@ def _diff(paths: Paths, color: str) -> int:
 
 
 def _schema() -> int:
-    import json
+    from .init import schema_text
 
-    from .registry import KINDS
-    from .schema import project_schema
+    sys.stdout.write(schema_text())
+    return 0
 
-    sys.stdout.write(json.dumps(project_schema(KINDS), indent=2, sort_keys=True) + "\n")
+
+def _init(folder: Path, workflow: str) -> int:
+    from .init import init, schema_text, workflows
+
+    if workflow not in workflows():
+        _parser().error(f"--from: choose one of {', '.join(workflows())}")
+    names = init(folder, workflow, schema_text())
+    where = "here" if folder == Path(".") else str(folder)
+    print(f"wrote {', '.join(names)} {'' if where == 'here' else 'in '}{where}")
+    print("next: replace the FILL IN values of project.yaml, then run `jobpack` "
+          f"{'' if where == 'here' else f'in {where} '}to build out/ (`jobpack plan` shows "
+          "what it will do)")
     return 0
 
 

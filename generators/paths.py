@@ -274,10 +274,10 @@ def project_file_problem(what: str, display: str) -> str:
     """The message for a project file that cannot be read: ``what`` is wrong with it.
 
     >>> project_file_problem("was not found", "project.yaml")
-    'no project.yaml here (create one, or pass -p)'
+    'no project.yaml here (start one with `jobpack init`, or pass -p)'
     """
     if what == "was not found":
-        return f"no {display} here (create one, or pass -p)"
+        return f"no {display} here (start one with `jobpack init`, or pass -p)"
     if what == "is a folder, not a regular file":
         return (f"the project file is a folder, not a regular file (name the file itself "
                 f"with -p, e.g. -p {display}/project.yaml)")

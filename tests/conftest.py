@@ -150,3 +150,30 @@ def slurm(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-
     finally:
         cluster.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class Installed:
+    """jobpack installed without -e into ``target`` (put it on PYTHONPATH to use it)."""
+
+    target: Path
+    pip_output: str
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "PYTHONPATH": str(self.target)}
+
+
+@pytest.fixture(scope="session")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
+    """A plain install of this source tree, made once per test run from a copy of the
+    source as a clean clone has it (setuptools builds in the source folder, and a build/
+    left there by an earlier install would be packaged again)."""
+    base = tmp_path_factory.mktemp("installed")
+    source = base / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        "build", ".venv", "*.egg-info", ".jobpack", ".git", "out", "bench", "tests", "examples",
+        ".*_cache", ".hypothesis", "__pycache__"))
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "-v", "--no-deps",
+                          "--target", str(base / "site"), str(source)],
+                         check=True, capture_output=True, text=True)
+    return Installed(base / "site", pip.stdout + pip.stderr)

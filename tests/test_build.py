@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, build, jobpack, read_tree, snapshot
+from conftest import ROOT, Installed, build, jobpack, read_tree, snapshot
 
 
 def _changed(before: dict[str, tuple[bytes, int]], after: dict[str, tuple[bytes, int]]) -> set[str]:
@@ -175,29 +175,23 @@ def test_every_generated_script_has_help_and_is_executable(project_copy, tmp_pat
         assert bad.returncode == 2 and "unknown option: --bogus" in bad.stderr
 
 
-def test_installed_without_editable_finds_its_templates(tmp_path: Path) -> None:
+def test_installed_without_editable_finds_its_templates(installed: Installed,
+                                                        tmp_path: Path) -> None:
     """A plain (non -e) install is the package ``jobpack`` with every module and template
     of the source tree (no top-level ``generators`` that could shadow a user's module),
     builds from any folder with ``python -m jobpack``, and packaging it gives no warning
     about the license or the template folders."""
-    target = tmp_path / "site"
-    # A copy of the source, as a clean clone has it: setuptools builds in the source folder,
-    # and a build/ left there by an earlier install would be packaged again.
-    source = tmp_path / "source"
-    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
-        "build", ".venv", "*.egg-info", ".jobpack", ".git", "out", "bench", "tests", "examples",
-        ".*_cache", ".hypothesis", "__pycache__"))
-    pip = subprocess.run([sys.executable, "-m", "pip", "install", "-v", "--no-deps",
-                          "--target", str(target), str(source)],
-                         check=True, capture_output=True, text=True)
+    target, pip = installed.target, installed.pip_output
     package = target / "jobpack"
     assert not (target / "generators").exists()
     assert sorted(p.relative_to(package / "templates") for p in package.rglob("*.j2")) == \
         sorted(p.relative_to(ROOT / "templates") for p in (ROOT / "templates").rglob("*.j2"))
     assert sorted(p.relative_to(package) for p in package.rglob("*.py")) == \
         sorted(p.relative_to(ROOT / "generators") for p in (ROOT / "generators").rglob("*.py"))
+    assert sorted(p.name for p in (package / "starters").glob("*.yaml")) == \
+        sorted(p.name for p in (ROOT / "generators" / "starters").glob("*.yaml"))
     for warning in ("absent from the `packages` configuration", "license` as a TOML table"):
-        assert warning not in pip.stdout + pip.stderr
+        assert warning not in pip
     work = tmp_path / "elsewhere"
     shutil.copytree(ROOT / "tests/projects/full", work)
     env = {**os.environ, "PYTHONPATH": str(target)}

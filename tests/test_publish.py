@@ -361,7 +361,7 @@ def test_project_that_is_not_a_readable_file_is_one_error(kind: str, tmp_path: P
     name = target.name
     want = {"folder": "the project file is a folder, not a regular file",
             "device": "the project file is a character device, not a regular file",
-            "missing": "no nope.yaml here (create one, or pass -p)",
+            "missing": "no nope.yaml here (start one with `jobpack init`, or pass -p)",
             "unreadable": "the project file cannot be read (permission denied)"}[kind]
     cmd = [sys.executable, "-m", "jobpack", "build", "-p", str(target), "-o",
            str(tmp_path / "out")]
