@@ -67,6 +67,20 @@ def md(value: object) -> Safe:
     return Safe(text.replace("<", "&lt;").replace(">", "&gt;"))
 
 
+_MERMAID = {"&": "#amp;", '"': "#quot;", "<": "#lt;", ">": "#gt;", "#": "#35;", "%": "#37;",
+            "`": "#96;", "\\": "#92;"}
+
+
+def mermaid(value: object) -> Safe:
+    r"""Text inside a quoted Mermaid label: one line, every character that could end the
+    label, open HTML, start a directive or close the code block written as an entity.
+
+    >>> print(mermaid('a "b" <i>#1</i> 50% `x`'))
+    a #quot;b#quot; #lt;i#gt;#35;1#lt;/i#gt; 50#37; #96;x#96;
+    """
+    return Safe("".join(_MERMAID.get(c, c) for c in oneline(value)))
+
+
 def _allowed(value: object) -> bool:
     if isinstance(value, Safe | int | float):
         return True
@@ -165,6 +179,7 @@ def make_env(search_path: tuple[str, ...]) -> jinja2.Environment:
     )
     env.filters.update({"shquote": shquote, "shvalue": shvalue, "assign": assign,
                         "comment": oneline, "text": oneline, "heredoc": heredoc, "md": md,
+                        "mermaid": mermaid,
                         "join": _join, "_checked": _checked})
     return env
 

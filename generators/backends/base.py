@@ -47,6 +47,12 @@ class Backend(ABC):
         [[cells]]} of plain text (PLAN.md escapes every cell)."""
         return []
 
+    def flows(self, loaded: Loaded) -> list[tuple[str, str, str]]:
+        """Syncs that feed this backend's jobs or take their output, for PLAN.md's flow
+        chart: (sync, job, how), where how is "in" (before the job) or "out" (from it),
+        with an optional " every N" after it."""
+        return []
+
     def sync_uses(self, loaded: Loaded, sync: str) -> list[str]:
         """How this backend's files run a sync (e.g. 'stage-in of train'), for PLAN.md."""
         return []

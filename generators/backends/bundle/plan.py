@@ -42,6 +42,40 @@ def job_rows(loaded: Loaded, backends: Sequence[Backend]) -> tuple[list[Row], di
     return rows, totals
 
 
+def flow(loaded: Loaded, rows: list[Row], backends: Sequence[Backend]) -> dict[str, Any]:
+    """PLAN.md's flow chart: a node per job (its size and time limit) and per sync that
+    feeds a job or takes its output, an edge per ``after`` and per such sync."""
+    ids = {row["name"]: f"j{i}" for i, row in enumerate(rows)}
+    jobs = [{"id": ids[r["name"]], "name": r["name"], "size": _size(r), "time": r["time"],
+             "points": r["points"]} for r in rows]
+    edges: list[dict[str, Any]] = [{"from": ids[a], "to": ids[name], "label": ""}
+             for name, job in loaded.project.jobs.items() if name in ids
+             for a in job.after if a in ids]
+    links = [f for b in backends for f in b.flows(loaded) if f[1] in ids]
+    syncs = {s: f"s{i}" for i, s in enumerate(dict.fromkeys(f[0] for f in links))}
+    for sync, job, how in links:
+        label = "stage-in" if how == "in" else "stage-out" + how[len("out"):]
+        pair = (syncs[sync], ids[job]) if how == "in" else (ids[job], syncs[sync])
+        edges.append({"from": pair[0], "to": pair[1], "label": label, "data": True})
+    return {"jobs": jobs, "syncs": [{"id": i, "name": s} for s, i in syncs.items()],
+            "edges": [{"data": False, **e} for e in edges]}
+
+
+def _size(row: Row) -> str:
+    """Nodes and GPUs of a row, in words: '2 nodes, 8 GPUs', '1 node, 0.5 of a GPU'.
+
+    >>> _size({"nodes": 1, "gpus": "1"}), _size({"nodes": 2, "gpus": "–"})
+    ('1 node, 1 GPU', '2 nodes')
+    """
+    nodes = f"{row['nodes']} node{'' if str(row['nodes']) == '1' else 's'}"
+    gpus = str(row["gpus"])
+    if gpus in ("–", "", "None", "0"):
+        return nodes
+    if gpus.isdigit():
+        gpus = f"{gpus} GPU{'' if gpus == '1' else 's'}"
+    return f"{nodes}, {gpus}"
+
+
 def plan_context(loaded: Loaded, files: list[str],
                  backends: Sequence[Backend]) -> dict[str, Any]:
     """What PLAN.md.j2 reads."""
@@ -54,6 +88,7 @@ def plan_context(loaded: Loaded, files: list[str],
         context.update(backend.summary(loaded, backends))
     return plain_context({
         **context, "header": file_header(loaded.source.file), "rows": rows,
+        "flow": flow(loaded, rows, backends),
         "tables": [t for b in backends for t in b.tables(loaded, backends)],
         "project": {"project": proj.project, "description": proj.description,
                     "secrets": proj.secrets},

@@ -63,6 +63,18 @@ class Slurm(ClusterBackend):
                 "commands and `./submit_all.sh` to submit.\nLogs go to `logs/` and every "
                 "submission is recorded in `ledger.tsv` beside the scripts.")
 
+    def flows(self, loaded: Loaded) -> list[tuple[str, str, str]]:
+        out = []
+        for name, job in loaded.project.jobs.items():
+            if loaded.project.clusters[job.cluster].kind != self.name:
+                continue
+            opts = checks.options(job)
+            out += [(i.sync, name, "in") for i in opts.stage_in]
+            for o in opts.stage_out:
+                every = o.every or loaded.project.syncs[o.sync].every
+                out.append((o.sync, name, f"out every {every}" if every else "out"))
+        return out
+
     def sync_uses(self, loaded: Loaded, sync: str) -> list[str]:
         out = []
         for name, job in loaded.project.jobs.items():
