@@ -28,7 +28,7 @@ class AzureMl(ClusterBackend):
     title = "Azure ML"
     cluster_model = AzuremlCluster
     options_model = AzuremlJob
-    platform_prefixes = ("AZUREML", "AZ_BATCHAI", "OMPI")
+    platform_prefixes = ("AZUREML",)
     refused_common = ("after",)
     sweep_refusal = "Azure ML creates one job per point"
     text_kinds = ((("tags", "*"), m.VALUE),)
@@ -88,7 +88,8 @@ def _row(loaded: Loaded, cluster: str, name: str) -> Row:
     return {"name": name, "cluster": cluster, "nodes": nodes,
             "gpus": f"{nodes} × {per_node}" if per_node else "–",
             "launcher": "azureml: " + "; ".join(parts),
-            "time": f"{opts.timeout}" if opts.timeout is not None else "none",
+            "time": ("none" if opts.timeout is None else f"{opts.timeout} s"
+                     if isinstance(opts.timeout, int) else opts.timeout),
             "points": points, "throttle": None, "after": "–", "cost": cost,
             "description": job.description or "", "estimate": estimate}
 

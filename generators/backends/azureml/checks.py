@@ -62,8 +62,8 @@ def _named(ck: Checker, loc: Loc, value: str | None, pattern: re.Pattern[str], w
     """A name Azure would refuse (``secret``: a single ${NAME} is read at run time)."""
     if value is None or pattern.fullmatch(value):
         return
-    if secret and SECRET_REF.fullmatch(value):
-        return
+    if (secret and SECRET_REF.fullmatch(value)) or (not secret and var_refs(value)):
+        return  # a secret read at run time; or a reference, which _no_refs reports
     ck.add(loc, f"{value!r} is not {what}" + (", or a single ${SECRET} reference" if secret
                                               else ""))
 

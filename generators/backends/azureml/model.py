@@ -20,7 +20,7 @@ INPUT_MODES = Literal["ro_mount", "download", "direct", "eval_mount", "eval_down
 OUTPUT_MODES = Literal["rw_mount", "upload"]
 
 
-class Resources(Model):
+class AmlResources(Model):
     """Nodes and GPUs of one job; Azure ML's instance type (VM size) of its nodes."""
 
     nodes: int = Field(1, ge=1, le=MAX_NODES)
@@ -67,7 +67,7 @@ class AzuremlJob(Model):
     """The keys a job on an Azure ML cluster may have besides the common ones."""
 
     image: str | None = None
-    resources: Resources = Resources()
+    resources: AmlResources = AmlResources()
     launcher: Literal["none", "mpi", "torchrun"] = "none"
     processes_per_node: int | None = Field(None, ge=1, le=MAX_PROCESSES)
     compute: str | None = None

@@ -135,7 +135,7 @@ def _filled(text: str, values: dict[str, str]) -> str:
     return out
 
 
-class Points:
+class PointDocs:
     """The YAML documents of one job's points: what does not change from one point to the
     next found once."""
 
@@ -258,7 +258,7 @@ def plan(loaded: Loaded, cname: str) -> list[Group]:
 
 
 def _job_files(loaded: Loaded, cname: str, name: str) -> list[FileSpec]:
-    points = Points(loaded, name)
+    points = PointDocs(loaded, name)
     header = file_header(loaded.source.file, name)
     lines = ["# " + " ".join(header),
              "# index\tpoint\tAzure ML job names start with\tjob YAML\tits code folder"]
