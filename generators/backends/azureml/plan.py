@@ -55,7 +55,7 @@ def point_keys(names: tuple[str, ...], rows: tuple[tuple[str, ...], ...]) -> lis
     >>> point_keys((), ((),))
     ['']
     >>> point_keys(("s",), (("ab",), ("AB",)))  # one file on a case-insensitive disk
-    ['p4e3f4a6a1b', 'p4e6b4ec3a5']
+    ['pfb8e20fc2e', 'p38164fbd17']
     """
     def digest(row: tuple[str, ...]) -> str:
         return "p" + hashlib.sha256("\0".join(row).encode()).hexdigest()[:10]
@@ -172,7 +172,7 @@ class PointDocs:
             # The YAML's folder to the project's: out/ is beside project.yaml, as built.
             up = posixpath.dirname(f"out/azureml/{self.cluster_name}/{yaml_path(self.name, key)}")
             doc["code"] = "../" * (up.count("/") + 1) + self.opts.code.strip("/")
-        doc["command"] = command_code(self.job.command)
+        doc["command"] = self._exports() + command_code(self.job.command)
         image = image_ref(self.loaded, self.job)
         doc["environment"] = image if image.startswith("azureml:") else {"image": image}
         if env:
@@ -186,6 +186,14 @@ class PointDocs:
             doc["limits"] = {"timeout": timeout_seconds(self.opts.timeout)}
         doc.update(self._data())
         return doc
+
+    def _exports(self) -> str:
+        """Code that puts the path of each input and output in a variable of the command:
+        Azure ML writes it in place of ${{inputs.NAME}} before the command runs."""
+        lines = [f'export AZUREML_{side.upper()}_{n}="${{{{{side}s.{n}}}}}"\n'
+                 for side, names in (("input", self.opts.inputs), ("output", self.opts.outputs))
+                 for n in names]
+        return "".join(lines)
 
     def _resources(self) -> dict[str, Any]:
         out: dict[str, Any] = {"instance_count": self.opts.resources.nodes}
@@ -210,13 +218,34 @@ class PointDocs:
         return out
 
 
+class _Dumper(yaml.SafeDumper):
+    """The safe dumper, writing text of several lines as a literal block where it can."""
+
+
+def _text(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in data else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+_Dumper.add_representer(str, _text)
+
+
 def render_yaml(header: list[str], doc: dict[str, Any]) -> str:
     """A job YAML: the header as comments, then ``doc`` written by the YAML serializer
-    (never by text templating), checked to read back as ``doc``."""
+    (never by text templating), checked to read back as ``doc``; the plainest form that
+    does is kept.
+
+    >>> print(render_yaml(["h"], {"command": "a\\nb", "x": "#"}), end="")
+    # h
+    command: |-
+      a
+      b
+    x: '#'
+    """
     comments = "".join(f"# {h}\n" for h in header)
-    for unicode in (True, False):
-        text = comments + yaml.safe_dump(doc, sort_keys=False, allow_unicode=unicode,
-                                         default_flow_style=False, width=100)
+    for dumper, unicode in ((_Dumper, True), (yaml.SafeDumper, True), (yaml.SafeDumper, False)):
+        text = comments + yaml.dump(doc, Dumper=dumper, sort_keys=False, allow_unicode=unicode,
+                                    default_flow_style=False, width=100)
         if yaml.safe_load(text) == doc:
             return text
     raise AssertionError("the YAML serializer wrote a document that reads back differently")
