@@ -319,3 +319,23 @@ def test_hostile_values_reach_yaml_and_argv_byte_exact(double, tmp_path: Path) -
     assert secret not in "".join(p.read_text() for p in bundle.rglob("*") if p.is_file())
     sh(bundle, "ctl.sh", "status", env={**double.env, "TOKEN": secret})
     assert not list(tmp_path.rglob("PWNED")) and not Path("PWNED").exists()
+
+
+def test_a_trace_never_shows_a_secret(double, bundle: Path) -> None:  # type: ignore[no-untyped-def]
+    """bash -x of every script and command, the workspace's subscription and an env value
+    being secrets: the trace shows neither (az, here the double, still gets both)."""
+    def traced(script: str, *args: str, code: int = 0) -> str:
+        proc = subprocess.run(["bash", "-x", str(bundle / script), *args], cwd=bundle,
+                              text=True, capture_output=True, timeout=300, check=False,
+                              env={**os.environ, **SECRETS, **double.env})
+        assert proc.returncode == code, proc.stderr[-2000:]
+        return proc.stdout + proc.stderr
+
+    text = traced("submit_all.sh", "--dry-run") + traced("submit_all.sh")
+    name = next(iter(double.jobs))
+    for args in (("status",), ("logs", name), ("logs", name, "--follow"), ("cancel", name),
+                 ("--dry-run", "resubmit", name), ("monitor", "--once")):
+        text += traced("ctl.sh", *args, code={"monitor": 3, "--dry-run": 1}.get(args[0], 0))
+    assert "+ " in text and "--subscription" in text
+    assert not [v for v in SECRETS.values() if v in text]
+    assert all("--subscription" in c and "0000-sub" in c for c in double.creates())

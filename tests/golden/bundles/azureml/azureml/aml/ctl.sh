@@ -81,8 +81,14 @@ jp_read_live_secrets
 jp_names=('train' 'lr')
 jp_sizes=(1 4)
 jp_retries=(1 2)
-# The workspace every az call names (its secrets were read above).
-jp_scope=(-g vision -w qd-ws --subscription "${AML_SUBSCRIPTION}")
+# jp_set_scope: set jp_scope to the workspace every az call names, with xtrace off (it may
+# hold secrets; every function that passes it to az turns xtrace off too).
+jp_set_scope() {
+  local -
+  set +x
+  jp_scope=(-g vision -w qd-ws --subscription "${AML_SUBSCRIPTION}")
+}
+jp_set_scope
 # jp_sets_POS: set jp_sets to the --set words that fill in the secrets of job POS's env at
 # submission (a function: the words are made only when a job is created).
 jp_sets_0() {
@@ -171,8 +177,9 @@ jp_status() {
 }
 
 jp_logs() {
-  local aml=${jp_p_aml[$jp_r_name]:-} dir file rank0=''
+  local - aml=${jp_p_aml[$jp_r_name]:-} dir file rank0=''
   local -a files=()
+  set +x  # the workspace may be a secret
   [[ -n $aml ]] || jp_die "$jp_r_name has no job"
   if ((jp_follow)); then
     jp_az_run ml job stream -n "$aml" "${jp_scope[@]}"
@@ -202,7 +209,8 @@ jp_logs() {
 }
 
 jp_cancel() {
-  local w aml
+  local - w aml
+  set +x  # the workspace may be a secret
   jp_take_lock 'nothing was cancelled'
   jp_load "$RUN_ID"
   for w in "${jp_which[@]}"; do

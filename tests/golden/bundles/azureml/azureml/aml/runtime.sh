@@ -431,7 +431,8 @@ jp_row() {
 # jp_show_job NAME: ask Azure ML for the state of job NAME. 0: it exists (its state in
 # jp_found); 1: Azure ML has no such job; 2: cannot tell (az failed otherwise).
 jp_show_job() {
-  local out rc=0
+  local - out rc=0
+  set +x  # the workspace may be a secret
   out=$(jp_az ml job show -n "$1" "${jp_scope[@]}" --query status -o tsv 2>&1) || rc=$?
   jp_scrub_to "$out"
   out=$jp_clean

@@ -69,8 +69,14 @@ jp_read_live_secrets
 jp_names=('train' 'lr')
 jp_sizes=(1 4)
 jp_retries=(1 2)
-# The workspace every az call names (its secrets were read above).
-jp_scope=(-g vision -w qd-ws --subscription "${AML_SUBSCRIPTION}")
+# jp_set_scope: set jp_scope to the workspace every az call names, with xtrace off (it may
+# hold secrets; every function that passes it to az turns xtrace off too).
+jp_set_scope() {
+  local -
+  set +x
+  jp_scope=(-g vision -w qd-ws --subscription "${AML_SUBSCRIPTION}")
+}
+jp_set_scope
 # jp_sets_POS: set jp_sets to the --set words that fill in the secrets of job POS's env at
 # submission (a function: the words are made only when a job is created).
 jp_sets_0() {
