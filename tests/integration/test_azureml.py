@@ -339,3 +339,12 @@ def test_a_trace_never_shows_a_secret(double, bundle: Path) -> None:  # type: ig
     assert "+ " in text and "--subscription" in text
     assert not [v for v in SECRETS.values() if v in text]
     assert all("--subscription" in c and "0000-sub" in c for c in double.creates())
+
+
+def test_a_suffix_picks_one_job_while_other_points_have_none(double, bundle: Path) -> None:  # type: ignore[no-untyped-def]
+    sh(bundle, "submit_all.sh", "--job", "train", env=double.env)
+    (train,) = double.jobs.values()
+    out = sh(bundle, "ctl.sh", "cancel", train.name[-5:], env=double.env)
+    assert out.returncode == 0 and double.jobs[train.name].status == "CancelRequested"
+    status = sh(bundle, "ctl.sh", "status", env=double.env).stdout
+    assert "NOT_SUBMITTED 4" in status

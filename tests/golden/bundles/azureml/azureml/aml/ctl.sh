@@ -119,6 +119,7 @@ jp_find() {
       jp_row "$line"
       name=$jp_r_name
       if [[ $name != *"$1" ]]; then
+        aml=''
         for aml in ${jp_p_all[$name]:-}; do [[ $aml != *"$1" ]] || break; done
         [[ -n ${aml:-} && $aml == *"$1" ]] || continue
       fi
