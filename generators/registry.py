@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .backends import bundle
+from .backends.azureml import BACKEND as AZUREML
 from .backends.base import Backend, ClusterBackend
 from .backends.images import BACKEND as IMAGES
 from .backends.ngc import BACKEND as NGC
@@ -24,12 +25,13 @@ BACKENDS: tuple[Backend, ...] = (
     SLURM,
     NGC,
     RUNAI,
+    AZUREML,
     SYNC,
     IMAGES,
 )
 # Cluster kinds known but not supported by this version, with their platform variables'
 # prefixes (a project may already refer to those).
-PLANNED: dict[str, tuple[str, ...]] = {"azureml": ("AZUREML",)}
+PLANNED: dict[str, tuple[str, ...]] = {}
 
 KINDS = Kinds({b.name: b for b in BACKENDS if isinstance(b, ClusterBackend)}, PLANNED)
 

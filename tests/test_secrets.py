@@ -19,11 +19,11 @@ import pytest
 from conftest import PROJECTS, build
 
 SECRETS = {"HPC_ACCOUNT": "acct-S3CRET-1", "WANDB_API_KEY": "wandb-S3CRET-2",
-           "FTP_PASS": "ftp-S3CRET-3 'q' $x"}
+           "FTP_PASS": "ftp-S3CRET-3 'q' $x", "AML_SUBSCRIPTION": "sub-S3CRET-4"}
 # Tools the scripts call, each failing loudly with everything it got.
 LOUD = '#!/bin/sh\necho "$(basename "$0"): error: refused: $*" >&2\n{stdin}exit 1\n'
 TOOLS = {"sbatch": "", "squeue": "", "scontrol": "", "sacct": "", "scancel": "", "srun": "",
-         "ngc": "", "runai": "", "rclone": "", "rsync": "", "ssh": "", "docker": "",
+         "ngc": "", "runai": "", "az": "", "rclone": "", "rsync": "", "ssh": "", "docker": "",
          "lftp": 'echo "lftp got: $(cat)" >&2\n', "python": "", "python3": ""}
 
 
@@ -39,7 +39,7 @@ def loud_tools(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-@pytest.fixture(scope="module", params=["full", "ngc", "runai"])
+@pytest.fixture(scope="module", params=["full", "ngc", "runai", "azureml"])
 def bundle(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp(request.param) / "p"
     shutil.copytree(PROJECTS / request.param, folder)

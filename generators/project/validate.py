@@ -113,7 +113,8 @@ def _owners(kinds: Kinds, key: str) -> list[Kind]:
 
 def _elsewhere(ck: Checker, kinds: Kinds, loc: Loc, key: str, cluster: str) -> None:
     """A key of other kinds given to a job on a cluster of this one."""
-    owners = " and ".join(k.name for k in _owners(kinds, key))
+    names = [k.name for k in _owners(kinds, key)]
+    owners = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
     ck.add((*loc, key), f"{key!r} applies to {owners} clusters only; cluster {cluster!r} is "
            "not one", key=True)
 

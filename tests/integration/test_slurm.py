@@ -275,3 +275,46 @@ def test_timeout_signal_runs_hook_and_requeues(slurm, bundle: Path) -> None:  # 
     assert hook[0] == "checkpoint" and hook[1].isdigit()
     wait_until(lambda: queue_empty(slurm), 60, "the job to end")
     assert status(folder, slurm.env)[("checkpointed", "0")] == ("COMPLETED", "0")
+
+
+RANKS = """
+project: ranks
+clusters:
+  c: {kind: slurm, partition: debug, resources: {time: "5:00", mem: 100}}
+jobs:
+  torch:
+    cluster: c
+    resources: {nodes: 2, gpus_per_node: 2}
+    launcher: torchrun
+    command: &report |
+      mkdir -p results/{{ job }}
+      echo "$RANK $LOCAL_RANK $WORLD_SIZE $LOCAL_WORLD_SIZE $NODE_RANK" \\
+        "$SLURMD_NODENAME $MASTER_ADDR $MASTER_PORT" > "results/{{ job }}/$RANK"
+  mpi:
+    cluster: c
+    resources: {nodes: 2, gpus_per_node: 2}
+    launcher: mpi
+    command: *report
+"""
+
+
+def test_one_process_per_gpu_on_two_nodes(slurm, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """launcher torchrun and mpi on 2 nodes x 2 GPUs: four processes, each with its own RANK,
+    LOCAL_RANK 0 and 1 on each node, WORLD_SIZE 4, and the first node as MASTER_ADDR."""
+    (tmp_path / "project.yaml").write_text(RANKS)
+    assert build(tmp_path / "project.yaml", tmp_path / "out").code == 0
+    folder = tmp_path / "out" / "slurm" / "c"
+    assert "#SBATCH --ntasks-per-node=2" in (folder / "torch.sbatch").read_text()
+    run(folder / "submit_all.sh", env=slurm.env)
+    wait_until(lambda: queue_empty(slurm), 120, "the launcher jobs to end")
+    for job in ("torch", "mpi"):
+        files = sorted((folder / "results" / job).iterdir())
+        rows = sorted(tuple(f.read_text().split()) for f in files)
+        assert [f.name for f in files] == ["0", "1", "2", "3"], job
+        assert [r[:6] for r in rows] == [("0", "0", "4", "2", "0", "node1"),
+                                         ("1", "1", "4", "2", "0", "node1"),
+                                         ("2", "0", "4", "2", "1", "node2"),
+                                         ("3", "1", "4", "2", "1", "node2")], job
+        assert {r[6] for r in rows} == {"node1"} and len({r[7] for r in rows}) == 1, job
+    states = status(folder, slurm.env)
+    assert {s for s, _ in states.values()} == {"COMPLETED"}

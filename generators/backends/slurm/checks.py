@@ -40,6 +40,11 @@ SBATCH_OPTIONS = frozenset((
 ))
 
 
+# Launchers that start one process per GPU of each node (srun tasks with the environment
+# of torch.distributed and MPI ranks).
+PER_GPU = ("mpi", "torchrun")
+
+
 # sbatch options that resources/cluster keys manage; setting them through `sbatch:` would clash.
 MANAGED = {"job-name", "account", "partition", "qos", "nodes", "ntasks-per-node", "gpus",
            "gpus-per-node", "cpus-per-task", "mem", "time", "output", "error", "signal",
@@ -174,6 +179,9 @@ def _resources(ck: Checker, loc: Loc, res: Resources, job: SlurmJob) -> None:
         ck.add((*rloc, "gpu_type"), "gpu_type needs gpus or gpus_per_node")
     if res.signal is not None and not SIGNAL.fullmatch(res.signal):
         ck.add((*rloc, "signal"), f"{res.signal!r} is not [R:|B:]SIG[@SECONDS] (e.g. B:USR1@120)")
+    if job.launcher in PER_GPU and res.ntasks_per_node is None and not res.gpus_per_node:
+        ck.add((*loc, "launcher"), f"launcher {job.launcher} starts one process per GPU: set "
+               "resources.gpus_per_node (or ntasks_per_node)")
     if job.launcher == "ray" and res.ntasks_per_node not in (None, 1):
         ck.add((*rloc, "ntasks_per_node"), "the ray launcher starts one Ray node per host; "
                "leave ntasks_per_node unset")

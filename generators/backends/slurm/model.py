@@ -102,7 +102,7 @@ class SlurmJob(Model):
     account: str | None = None
     partition: str | None = None
     qos: str | None = None
-    launcher: Literal["none", "srun", "ray"] = "none"
+    launcher: Literal["none", "srun", "ray", "mpi", "torchrun"] = "none"
     sbatch: dict[str, Scalar] = {}
     escalate: list[Rung] = []
     on_timeout: OnTimeout | None = None

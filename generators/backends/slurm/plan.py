@@ -23,7 +23,7 @@ from ...shell import (
     word,
     word_ref,
 )
-from .checks import effective_resources, options
+from .checks import PER_GPU, effective_resources, options
 from .model import OnTimeout, Resources, Rung, SlurmCluster, SlurmJob
 
 
@@ -79,7 +79,7 @@ def directives(loaded: Loaded, name: str, job: m.Job, res: Resources) -> list[st
             d.append(f"--{key}={value}")
     gpu = f"{res.gpu_type}:" if res.gpu_type else ""
     pairs: list[tuple[str, Any]] = [
-        ("nodes", res.nodes), ("ntasks-per-node", res.ntasks_per_node),
+        ("nodes", res.nodes), ("ntasks-per-node", tasks_per_node(opts, res)),
         ("gpus", res.gpus is not None and f"{gpu}{res.gpus}"),
         ("gpus-per-node", res.gpus_per_node is not None and f"{gpu}{res.gpus_per_node}"),
         ("cpus-per-task", res.cpus_per_task), ("mem", res.mem), ("time", res.time)]
@@ -103,6 +103,13 @@ def directives(loaded: Loaded, name: str, job: m.Job, res: Resources) -> list[st
     d += [f"--{k}" if v is True else f"--{k}={m._scalar_text(v)}"
           for k, v in sorted(extra.items()) if v is not False]
     return d
+
+
+def tasks_per_node(opts: SlurmJob, res: Resources) -> int | None:
+    """--ntasks-per-node: as given, or one task per GPU with an mpi or torchrun launcher."""
+    if res.ntasks_per_node is None and opts.launcher in PER_GPU:
+        return res.gpus_per_node
+    return res.ntasks_per_node
 
 
 def signal_before(job: SlurmJob) -> int:
