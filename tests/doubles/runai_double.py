@@ -371,7 +371,8 @@ def describe(data: dict[str, Any], kind: str, args: list[str]) -> str:
     if flags.get("--output") not in (None, "table", "json", "yaml"):
         raise Refused(f'invalid output format "{flags["--output"]}"')
     if flags.get("--output") == "json":
-        return json.dumps(_public(w, state), indent=2) + "\n"
+        return json.dumps({**_public(w, state), "environment": w.get("env", [])},
+                          indent=2) + "\n"
     env = "".join(f"  {e}\n" for e in w.get("env", []))
     return (f"Name: {w['name']}\nType: {kind}\nStatus: {state}\nImage: {w['image']}\n"
             f"Environment:\n{env}")

@@ -265,6 +265,16 @@ def test_runai_notices_and_traces_are_not_read_as_output(
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.splitlines()[-1].startswith("total:")
     assert "MISSING" not in proc.stdout and "NOT_SUBMITTED" not in proc.stdout
+    proc = subprocess.run(["bash", "-x", "out/runai/lab/ctl.sh", "describe", "notebook"],
+                          cwd=folder, env=env, text=True, capture_output=True, timeout=300,
+                          check=False)
+    assert proc.returncode == 0 and "WANDB_API_KEY=${WANDB_API_KEY}" in proc.stdout
+    assert "wandb-secret-1234" not in proc.stdout + proc.stderr
+    # Traced, deleting reads each workload's description, which holds its environment.
+    proc = subprocess.run(["bash", "-x", "out/runai/lab/delete_all.sh", "--yes"], cwd=folder,
+                          env=env, text=True, capture_output=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert double.workloads() == [] and "wandb-secret-1234" not in proc.stderr
 
 
 def test_scripts_run_without_python(

@@ -144,6 +144,12 @@ jp_find() {
   fi
   jp_found=${matches[0]}
 }
+# jp_scrubbed: copy stdin to stdout scrubbed, untraced (a trace would show each raw line)
+jp_scrubbed() {
+  local -
+  set +x
+  jp_scrub_stream
+}
 # jp_need_live: list the project's workloads (or stop)
 jp_need_live() {
   jp_refresh || jp_die "cannot go on without the listing"
@@ -236,9 +242,9 @@ case $jp_command in
     jp_find "${jp_which[0]}"
     jp_know_secrets
     if [[ $jp_command == logs ]]; then
-      jp_runai_run "$(jp_type "$jp_found")" logs "$jp_found" -p "$jp_project" ${jp_tail:+--tail "$jp_tail"} | jp_scrub_stream
+      jp_runai_run "$(jp_type "$jp_found")" logs "$jp_found" -p "$jp_project" ${jp_tail:+--tail "$jp_tail"} | jp_scrubbed
     else
-      jp_runai_run "$(jp_type "$jp_found")" describe "$jp_found" -p "$jp_project" | jp_scrub_stream
+      jp_runai_run "$(jp_type "$jp_found")" describe "$jp_found" -p "$jp_project" | jp_scrubbed
     fi ;;
   delete)
     ((${#jp_which[@]})) || jp_die "delete takes at least one workload"

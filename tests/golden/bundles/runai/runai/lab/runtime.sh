@@ -478,7 +478,8 @@ jp_may_resubmit() { [[ $jp_resubmit_states == *" $1 "* ]]; }
 # with jp_owner_run set to the run it names (empty when none). Read with bash alone.
 jp_owned() {
   local run_re='"jobpack-run"[[:space:]]*:[[:space:]]*"([^"]*)"'
-  local project_re='"jobpack-project"[[:space:]]*:[[:space:]]*"([^"]*)"'
+  local project_re='"jobpack-project"[[:space:]]*:[[:space:]]*"([^"]*)"' -
+  set +x  # the description may hold the workload's environment, secrets included
   jp_owner_run=''
   if ! jp_capture jp_runai "$1" describe "$2" -p "$jp_project" -o json; then
     jp_log "could not describe $2: ${jp_cerr:0:300}"
