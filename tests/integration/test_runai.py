@@ -16,7 +16,7 @@ import pytest
 from conftest import PROJECTS, ROOT, build
 
 sys.path.insert(0, str(ROOT / "tests" / "doubles"))
-from runai_double import RunaiDouble  # noqa: E402
+from runai_double import RunaiDouble, run  # noqa: E402
 
 FTP_USER, FTP_PASS = "j3 soon", "pa ss'\"w,rd"
 
@@ -189,6 +189,21 @@ def test_a_new_version_leaves_the_old_one_alone(
     assert "its run: v2" in refused.stderr
     assert len([c for c in double.calls() if c[:2] == ["workload", "delete"]]) == deletes
     assert len(double.workloads()) == 6
+
+
+def test_an_old_runs_status_ignores_the_new_runs_workloads(
+        work: tuple[Path, Path, dict[str, str], RunaiDouble]) -> None:
+    folder, _served, env, double = work
+    sh(folder, "runai/lab/submit_all.sh", "--job", "train", env={**env, "RUN_ID": "v1"})
+    names = [w["name"] for w in double.workloads()]
+    assert run(double.state.folder, ["workload", "delete", *names, "-p", "lab-project",
+                                      "--type", "training"])[0] == 0  # outside the scripts
+    sh(folder, "runai/lab/submit_all.sh", "--new", "--job", "train",
+       env={**env, "RUN_ID": "v2"})
+    old = sh(folder, "runai/lab/ctl.sh", "--run", "v1", "status", env=env).stdout
+    assert state_of(old, TRAIN[0]) == "MISSING (the name is run v2's)"
+    new = sh(folder, "runai/lab/ctl.sh", "status", env=env).stdout
+    assert state_of(new, TRAIN[0]) in ("Pending", "Running", "Succeeded")
 
 
 def ledger(folder: Path) -> list[dict[str, str]]:

@@ -236,6 +236,7 @@ jp_round() {
 case $jp_command in
   status)
     jp_need_live
+    [[ $RUN_ID == "$(jp_last_run)" ]] || jp_check_owner=1
     jp_status_table ;;
   logs | describe)
     ((${#jp_which[@]} == 1)) || jp_die "$jp_command takes one workload"

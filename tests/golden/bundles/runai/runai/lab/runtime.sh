@@ -608,7 +608,10 @@ jp_delete() {
 
 # jp_state_of NAME: set jp_state to what is known of a point of run $RUN_ID: its final state
 # in the ledger, else its state in the listing (jp_refresh), else what became of its
-# submission (NOT_SUBMITTED, UNCONFIRMED, SUBMIT_FAILED, DELETED, MISSING).
+# submission (NOT_SUBMITTED, UNCONFIRMED, SUBMIT_FAILED, DELETED, MISSING). With
+# jp_check_owner=1 (a run other than the ledger's latest, whose names a newer run may use),
+# a listed workload counts only when Run:ai describes it with the labels of run $RUN_ID.
+jp_check_owner=0
 jp_state_of() {
   local name=$1
   jp_state=${jp_p_state[$name]:-}
@@ -617,7 +620,12 @@ jp_state_of() {
     '?') jp_state=UNCONFIRMED ;;
     failed | void) jp_state=SUBMIT_FAILED ;;
     deleted) jp_state=DELETED${jp_state:+ ($jp_state)} ;;
-    *) [[ -n $jp_state ]] || jp_state=${jp_live[$name]:-MISSING} ;;
+    *)
+      [[ -z $jp_state ]] || return 0
+      jp_state=${jp_live[$name]:-MISSING}
+      if [[ -n ${jp_live[$name]+x} ]] && ((jp_check_owner)) && ! jp_owned "${jp_ltype[$name]}" "$name"; then
+        jp_state="MISSING (the name is run ${jp_owner_run:-?}'s)"
+      fi ;;
   esac
 }
 # jp_status_table: every point of run $RUN_ID: workload, job, point, attempt and state,
