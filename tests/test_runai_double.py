@@ -41,6 +41,13 @@ BASE = ["-p", "proj", "-i", "docker.io/x/y:1"]
     ["training", "submit", "a", "b", *BASE],
     ["training", "run", "a", *BASE],
     ["workload", "delete", "a", "-p", "proj", "--type", "job"],
+    # generation C: --environment names an environment asset, not a variable
+    ["training", "submit", "a", *BASE, "--environment", "A=1"],
+    *(["training", "submit", "a", *BASE, "--cpu-core-request", v]
+      for v in ("nan", "inf", "-1", "0")),
+    ["workspace", "submit", "a", *BASE, "--backoff-limit", "1"],  # training only
+    ["training", "submit", "a", *BASE, "--label", "no-value"],
+    ["training", "submit", "a", *BASE, "--label", "k=has space"],
 ])
 def test_refuses(tmp_path: Path, argv: list[str]) -> None:
     code, _out, err = run(tmp_path, argv)
@@ -70,3 +77,13 @@ def test_accepts_the_grammar_and_records_calls(tmp_path: Path) -> None:
     assert run(tmp_path, ["training", "delete", "t", "-p", "proj"])[0] == 1  # gone already
     calls = [line for line in (tmp_path / "calls.jsonl").read_text().splitlines()]
     assert '"A=x=y\\nz"' in calls[0]
+
+
+def test_repeated_values_are_never_split(tmp_path: Path) -> None:
+    argv = ["training", "submit", "c", *BASE, "-e", "A=1,B=2", "-e", "C=3", "--label",
+            "jobpack-run=v1", "--label", "k=v"]
+    assert run(tmp_path, argv)[0] == 0
+    described = run(tmp_path, ["training", "describe", "c", "-p", "proj", "-o", "json"])[1]
+    assert '"jobpack-run": "v1"' in described
+    out = run(tmp_path, ["training", "describe", "c", "-p", "proj"])[1]
+    assert "  A=1,B=2\n  C=3\n" in out

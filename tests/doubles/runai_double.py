@@ -5,8 +5,13 @@ follows it: ``runai workspace|training [standard] submit``, ``list``, ``describe
 ``delete`` and ``runai workload delete``. It refuses unknown flags, a missing value, bad
 ``-g``/GPU/CPU/memory values, ``-g`` together with ``--gpu-request-type``, ``--name-prefix``
 together with a positional name, a name that is not a DNS-1123 label, ``--preemptible`` on
-training, ``--parallelism``/``--runs`` on workspaces, a name the project already has, and
-malformed ``--nfs``/``--existing-pvc``/``--port``/``--external-url`` values.
+training, ``--parallelism``/``--runs``/``--backoff-limit`` on workspaces, a name the project
+already has, CPU requests that are not positive finite numbers, labels that are not
+Kubernetes ``key=value`` labels, and malformed ``--nfs``/``--existing-pvc``/``--port``/
+``--external-url`` values. ``-e`` is ``--environment-variable`` (generation C); the long
+``--environment`` names an environment asset, and this double has none. Values of repeated
+flags are taken whole, never split at ','. Labels are kept and shown by ``describe -o json``
+and ``list --json`` (``"labels": {...}``).
 
 State lives in a folder (``RUNAI_DOUBLE_DIR``): ``state.json`` (the workloads, each with
 the states it plays: one step each time it is listed or described) and ``calls.jsonl``
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import math
 import os
 import re
 import sys
@@ -42,9 +48,28 @@ class Refused(Exception):
 
 def _float(text: str) -> float:
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         raise Refused(f'invalid argument "{text}": not a number') from None
+    if not math.isfinite(value) or value <= 0:
+        raise Refused(f'invalid argument "{text}": a positive number')
+    return value
+
+
+LABEL_KEY = re.compile(r"([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?"
+                       r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
+LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
+
+
+def _label(text: str) -> str:
+    key, eq, value = text.partition("=")
+    if not eq or not LABEL_KEY.fullmatch(key) or not LABEL_VALUE.fullmatch(value):
+        raise Refused(f'invalid label "{text}": expected KEY=VALUE (Kubernetes label)')
+    return text
+
+
+def _asset(text: str) -> str:
+    raise Refused(f'environment asset "{text}" not found (-e is --environment-variable)')
 
 
 def _positive_int(text: str) -> int:
@@ -132,7 +157,8 @@ def _any(text: str) -> str:
 
 
 SUBMIT_VALUES: dict[str, Any] = {
-    "--project": _any, "--image": _any, "--environment": _env, "--name-prefix": _any,
+    "--project": _any, "--image": _any, "--environment-variable": _env,
+    "--environment": _asset, "--name-prefix": _any,
     "--gpu-devices-request": _positive_int, "--gpu-request-type": _request_type,
     "--gpu-portion-request": _portion, "--gpu-portion-limit": _portion,
     "--gpu-memory-request": _quantity, "--gpu-memory-limit": _quantity,
@@ -148,7 +174,7 @@ SUBMIT_VALUES: dict[str, Any] = {
     "--git-sync": lambda t: _keys(t, {"name", "repository", "path"}, {"secret", "rev"}),
     "--image-pull-policy": _pull, "--backoff-limit": _int, "--working-dir": _any,
     "--node-type": _any, "--node-pools": _any, "--run-as-uid": _int, "--run-as-gid": _int,
-    "--label": _any, "--annotation": _any, "--port": _port,
+    "--label": _label, "--annotation": _any, "--port": _port,
     "--external-url": lambda t: _keys(t, {"container"}, {"url", "authusers", "authgroups"}),
     "--toleration": _any, "--auto-deletion-time-after-completion": _duration,
     "--wait-for-submit": _duration, "--pod-running-timeout": _duration,
@@ -157,10 +183,10 @@ SUBMIT_VALUES: dict[str, Any] = {
 }
 SUBMIT_BOOLS = {"--command", "--large-shm", "--host-ipc", "--host-network", "--run-as-user",
                 "--attach", "--tty", "--stdin", "--preemptible"}
-SHORT = {"-p": "--project", "-i": "--image", "-e": "--environment", "-g": "--gpu-devices-request",
-         "-c": "--command", "-t": "--tty"}
-ALIASES = {"--environment-variable": "--environment"}
-REPEATED = {"--environment", "--existing-pvc", "--new-pvc", "--host-path", "--nfs", "--s3",
+SHORT = {"-p": "--project", "-i": "--image", "-e": "--environment-variable",
+         "-g": "--gpu-devices-request", "-c": "--command", "-t": "--tty"}
+ALIASES: dict[str, str] = {}
+REPEATED = {"--environment-variable", "--existing-pvc", "--new-pvc", "--host-path", "--nfs", "--s3",
             "--git-sync", "--node-pools", "--label", "--annotation", "--port",
             "--external-url", "--toleration"}
 GLOBAL_BOOLS = {"--debug", "-d", "--quiet", "-q", "--verbose"}
@@ -253,7 +279,7 @@ def _look(w: dict[str, Any]) -> str:
 
 def _public(w: dict[str, Any], state: str) -> dict[str, Any]:
     return {"name": w["name"], "type": w["type"], "project": w["project"], "status": state,
-            "image": w["image"], "createdAt": w["created"]}
+            "image": w["image"], "createdAt": w["created"], "labels": w.get("labels", {})}
 
 
 def submit(data: dict[str, Any], kind: str, args: list[str]) -> str:
@@ -275,7 +301,8 @@ def submit(data: dict[str, Any], kind: str, args: list[str]) -> str:
     data["created"] += 1
     data["workloads"].append({
         "name": name, "type": kind, "project": flags["--project"], "image": flags["--image"],
-        "env": flags.get("--environment", []), "command": command, "step": 0,
+        "env": flags.get("--environment-variable", []), "command": command, "step": 0,
+        "labels": dict(v.partition("=")[::2] for v in flags.get("--label", [])),
         "states": FAILS if fail else PLAYS[kind], "created": data["created"],
         "argv": args})
     return f'The {kind} "{name}" has been submitted successfully\n'
@@ -291,8 +318,8 @@ def _submit_rules(kind: str, name: str, flags: dict[str, Any], command: list[str
     _gpu(flags)
     if kind == "training" and "--preemptible" in flags:
         raise Refused("unknown flag: --preemptible")
-    if kind == "workspace" and {"--parallelism", "--runs"} & set(flags):
-        raise Refused("unknown flag: --parallelism/--runs")
+    if kind == "workspace" and {"--parallelism", "--runs", "--backoff-limit"} & set(flags):
+        raise Refused("unknown flag: --parallelism/--runs/--backoff-limit")
     if flags.get("--command") and not command:
         raise Refused("--command needs the command after --")
 
@@ -344,8 +371,11 @@ def describe(data: dict[str, Any], kind: str, args: list[str]) -> str:
     if flags.get("--output") not in (None, "table", "json", "yaml"):
         raise Refused(f'invalid output format "{flags["--output"]}"')
     if flags.get("--output") == "json":
-        return json.dumps(_public(w, state), indent=2) + "\n"
-    return f"Name: {w['name']}\nType: {kind}\nStatus: {state}\nImage: {w['image']}\n"
+        return json.dumps({**_public(w, state), "environment": w.get("env", [])},
+                          indent=2) + "\n"
+    env = "".join(f"  {e}\n" for e in w.get("env", []))
+    return (f"Name: {w['name']}\nType: {kind}\nStatus: {state}\nImage: {w['image']}\n"
+            f"Environment:\n{env}")
 
 
 def logs(data: dict[str, Any], kind: str, args: list[str]) -> str:
@@ -440,8 +470,13 @@ class RunaiDouble:
                     data["fail"][name] = data["fail"].get(name, 0) + 1
 
     def refuse(self, *names: str) -> None:
+        """Make runai refuse to submit the named workloads (until ``allow``)."""
         with self.state.held() as data:
             data["refuse"] += list(names)
+
+    def allow(self, *names: str) -> None:
+        with self.state.held() as data:
+            data["refuse"] = [n for n in data["refuse"] if n not in names]
 
 
 if __name__ == "__main__":

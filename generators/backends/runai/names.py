@@ -1,5 +1,12 @@
-"""Workload names: ``<user>-<project>-<job>[-<point>]``, each a DNS-1123 label that stays the
-same for a point however the sweep around it changes."""
+"""Workload names: ``<user>-<project>-<job>[-<point>]``, each a DNS-1123 label that depends on
+its point alone: adding, removing or reordering other points of the sweep never changes it.
+
+A point's key is its values joined by '-' when that spelling is exact and can be read back:
+every value is lowercase letters and digits (``adam``, ``3``) or a decimal number written with
+'p' for its point (``0.5`` is ``0p5``). Any other point gets a readable part (its values in
+lowercase, other characters as '-', cut to fit) and a short hash of all its values
+(``-h`` and 8 hex digits). A value that could be mistaken for one of those spellings
+(``0p5``, ``h1234abcd``) is hashed too, so two points never share a name."""
 
 from __future__ import annotations
 
@@ -9,6 +16,12 @@ import re
 LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 MAX = 63  # Kubernetes' limit on a label, which a workload name is
 DIGEST = 9  # "h" and 8 hex digits: the key of a point whose values cannot name it
+# A hash and the '-' before it, after a point's readable part
+ROOM = DIGEST + 1
+PLAIN = re.compile(r"[a-z0-9]+")
+DECIMAL = re.compile(r"[0-9]+\.[0-9]+")
+# Spellings a plain value may not have: a decimal's, or a hash's
+AMBIGUOUS = re.compile(r"[0-9]+p[0-9]+|h[0-9a-f]{8}")
 
 
 def base(user: str, project: str, job: str) -> str:
@@ -21,7 +34,7 @@ def base(user: str, project: str, job: str) -> str:
 
 
 def digest(row: tuple[str, ...]) -> str:
-    """A point's key made from all its values.
+    """A hash of all of a point's values.
 
     >>> digest(("0.1", "adam"))
     'hfb519fa7'
@@ -29,35 +42,44 @@ def digest(row: tuple[str, ...]) -> str:
     return "h" + hashlib.sha256("\0".join(row).encode()).hexdigest()[:DIGEST - 1]
 
 
+def _exact(value: str) -> str | None:
+    """The spelling of a value in a name when it can be read back exactly (else None)."""
+    if DECIMAL.fullmatch(value):
+        return value.replace(".", "p")
+    if PLAIN.fullmatch(value) and not AMBIGUOUS.fullmatch(value):
+        return value
+    return None
+
+
+def point_key(names: tuple[str, ...], row: tuple[str, ...], room: int) -> str:
+    """The key of one point (its values ``row`` of the parameters ``names``), at most
+    ``room`` characters (at least DIGEST), from the point alone.
+
+    >>> point_key(("seed",), ("1",), 40), point_key(("lr", "opt"), ("0.1", "adam"), 40)
+    ('1', '0p1-adam')
+    >>> point_key(("lr", "opt"), ("0.1", "Adam_W"), 40)
+    '0p1-adam-w-h557513c2'
+    >>> point_key(("v",), ("0p5",), 40), point_key(("v",), ("a b",), 10)
+    ('0p5-h01a9cc5b', 'hc8687a08')
+    >>> point_key((), (), 40)
+    ''
+    """
+    if not row:
+        return ""
+    keep = [i for i, n in enumerate(names) if not (n == "length" and "sequence" in names)]
+    exact = [_exact(row[i]) for i in keep]
+    text = "-".join(e or "" for e in exact)
+    if all(exact) and len(text) <= room:
+        return text
+    parts = [e or row[i].lower() for e, i in zip(exact, keep, strict=True)]
+    readable = re.sub(r"[^a-z0-9]+", "-", "-".join(parts))[:room - ROOM].strip("-")
+    return f"{readable}-{digest(row)}" if readable else digest(row)
+
+
 def point_keys(names: tuple[str, ...], rows: tuple[tuple[str, ...], ...],
                room: int) -> list[str]:
-    """A key per point, from its values (not its position): the values joined by '-' (in
-    lowercase, '.' written 'p' and '_' written '-') when that is a label of at most ``room``
-    characters, else a digest of them. Keys that two points would share are digests too.
-
-    >>> point_keys(("seed",), (("1",), ("2",)), 40)
-    ['1', '2']
-    >>> point_keys(("lr", "opt"), (("0.1", "Adam_W"), ("a b", "c")), 40)
-    ['0p1-adam-w', 'h84eff4df']
-    >>> point_keys(("a", "b"), (("x-y", "z"), ("x", "y-z")), 40)
-    ['hf25521cc', 'h869e7fec']
-    >>> point_keys((), ((),), 40)
-    ['']
-    """
-    keep = [i for i, n in enumerate(names) if not (n == "length" and "sequence" in names)]
-    keys = []
-    for row in rows:
-        text = "-".join(row[i] for i in keep).lower().replace(".", "p").replace("_", "-")
-        if text and not (LABEL.fullmatch(text) and len(text) <= room):
-            text = digest(row)
-        keys.append(text)
-    seen: dict[str, int] = {}
-    for key in keys:
-        seen[key] = seen.get(key, 0) + 1
-    keys = [digest(row) if seen[key] > 1 else key for key, row in zip(keys, rows, strict=True)]
-    if len(set(keys)) != len(keys):  # a value that looks like another point's digest
-        keys = [digest(row) for row in rows]
-    return keys
+    """The key of every point (see ``point_key``)."""
+    return [point_key(names, row, room) for row in rows]
 
 
 def point_names(start: str, names: tuple[str, ...],

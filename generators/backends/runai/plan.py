@@ -3,16 +3,27 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from ...placeholders import command_code, used_names
 from ...plan import FileSpec, Group, file_header, plain_context, runtime_file, text_file
+from ...project import images
 from ...project import model as m
 from ...project.checker import Loaded
 from ...project.semantics import merged_env, static_params
 from ...shell import Param, Safe, parse_text, shquote, tsv_cell, var_refs, variable, word
 from . import names
-from .rules import JUPYTER_ARGS, JUPYTER_PORT, gpu_flags, options, runai_cluster, user
+from .rules import (
+    JUPYTER_ARGS,
+    JUPYTER_PORT,
+    JUPYTER_TOKEN,
+    gpu_flags,
+    jupyter_token,
+    options,
+    runai_cluster,
+    user,
+)
 
 SCRIPTS = ("submit_all.sh", "ctl.sh", "delete_all.sh")
 # Where an image that carries the run helper has it: `/run.sh "cmd1" "cmd2"` runs each
@@ -26,16 +37,29 @@ FINAL = ("Succeeded", "Completed", "Stopped", *RESUBMIT)
 def image_ref(loaded: Loaded, job: m.Job) -> str:
     """The reference a workload runs: an image of the project by its first (pushed) tag, or
     the text as given."""
-    image = loaded.project.images.get(str(options(job).image))
-    if image is None:
-        return str(options(job).image)
-    return image.tags[0]
+    return images.image_ref(loaded.project, str(options(job).image))
 
 
 def run_helper(loaded: Loaded, job: m.Job) -> bool:
-    """Whether the job's image carries the run helper (``images.<name>.run_helper``)."""
+    """Whether the job's image is an image of the project built with the run helper
+    (``images.<name>.dockerfile.run_helper``)."""
     image = loaded.project.images.get(str(options(job).image))
-    return getattr(image, "run_helper", None) is True
+    return image is not None and image.dockerfile is not None and image.dockerfile.run_helper
+
+
+def bundle_label(loaded: Loaded) -> str:
+    """The value of the label jobpack-project of every workload of the bundle: the project's
+    name when it is a label value, else a hash of it.
+
+    >>> class P: project = "mnist"
+    >>> class L: project = P
+    >>> bundle_label(L), (setattr(P, "project", "a" * 64), bundle_label(L))[1]
+    ('mnist', 'hffe054fe')
+    """
+    name = loaded.project.project
+    if re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?", name):
+        return name
+    return names.digest((name,))
 
 
 def workload_names(loaded: Loaded, name: str) -> list[str]:
@@ -93,7 +117,8 @@ def common_args(loaded: Loaded, name: str) -> list[str]:
     out += _flag("--image-pull-policy", policy) if policy else []
     out += _resources(loaded, job) + _data(loaded, job)
     backoff = opts.backoff_limit if opts.backoff_limit is not None else cl.backoff_limit
-    out += _flag("--backoff-limit", str(backoff)) if backoff is not None else []
+    if backoff is not None and opts.workload == "training":  # a training flag only
+        out += _flag("--backoff-limit", str(backoff))
     out += ["--preemptible"] if opts.preemptible else []
     out += _flag("--working-dir", opts.working_dir) if opts.working_dir else []
     for port in opts.ports:
@@ -111,7 +136,10 @@ def _env(loaded: Loaded, name: str) -> list[str]:
     static = static_params(loaded, name)
     columns = set(loaded.points[name].names)
     out: list[str] = []
-    for key, value in merged_env(loaded, job).items():
+    env = merged_env(loaded, job)
+    if options(job).jupyter and jupyter_token(loaded):
+        env = {JUPYTER_TOKEN: f"${{{JUPYTER_TOKEN}}}", **env}
+    for key, value in env.items():
         if not _uses(value, columns):
             out += ["-e", word(parse_text(f"{key}={value}")[0], static)]
     for ref in used_names(job.command):
@@ -130,7 +158,8 @@ def container_command(loaded: Loaded, name: str) -> list[Safe]:
     job = loaded.project.jobs[name]
     code = command_code(job.command)
     if options(job).jupyter:
-        code = code.rstrip() + " " + " ".join(JUPYTER_ARGS)
+        token = f'"${{{JUPYTER_TOKEN}}}"' if jupyter_token(loaded) else ""
+        code = code.rstrip() + " " + " ".join(JUPYTER_ARGS) + f" --NotebookApp.token={token}"
     if run_helper(loaded, job):
         return [shquote(RUN_HELPER), shquote(code)]
     return [shquote("bash"), shquote("-c"), shquote(code)]
@@ -191,7 +220,7 @@ def _job_summary(loaded: Loaded, name: str) -> dict[str, Any]:
             "command": container_command(loaded, name),
             "size": loaded.points[name].size, "workload": opts.workload,
             "retries": job.retries if opts.workload == "training" else 0,
-            "jupyter": opts.jupyter}
+            "jupyter": opts.jupyter, "token": opts.jupyter and jupyter_token(loaded)}
 
 
 def _cluster_files(loaded: Loaded, cname: str, jobs: list[str]) -> list[FileSpec]:
@@ -200,7 +229,7 @@ def _cluster_files(loaded: Loaded, cname: str, jobs: list[str]) -> list[FileSpec
     used = sorted({v for w in words for v in var_refs(w)} & set(loaded.project.secrets))
     cl = runai_cluster(loaded, cname)
     context = {"header": file_header(loaded.source.file), "cluster_name": cname,
-               "jobs": summaries, "runai_project": cl.project,
+               "jobs": summaries, "runai_project": cl.project, "bundle": bundle_label(loaded),
                "types": sorted({j["workload"] for j in summaries}),
                "final": FINAL, "resubmit": RESUBMIT}
     # Only scripts that submit read the secrets (delete_all.sh never does).

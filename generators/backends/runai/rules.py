@@ -4,12 +4,14 @@ keys a Run:ai job needs."""
 
 from __future__ import annotations
 
+import posixpath
 import re
 from typing import Any
 
 from ...loader import Loc, dotted
 from ...project import model as m
-from ...project.checker import Checker, Loaded, suggest
+from ...project.checker import Checker, Loaded
+from ...project.images import check_job_image, reference_problem
 from ...project.kind import JobScope
 from ...shell import var_refs
 from . import names
@@ -23,13 +25,21 @@ HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.:-]*[A-Za-z0-9])?")
 MOUNT = re.compile(r"/[^\s,=]*")
 SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 PORT = re.compile(r"([0-9]{1,5})(?::([0-9]{1,5}))?")
-IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@-]*")
+# Environment names the scripts set themselves: the run id, and their own variables
+RESERVED_ENV = re.compile(r"RUN_ID|jp_.*")
 # jupyter: true appends these to the command, as the seed's Jupyter environment does; the
 # workload's Jupyter tool reaches the server on JUPYTER_PORT under that base URL.
 JUPYTER_PORT = 8888
 JUPYTER_ARGS = (f"--port={JUPYTER_PORT}",
-                "--NotebookApp.base_url=/${RUNAI_PROJECT}/${RUNAI_JOB_NAME}",
-                "--NotebookApp.token=")
+                "--NotebookApp.base_url=/${RUNAI_PROJECT}/${RUNAI_JOB_NAME}")
+# The secret whose value, when the project declares it, is Jupyter's token (sent as an
+# environment variable of the workload); without it Jupyter asks for no token.
+JUPYTER_TOKEN = "JUPYTER_TOKEN"
+
+
+def jupyter_token(loaded: Loaded) -> bool:
+    """Whether Jupyter servers of the project ask for the token of secret JUPYTER_TOKEN."""
+    return JUPYTER_TOKEN in loaded.project.secrets
 JUPYTER_LINE = re.compile(r"\s*(exec\s+)?jupyter(\s+[^#;&|<>()`]*)?")
 
 
@@ -96,7 +106,8 @@ def _resources(ck: Checker, loc: Loc, gpu: Gpu | None, cpu: Any, memory: str | N
                             or not re.fullmatch(r"[0-9]+(\.[0-9]{1,3})?", m._scalar_text(cpu))):
         ck.add((*loc, "cpu"), f"{m._scalar_text(cpu)} is not a number of CPU cores (more than "
                "0, e.g. 4 or 0.5)")
-    if memory is not None and not MEMORY.fullmatch(memory):
+    if memory is not None and (not MEMORY.fullmatch(memory)
+                               or not float(re.sub(r"[A-Za-z]+$", "", memory))):
         ck.add((*loc, "memory"), f"{memory!r} is not a memory amount such as 16G, 500M or 1.5Gi")
 
 
@@ -138,9 +149,11 @@ def cluster(ck: Checker, loc: Loc, cl: RunaiCluster) -> None:
 
 
 def _mount(ck: Checker, loc: Loc, mount: str, seen: dict[str, Loc]) -> None:
-    if mount in seen:
-        ck.add(loc, f"{mount!r} is mounted twice (also at {dotted(seen[mount])})")
-    seen[mount] = loc
+    """A mount path used once (``/b`` and ``/b/`` are the same folder)."""
+    key = posixpath.normpath(mount) if mount.startswith("/") else mount
+    if key in seen:
+        ck.add(loc, f"{mount!r} is mounted twice (also at {dotted(seen[key])})")
+    seen[key] = loc
 
 
 def user(loaded: Loaded, cl: RunaiCluster) -> str | None:
@@ -160,6 +173,9 @@ def job(ck: Checker, loaded: Loaded, scope: JobScope) -> None:
     if training and opts.preemptible:
         ck.add((*loc, "preemptible"), "runai training submit has no --preemptible: training "
                "workloads are preemptible already; it applies to workspaces")
+    if not training and opts.backoff_limit is not None:
+        ck.add((*loc, "backoff_limit"), "--backoff-limit is a flag of training workloads; a "
+               "workspace runs until it is deleted")
     if not training and "retries" in jb.model_fields_set and jb.retries:
         ck.add((*loc, "retries"), "retries resubmit failed training workloads; a workspace "
                "runs until it is deleted")
@@ -171,6 +187,7 @@ def job(ck: Checker, loaded: Loaded, scope: JobScope) -> None:
     _ports(ck, loc, opts.ports, opts.jupyter)
     _env(ck, loc, jb, scope.points.names)
     _env_refs(ck, loaded, loc, jb)
+    _unique(ck, loaded, scope, cl)
     first: dict[tuple[str, ...], int] = {}
     for i, row in enumerate(scope.points.rows):
         if row in first:
@@ -184,15 +201,41 @@ def _image(ck: Checker, loaded: Loaded, loc: Loc, jb: RunaiJob) -> None:
     if jb.image is None:
         ck.add(loc, "a Run:ai job needs 'image' (a name in images, or a reference such as "
                "docker.io/ORG/REPO:TAG)")
-    elif jb.image in loaded.project.images:
-        if not loaded.project.images[jb.image].tags:
-            ck.add((*loc, "image"), f"image {jb.image!r} has no tags to run from")
-    elif not IMAGE.fullmatch(jb.image):
-        ck.add((*loc, "image"), f"{jb.image!r} is not an image reference")
-    elif re.fullmatch(m.NAME, jb.image) and "/" not in jb.image and ":" not in jb.image:
-        ck.add((*loc, "image"), f"unknown image {jb.image!r}"
-               f"{suggest(jb.image, loaded.project.images)}; name one in 'images' or give a "
-               "reference such as docker.io/ORG/REPO:TAG")
+        return
+    errors = len(ck.problems)
+    check_job_image(ck, loaded.project.images, (*loc, "image"), jb.image)
+    if len(ck.problems) == errors and jb.image not in loaded.project.images and (
+            problem := reference_problem(jb.image)):
+        ck.add((*loc, "image"), problem)
+
+
+def _unique(ck: Checker, loaded: Loaded, scope: JobScope, cl: RunaiCluster) -> None:
+    """No two jobs of one Run:ai project may name a workload alike (job ``train`` with the
+    point ``1`` and job ``train-1``): each name is one workload."""
+    if user(loaded, cl) is None:
+        return
+    mine = set(_workload_names(loaded, scope.name))
+    for other, job in loaded.project.jobs.items():
+        if other == scope.name:
+            break  # each pair is reported once, at the later job
+        there = loaded.project.clusters.get(job.cluster)
+        if (not isinstance(there, RunaiCluster) or there.project != cl.project
+                or other not in loaded.points or user(loaded, there) is None):
+            continue
+        if same := sorted(mine & set(_workload_names(loaded, other))):
+            ck.add(scope.loc, f"workload name {same[0]!r} is also one of job {other!r} "
+                   f"(Run:ai project {cl.project!r}); rename one of the jobs", key=True)
+
+
+def _workload_names(loaded: Loaded, name: str) -> list[str]:
+    job = loaded.project.jobs[name]
+    cl = loaded.project.clusters[job.cluster]
+    assert isinstance(cl, RunaiCluster)
+    prefix = user(loaded, cl)
+    assert prefix is not None
+    points = loaded.points[name]
+    return names.point_names(names.base(prefix, loaded.project.project, name), points.names,
+                             points.rows)
 
 
 def _name(ck: Checker, loaded: Loaded, scope: JobScope, cl: RunaiCluster) -> None:
@@ -201,6 +244,8 @@ def _name(ck: Checker, loaded: Loaded, scope: JobScope, cl: RunaiCluster) -> Non
         ck.add(scope.loc, f"no user to start its workload names with: set 'user' at the top "
                f"of the project or in cluster {scope.job.cluster!r}")
         return
+    if cl.user is not None and not names.LABEL.fullmatch(cl.user):
+        return  # reported at the cluster's user
     start = names.base(prefix, loaded.project.project, scope.name)
     if problem := names.problem(start, scope.points.size > 1 or bool(scope.points.names)):
         ck.add(scope.loc, f"workload name {problem}; rename the job (or shorten user or "
@@ -247,6 +292,9 @@ def _env_refs(ck: Checker, loaded: Loaded, loc: Loc, jb: m.Job) -> None:
         ((*loc, "env"), jb.env)]
     for at, env in envs:
         for key, value in env.items():
+            if RESERVED_ENV.fullmatch(key):
+                ck.add((*at, key), f"{key!r} is set by the Run:ai scripts (RUN_ID and names "
+                       "starting jp_ are theirs); choose another name", key=True)
             for ref in var_refs(value) if isinstance(value, str) else []:
                 if ref not in loaded.project.secrets:
                     ck.add((*at, key), f"'${{{ref}}}' in an env value is read where the "

@@ -80,8 +80,24 @@ jp_need_secrets() {
   jp_read_secrets
 
 }
+# jp_know_secrets: name the secrets without needing them, so that the values of those set
+# (in the environment or secrets.env) are scrubbed from what runai prints (logs, describe:
+# a workload's environment holds them).
+jp_know_secrets() {
+  local -
+  set +x
+  jp_secrets=('WANDB_API_KEY')
+  if [[ -f "$jp_here/secrets.env" ]]; then
+    set -a
+    # shellcheck source=/dev/null
+    source "$jp_here/secrets.env"
+  fi
+}
 # The jobs of cluster lab: points, resubmissions allowed, workload type.
 jp_project='lab-project'
+# The value of the label jobpack-project of every workload of this bundle (with jobpack-run,
+# the run's id): only workloads that carry both are adopted or deleted.
+jp_bundle='mnist'
 jp_names=('notebook' 'train')
 jp_sizes=(1 6)
 jp_retries=(0 1)
@@ -92,7 +108,7 @@ jp_types=(training workspace)
 # secrets and the run id expand only when something is submitted); jp_cmd_POS: the words
 # after `--command --`.
 jp_common_0() {
-  jp_common=(-p lab-project -i j3soon/runai-pytorch-mnist:latest --image-pull-policy Always --gpu-request-type portion --gpu-portion-request 0.5 --cpu-core-request 4 --cpu-memory-request 16G --node-pools default --nfs 'path=/mnt/nfs,server=10.0.0.5,mountpath=/mnt/nfs,readwrite' --existing-pvc 'claimname=datasets,path=/datasets' --backoff-limit 1 --preemptible --external-url container=8888 -e PYTHONUNBUFFERED=1 -e WANDB_API_KEY="${WANDB_API_KEY}" -e WANDB_PROJECT=mnist -e CODE=/mnt/nfs/j3soon/code/"${RUN_ID}")
+  jp_common=(-p lab-project -i j3soon/runai-pytorch-mnist:latest --image-pull-policy Always --gpu-request-type portion --gpu-portion-request 0.5 --cpu-core-request 4 --cpu-memory-request 16G --node-pools default --nfs 'path=/mnt/nfs,server=10.0.0.5,mountpath=/mnt/nfs,readwrite' --existing-pvc 'claimname=datasets,path=/datasets' --preemptible --external-url container=8888 -e PYTHONUNBUFFERED=1 -e WANDB_API_KEY="${WANDB_API_KEY}" -e WANDB_PROJECT=mnist -e CODE=/mnt/nfs/j3soon/code/"${RUN_ID}")
 }
 jp_cmd_0=(bash -c $'pip install jupyterlab\njupyter lab --ip=0.0.0.0 --no-browser --allow-root --notebook-dir=/ --port=8888 --NotebookApp.base_url=/${RUNAI_PROJECT}/${RUNAI_JOB_NAME} --NotebookApp.token=')
 jp_common_1() {
@@ -128,9 +144,14 @@ jp_find() {
   fi
   jp_found=${matches[0]}
 }
+# jp_scrubbed: copy stdin to stdout scrubbed, untraced (a trace would show each raw line)
+jp_scrubbed() {
+  local -
+  set +x
+  jp_scrub_stream
+}
 # jp_need_live: list the project's workloads (or stop)
 jp_need_live() {
-  command -v python3 >/dev/null || jp_die "python3 is needed to read runai's JSON output"
   jp_refresh || jp_die "cannot go on without the listing"
 }
 # jp_type NAME: print the workload type of a point
@@ -149,7 +170,7 @@ jp_resubmit() {
   if [[ -n ${jp_live[$name]+x} ]]; then
     state=${jp_live[$name]}
     jp_is_final "$state" || jp_die "$name is $state, not ended; delete it first"
-    jp_delete "$(jp_type "$name")" "$name" || jp_die "could not delete $name; it was not resubmitted"
+    jp_delete "$(jp_type "$name")" resubmit "$name" || jp_die "could not delete $name; it was not resubmitted"
   fi
   jp_submit "${jp_pos_by[$name]}" "${jp_row_by[$name]}" "$next" "$RUN_ID"
 }
@@ -177,26 +198,36 @@ jp_round() {
       '?') jp_open=$((jp_open + 1)); continue ;;
       deleted) continue ;;  # deleted by hand: left so
     esac
-    [[ -z ${jp_p_state[$name]} ]] || continue
-    state=${jp_live[$name]:-}
-    if [[ -z $state ]]; then
-      jp_log "$name: Run:ai does not list it (deleted outside these scripts?); left alone"
-      continue
-    fi
-    if ! jp_is_final "$state"; then
-      jp_open=$((jp_open + 1))
-      continue
-    fi
     attempt=${jp_p_att[$name]}
-    if ((jp_dry_run)); then
-      printf '# %s: %s\n' "$name" "$state"
-    else
-      jp_ledger_add "$RUN_ID" "${jp_p_job[$name]}" "${jp_p_point[$name]}" "$name" "$attempt" state "$state" -
-      jp_log "$name: $state"
+    # The final state of its latest submission, from the ledger (a round cut short after
+    # recording it, or after deleting the workload, still resubmits it), else from Run:ai.
+    state=${jp_p_state[$name]}
+    if [[ -z $state ]]; then
+      state=${jp_live[$name]:-}
+      if [[ -z $state ]]; then
+        jp_log "$name: Run:ai does not list it (deleted outside these scripts?); left alone"
+        continue
+      fi
+      if ! jp_is_final "$state"; then
+        jp_open=$((jp_open + 1))
+        continue
+      fi
+      if ! jp_owned training "$name"; then
+        jp_log "$name: Run:ai's workload of that name is not of run $RUN_ID${jp_owner_run:+ (its run: $jp_owner_run)}; left alone"
+        continue
+      fi
+      if ((jp_dry_run)); then
+        printf '# %s: %s\n' "$name" "$state"
+      else
+        jp_ledger_add "$RUN_ID" "${jp_p_job[$name]}" "${jp_p_point[$name]}" "$name" "$attempt" state "$state" -
+        jp_log "$name: $state"
+      fi
     fi
     if jp_may_resubmit "$state" && ((attempt < jp_retries[pos])); then
       jp_open=$((jp_open + 1))
-      jp_delete training "$name" || continue
+      if [[ -n ${jp_live[$name]+x} ]]; then
+        jp_delete training resubmit "$name" || continue
+      fi
       jp_submit "$pos" "${jp_row_by[$name]}" $((attempt + 1)) "$RUN_ID" || true
     fi
   done
@@ -205,14 +236,16 @@ jp_round() {
 case $jp_command in
   status)
     jp_need_live
+    [[ $RUN_ID == "$(jp_last_run)" ]] || jp_check_owner=1
     jp_status_table ;;
   logs | describe)
     ((${#jp_which[@]} == 1)) || jp_die "$jp_command takes one workload"
     jp_find "${jp_which[0]}"
+    jp_know_secrets
     if [[ $jp_command == logs ]]; then
-      jp_runai_run "$(jp_type "$jp_found")" logs "$jp_found" -p "$jp_project" ${jp_tail:+--tail "$jp_tail"}
+      jp_runai_run "$(jp_type "$jp_found")" logs "$jp_found" -p "$jp_project" ${jp_tail:+--tail "$jp_tail"} | jp_scrubbed
     else
-      jp_runai_run "$(jp_type "$jp_found")" describe "$jp_found" -p "$jp_project"
+      jp_runai_run "$(jp_type "$jp_found")" describe "$jp_found" -p "$jp_project" | jp_scrubbed
     fi ;;
   delete)
     ((${#jp_which[@]})) || jp_die "delete takes at least one workload"
@@ -222,7 +255,7 @@ case $jp_command in
     for jp_w in "${jp_which[@]}"; do
       jp_find "$jp_w"
       [[ -n ${jp_live[$jp_found]+x} ]] || jp_die "Run:ai project $jp_project has no workload $jp_found"
-      jp_delete "$(jp_type "$jp_found")" "$jp_found" || jp_die "could not delete $jp_found"
+      jp_delete "$(jp_type "$jp_found")" - "$jp_found" || jp_die "could not delete $jp_found"
     done ;;
   resubmit)
     ((${#jp_which[@]})) || jp_die "resubmit takes at least one workload"
@@ -236,7 +269,6 @@ case $jp_command in
     done ;;
   monitor)
     ((${#jp_which[@]} == 0)) || jp_die "monitor takes no workload"
-    command -v python3 >/dev/null || jp_die "python3 is needed to read runai's JSON output"
     jp_need_secrets
     ((jp_dry_run == 0)) || jp_once=1
     # Each round holds the ledger lock (so submit_all.sh and ctl.sh can run between rounds)

@@ -52,6 +52,9 @@ source "$jp_here/runtime.sh"
 
 # The jobs of cluster lab: points, resubmissions allowed, workload type.
 jp_project='lab-project'
+# The value of the label jobpack-project of every workload of this bundle (with jobpack-run,
+# the run's id): only workloads that carry both are adopted or deleted.
+jp_bundle='mnist'
 jp_names=('notebook' 'train')
 jp_sizes=(1 6)
 jp_retries=(0 1)
@@ -62,7 +65,7 @@ jp_types=(training workspace)
 # secrets and the run id expand only when something is submitted); jp_cmd_POS: the words
 # after `--command --`.
 jp_common_0() {
-  jp_common=(-p lab-project -i j3soon/runai-pytorch-mnist:latest --image-pull-policy Always --gpu-request-type portion --gpu-portion-request 0.5 --cpu-core-request 4 --cpu-memory-request 16G --node-pools default --nfs 'path=/mnt/nfs,server=10.0.0.5,mountpath=/mnt/nfs,readwrite' --existing-pvc 'claimname=datasets,path=/datasets' --backoff-limit 1 --preemptible --external-url container=8888 -e PYTHONUNBUFFERED=1 -e WANDB_API_KEY="${WANDB_API_KEY}" -e WANDB_PROJECT=mnist -e CODE=/mnt/nfs/j3soon/code/"${RUN_ID}")
+  jp_common=(-p lab-project -i j3soon/runai-pytorch-mnist:latest --image-pull-policy Always --gpu-request-type portion --gpu-portion-request 0.5 --cpu-core-request 4 --cpu-memory-request 16G --node-pools default --nfs 'path=/mnt/nfs,server=10.0.0.5,mountpath=/mnt/nfs,readwrite' --existing-pvc 'claimname=datasets,path=/datasets' --preemptible --external-url container=8888 -e PYTHONUNBUFFERED=1 -e WANDB_API_KEY="${WANDB_API_KEY}" -e WANDB_PROJECT=mnist -e CODE=/mnt/nfs/j3soon/code/"${RUN_ID}")
 }
 jp_cmd_0=(bash -c $'pip install jupyterlab\njupyter lab --ip=0.0.0.0 --no-browser --allow-root --notebook-dir=/ --port=8888 --NotebookApp.base_url=/${RUNAI_PROJECT}/${RUNAI_JOB_NAME} --NotebookApp.token=')
 jp_common_1() {
@@ -73,18 +76,22 @@ jp_cmd_1=(bash -c 'python code/"${RUN_ID}"/main.py --lr "${jp_p_lr}" --seed "${j
 jp_final_states=" Succeeded Completed Stopped Failed "
 jp_resubmit_states=" Failed "
 
-command -v python3 >/dev/null || jp_die "python3 is needed to read runai's JSON output"
 RUN_ID=${jp_run_id:-$(jp_last_run)}
 [[ -n $RUN_ID ]] || jp_die "ledger.tsv has no run yet: nothing to delete"
 jp_take_lock 'nothing was deleted'
 jp_load "$RUN_ID"
 jp_refresh || jp_die "nothing was deleted"
 
-# The run's workloads that Run:ai still lists, by type.
+# The run's workloads that Run:ai still lists, by type: those it describes with the labels
+# of this bundle and run (a workload of the same name from another run is left alone).
 declare -A jp_of_type=()
 jp_count=0
 for jp_name in $(printf '%s\n' "${!jp_p_sub[@]}" | sort); do
   [[ -n ${jp_live[$jp_name]+x} ]] || continue
+  if ! jp_owned "${jp_ltype[$jp_name]}" "$jp_name"; then
+    jp_log "$jp_name is not a workload of run $RUN_ID${jp_owner_run:+ (its run: $jp_owner_run)}: left alone"
+    continue
+  fi
   jp_of_type[${jp_ltype[$jp_name]}]+=" $jp_name"
   jp_count=$((jp_count + 1))
 done
@@ -104,7 +111,7 @@ fi
 jp_status=0
 for jp_type in "${!jp_of_type[@]}"; do
   read -r -a jp_list <<<"${jp_of_type[$jp_type]}"
-  jp_delete "$jp_type" "${jp_list[@]}" || jp_status=1
+  jp_delete "$jp_type" - "${jp_list[@]}" || jp_status=1
 done
 ((jp_dry_run)) || jp_log "run $RUN_ID: ${jp_count} workload(s) deleted"
 exit "$jp_status"

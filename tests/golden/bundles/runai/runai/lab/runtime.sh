@@ -339,7 +339,9 @@ jp_runai_run() {
 # outcome with the same tag: "submit"/"resubmit" when the workload was made, "failed" when
 # runai refused it, "void" when it never reached Run:ai. Names are unique in a Run:ai
 # project, and a name is submitted only when the project has no workload of that name: so
-# a submission cut short is settled by listing the project, never made twice.
+# a submission cut short is settled by listing the project, never made twice. Every workload
+# carries the labels jobpack-project and jobpack-run: a workload is adopted or deleted only
+# when Run:ai describes it with those of this bundle and run (see jp_owned).
 jp_ledger="$jp_here/ledger.tsv"
 # jp_ledger_add RUN JOB POINT NAME ATTEMPT EVENT STATE TAG
 jp_ledger_add() {
@@ -373,7 +375,8 @@ jp_load() {
         [[ ${jp_p_tag[$name]:-} == "$tag" ]] || continue
         if [[ $event == failed || $event == void ]]; then jp_p_sub[$name]=$event; else jp_p_sub[$name]=made; fi ;;
       state) [[ ${jp_p_att[$name]:-} != "$attempt" ]] || jp_p_state[$name]=$state ;;
-      delete) [[ -z ${jp_p_sub[$name]:-} ]] || jp_p_sub[$name]=deleted ;;
+      # a deletion to resubmit leaves the point to its resubmission; any other ends it
+      delete) [[ -z ${jp_p_sub[$name]:-} || $tag == resubmit ]] || jp_p_sub[$name]=deleted ;;
     esac
   done < <(tail -n +2 "$jp_ledger")
 }
@@ -426,42 +429,40 @@ jp_all() {
   done
 }
 
-# Read `runai <type> list --json` on stdin: one "NAME<TAB>STATUS" line per workload.
-jp_json_list() {
-  python3 -c '
-import json, sys
-data = json.load(sys.stdin)
-if isinstance(data, dict):
-    data = next((data[k] for k in ("workloads", "items", "data") if isinstance(data.get(k), list)), [])
-for w in data:
-    status = w.get("status") or w.get("phase") or w.get("actualPhase") or "Unknown"
-    if isinstance(status, dict):
-        status = status.get("phase") or "Unknown"
-    print("%s\t%s" % (w["name"], status))
-'
+# jp_capture CMD...: run CMD with its standard output in jp_cout and its standard error in
+# jp_cerr, apart (a notice of the CLI, or a trace line of bash -x, is never read as output).
+jp_capture() {
+  local err rc=0
+  err=$(umask 077 && mktemp "${TMPDIR:-/tmp}/jobpack-err.XXXXXX") ||
+    jp_die "cannot create a temporary file in ${TMPDIR:-/tmp}"
+  jp_cout=$("$@" 2>"$err") || rc=$?
+  jp_cerr=$(<"$err") || true
+  rm -f "$err"
+  return "$rc"
 }
 
 # jp_refresh: the workloads of the project, by name: jp_live (their states) and jp_ltype
 # (workspace or training), from `runai <type> list` of every type the cluster uses, a page
-# of 100 at a time. Fails, saying why, when a list cannot be read.
+# of 100 at a time. Its table is read with bash alone: one workload a line, its name in the
+# first column and its status in the third (Workload, Type, Status, Project, ...). Fails,
+# saying why, when a list cannot be read.
 declare -A jp_live=() jp_ltype=()
 jp_refresh() {
-  local type out rows offset name state n
+  local type offset name _type state _rest n
   jp_live=() jp_ltype=()
   for type in "${jp_types[@]}"; do
     offset=0
     while :; do
-      if ! out=$(jp_runai "$type" list -p "$jp_project" --json --limit 100 --offset "$offset" 2>&1) ||
-        ! rows=$(jp_json_list <<<"$out" 2>&1); then
-        jp_log "could not list the ${type} workloads of Run:ai project $jp_project: ${out:0:300}"
+      if ! jp_capture jp_runai "$type" list -p "$jp_project" --table --no-headers --limit 100 --offset "$offset"; then
+        jp_log "could not list the ${type} workloads of Run:ai project $jp_project: ${jp_cerr:0:300} ${jp_cout:0:300}"
         return 1
       fi
       n=0
-      while IFS=$'\t' read -r name state; do
+      while IFS=$' \t' read -r name _type state _rest; do
         [[ -n $name ]] || continue
-        jp_live[$name]=$state jp_ltype[$name]=$type
+        jp_live[$name]=${state:-Unknown} jp_ltype[$name]=$type
         n=$((n + 1))
-      done <<<"$rows"
+      done <<<"$jp_cout"
       ((n == 100)) || break
       offset=$((offset + 100))
     done
@@ -471,6 +472,24 @@ jp_refresh() {
 jp_is_final() { [[ $jp_final_states == *" $1 "* ]]; }
 # jp_may_resubmit STATE: 0 when STATE is a failure a resubmission may cure.
 jp_may_resubmit() { [[ $jp_resubmit_states == *" $1 "* ]]; }
+
+# jp_owned TYPE NAME: 0 when Run:ai describes workload NAME (`runai TYPE describe -o json`)
+# with the labels of this bundle (jobpack-project) and of run $RUN_ID (jobpack-run); else 1,
+# with jp_owner_run set to the run it names (empty when none). Read with bash alone.
+jp_owned() {
+  local run_re='"jobpack-run"[[:space:]]*:[[:space:]]*"([^"]*)"'
+  local project_re='"jobpack-project"[[:space:]]*:[[:space:]]*"([^"]*)"' -
+  set +x  # the description may hold the workload's environment, secrets included
+  jp_owner_run=''
+  if ! jp_capture jp_runai "$1" describe "$2" -p "$jp_project" -o json; then
+    jp_log "could not describe $2: ${jp_cerr:0:300}"
+    return 1
+  fi
+  [[ $jp_cout =~ $project_re && ${BASH_REMATCH[1]} == "$jp_bundle" ]] || return 1
+  [[ $jp_cout =~ $run_re ]] || return 1
+  jp_owner_run=${BASH_REMATCH[1]}
+  [[ $jp_owner_run == "$RUN_ID" ]]
+}
 
 # jp_submit POS ROW ATTEMPT RUN: submit one point as a workload. The ledger gets a
 # "submitting" row first; when runai fails, the project's listing tells whether the
@@ -487,7 +506,8 @@ jp_submit() {
   jp_point_args "$row"
   "jp_common_$pos"
   local -n jp_cmd="jp_cmd_$pos"
-  local -a argv=("${jp_types_of[pos]}" submit "$name" "${jp_common[@]}" -e "RUN_ID=$run"
+  local -a argv=("${jp_types_of[pos]}" submit "$name" "${jp_common[@]}"
+    --label "jobpack-project=$jp_bundle" --label "jobpack-run=$run" -e "RUN_ID=$run"
     "${jp_args[@]}" --command -- "${jp_cmd[@]}")
   if ((jp_dry_run)); then
     jp_print "${RUNAI_CLI:-runai}" "${argv[@]}"
@@ -504,7 +524,7 @@ jp_submit() {
     return 0
   fi
   jp_log "runai ${jp_types_of[pos]} submit $name exited $rc: ${jp_out:0:500}"
-  if jp_settle "$name" failed; then
+  if jp_settle "$name" failed "${jp_names[pos]}" "$index" "$attempt" "$jp_tag"; then
     jp_submitted=$((jp_submitted + 1))
     return 0
   fi
@@ -512,19 +532,19 @@ jp_submit() {
   return 1
 }
 
-# jp_settle NAME IF_ABSENT: record the outcome of the latest submission of NAME (loaded by
-# jp_load) from the project's listing: the workload is there (kept, recorded as made), or it
-# is not (recorded as IF_ABSENT: "failed" or "void"). Fails when no workload was made, or
-# when the listing cannot be read (then nothing is recorded: the outcome stays unknown).
+# jp_settle NAME IF_ABSENT JOB POINT ATTEMPT TAG: record the outcome of the submission of
+# NAME with that tag (of run $RUN_ID) from the project's listing: the workload is there with
+# the labels of the run (kept, recorded as made), or it is not (recorded as IF_ABSENT:
+# "failed" or "void"). Fails when no workload was made, or when the listing cannot be read
+# (then nothing is recorded: the outcome stays unknown).
 jp_settle() {
-  local name=$1 event=submit
-  local run=$RUN_ID job=${jp_p_job[$1]} point=${jp_p_point[$1]} attempt=${jp_p_att[$1]} tag=${jp_p_tag[$1]}
+  local name=$1 event=submit run=$RUN_ID job=$3 point=$4 attempt=$5 tag=$6
   ((attempt == 0)) || event=resubmit
   if ! jp_refresh; then
     jp_log "cannot tell whether $name was made: left alone (ctl.sh status shows UNCONFIRMED)"
     return 1
   fi
-  if [[ -n ${jp_live[$name]+x} ]]; then
+  if [[ -n ${jp_live[$name]+x} ]] && jp_owned "${jp_ltype[$name]}" "$name"; then
     jp_ledger_add "$run" "$job" "$point" "$name" "$attempt" "$event" - "$tag"
     jp_log "found $name in Run:ai project $jp_project: recorded, not submitted again"
     return 0
@@ -539,22 +559,36 @@ jp_resolve() {
   local name
   for name in "${!jp_p_sub[@]}"; do
     [[ ${jp_p_sub[$name]} == '?' ]] || continue
-    jp_settle "$name" void || true
+    jp_settle "$name" void "${jp_p_job[$name]}" "${jp_p_point[$name]}" "${jp_p_att[$name]}" \
+      "${jp_p_tag[$name]}" || true
   done
   jp_load "$RUN_ID"
 }
 
-# jp_delete TYPE NAME...: delete workloads of one type and record it; wait until Run:ai
+# jp_delete TYPE WHY NAME...: delete workloads of one type of run $RUN_ID and record it
+# (WHY: "resubmit" when the point is to be submitted again, else "-"); wait until Run:ai
 # lists them no more (up to JOBPACK_RUNAI_DELETE_WAIT seconds, default 300), so that a name
-# can be submitted again.
+# can be submitted again. A workload Run:ai does not describe with the labels of this
+# bundle and run is never deleted (then 1).
 jp_delete() {
-  local type=$1 name start now wait=${JOBPACK_RUNAI_DELETE_WAIT:-300} left
-  shift
+  local type=$1 why=$2 name start now wait=${JOBPACK_RUNAI_DELETE_WAIT:-300} left rc=0
+  local -a mine=()
+  shift 2
+  for name in "$@"; do
+    if jp_owned "$type" "$name"; then
+      mine+=("$name")
+    else
+      jp_log "$name is not a workload of run $RUN_ID of this bundle${jp_owner_run:+ (its run: $jp_owner_run)}: not deleted"
+      rc=1
+    fi
+  done
+  ((${#mine[@]})) || return 1
+  set -- "${mine[@]}"
   jp_runai_run workload delete "$@" -p "$jp_project" --type "$type" -y || return 1
-  ((jp_dry_run == 0)) || return 0
+  ((jp_dry_run == 0)) || return "$rc"
   for name in "$@"; do
     jp_ledger_add "$RUN_ID" "${jp_p_job[$name]:--}" "${jp_p_point[$name]:--}" "$name" \
-      "${jp_p_att[$name]:--}" delete "${jp_live[$name]:--}" -
+      "${jp_p_att[$name]:--}" delete "${jp_live[$name]:--}" "$why"
     jp_log "deleted $name"
   done
   printf -v start '%(%s)T' -1
@@ -562,7 +596,7 @@ jp_delete() {
     jp_refresh || return 1
     left=0
     for name in "$@"; do [[ -z ${jp_live[$name]+x} ]] || left=$((left + 1)); done
-    ((left)) || return 0
+    ((left)) || return "$rc"
     printf -v now '%(%s)T' -1
     if ((now - start >= wait)); then
       jp_log "$left workload(s) still listed ${wait}s after their deletion"
@@ -574,7 +608,10 @@ jp_delete() {
 
 # jp_state_of NAME: set jp_state to what is known of a point of run $RUN_ID: its final state
 # in the ledger, else its state in the listing (jp_refresh), else what became of its
-# submission (NOT_SUBMITTED, UNCONFIRMED, SUBMIT_FAILED, DELETED, MISSING).
+# submission (NOT_SUBMITTED, UNCONFIRMED, SUBMIT_FAILED, DELETED, MISSING). With
+# jp_check_owner=1 (a run other than the ledger's latest, whose names a newer run may use),
+# a listed workload counts only when Run:ai describes it with the labels of run $RUN_ID.
+jp_check_owner=0
 jp_state_of() {
   local name=$1
   jp_state=${jp_p_state[$name]:-}
@@ -583,7 +620,12 @@ jp_state_of() {
     '?') jp_state=UNCONFIRMED ;;
     failed | void) jp_state=SUBMIT_FAILED ;;
     deleted) jp_state=DELETED${jp_state:+ ($jp_state)} ;;
-    *) [[ -n $jp_state ]] || jp_state=${jp_live[$name]:-MISSING} ;;
+    *)
+      [[ -z $jp_state ]] || return 0
+      jp_state=${jp_live[$name]:-MISSING}
+      if [[ -n ${jp_live[$name]+x} ]] && ((jp_check_owner)) && ! jp_owned "${jp_ltype[$name]}" "$name"; then
+        jp_state="MISSING (the name is run ${jp_owner_run:-?}'s)"
+      fi ;;
   esac
 }
 # jp_status_table: every point of run $RUN_ID: workload, job, point, attempt and state,

@@ -17,7 +17,7 @@ Usage: submit_all.sh [--dry-run] [--new] [--job NAME] [-h]
 
 Submit the jobs of Run:ai cluster lab to Run:ai project lab-project, one
 workload per point:
-  notebook: 1 workspace workload with Jupyter
+  notebook: 1 workspace workload with Jupyter (NO TOKEN: anyone who reaches its URL may use it)
   train: 6 training workloads, resubmitted up to 1 time by ctl.sh monitor
 
 Every workload of a run gets the same RUN_ID (default: the UTC time of the first
@@ -71,6 +71,9 @@ jp_read_secrets
 
 # The jobs of cluster lab: points, resubmissions allowed, workload type.
 jp_project='lab-project'
+# The value of the label jobpack-project of every workload of this bundle (with jobpack-run,
+# the run's id): only workloads that carry both are adopted or deleted.
+jp_bundle='mnist'
 jp_names=('notebook' 'train')
 jp_sizes=(1 6)
 jp_retries=(0 1)
@@ -81,7 +84,7 @@ jp_types=(training workspace)
 # secrets and the run id expand only when something is submitted); jp_cmd_POS: the words
 # after `--command --`.
 jp_common_0() {
-  jp_common=(-p lab-project -i j3soon/runai-pytorch-mnist:latest --image-pull-policy Always --gpu-request-type portion --gpu-portion-request 0.5 --cpu-core-request 4 --cpu-memory-request 16G --node-pools default --nfs 'path=/mnt/nfs,server=10.0.0.5,mountpath=/mnt/nfs,readwrite' --existing-pvc 'claimname=datasets,path=/datasets' --backoff-limit 1 --preemptible --external-url container=8888 -e PYTHONUNBUFFERED=1 -e WANDB_API_KEY="${WANDB_API_KEY}" -e WANDB_PROJECT=mnist -e CODE=/mnt/nfs/j3soon/code/"${RUN_ID}")
+  jp_common=(-p lab-project -i j3soon/runai-pytorch-mnist:latest --image-pull-policy Always --gpu-request-type portion --gpu-portion-request 0.5 --cpu-core-request 4 --cpu-memory-request 16G --node-pools default --nfs 'path=/mnt/nfs,server=10.0.0.5,mountpath=/mnt/nfs,readwrite' --existing-pvc 'claimname=datasets,path=/datasets' --preemptible --external-url container=8888 -e PYTHONUNBUFFERED=1 -e WANDB_API_KEY="${WANDB_API_KEY}" -e WANDB_PROJECT=mnist -e CODE=/mnt/nfs/j3soon/code/"${RUN_ID}")
 }
 jp_cmd_0=(bash -c $'pip install jupyterlab\njupyter lab --ip=0.0.0.0 --no-browser --allow-root --notebook-dir=/ --port=8888 --NotebookApp.base_url=/${RUNAI_PROJECT}/${RUNAI_JOB_NAME} --NotebookApp.token=')
 jp_common_1() {
@@ -95,7 +98,6 @@ jp_resubmit_states=" Failed "
 jp_found=0
 for jp_name in "${jp_names[@]}"; do [[ $jp_name != "$jp_only" ]] || jp_found=1; done
 [[ -z $jp_only ]] || ((jp_found)) || jp_die "no job $jp_only on this cluster (jobs: ${jp_names[*]})"
-((jp_dry_run)) || command -v python3 >/dev/null || jp_die "python3 is needed to read runai's JSON output"
 jp_take_lock 'nothing was submitted'
 jp_previous=$(jp_last_run)
 if ((jp_new)) || [[ -z $jp_previous ]]; then
@@ -103,7 +105,10 @@ if ((jp_new)) || [[ -z $jp_previous ]]; then
 else
   RUN_ID=${RUN_ID:-$jp_previous}
 fi
-[[ $RUN_ID =~ ^[A-Za-z0-9._-]+$ ]] || jp_die "RUN_ID may hold only letters, digits and ._- (got: $RUN_ID)"
+# RUN_ID is the value of a label of every workload: at most 63 letters, digits and ._-,
+# beginning and ending with a letter or digit.
+[[ ${#RUN_ID} -le 63 && $RUN_ID =~ ^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$ ]] ||
+  jp_die "RUN_ID may hold only letters, digits and ._- (at most 63, beginning and ending with a letter or digit; got: $RUN_ID)"
 export RUN_ID
 jp_load "$RUN_ID"
 if ((jp_dry_run == 0)); then
