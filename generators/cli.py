@@ -38,8 +38,12 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("plan", parents=later, help="print PLAN.md")
     init = sub.add_parser("init", help="start a project: a commented project.yaml for one "
                           "workflow, its schema, dodo.py, .gitignore and a pre-commit hook")
-    init.add_argument("--from", dest="workflow", default="slurm", metavar="WORKFLOW",
-                      help="the workflow to start from: slurm (default), ngc, runai, ...")
+    from .init import default_workflow, workflows
+
+    init.add_argument("--from", dest="workflow", default=default_workflow(),
+                      choices=workflows(), metavar="WORKFLOW",
+                      help=f"the workflow to start from: {', '.join(workflows())} "
+                           f"(default: {default_workflow()})")
     init.add_argument("folder", nargs="?", type=Path, default=Path("."),
                       help="where to write (created if missing; default: here)")
     sub.add_parser("schema", parents=later,
@@ -158,10 +162,8 @@ def _schema() -> int:
 
 
 def _init(folder: Path, workflow: str) -> int:
-    from .init import init, schema_text, workflows
+    from .init import init, schema_text
 
-    if workflow not in workflows():
-        _parser().error(f"--from: choose one of {', '.join(workflows())}")
     names = init(folder, workflow, schema_text())
     where = "here" if folder == Path(".") else str(folder)
     print(f"wrote {', '.join(names)} {'' if where == 'here' else 'in '}{where}")

@@ -73,6 +73,11 @@ def workflows() -> list[str]:
     return sorted(p.stem for p in STARTERS.glob("*.yaml"))
 
 
+def default_workflow() -> str:
+    """The workflow ``init`` starts from when none is named (starters/DEFAULT)."""
+    return (STARTERS / "DEFAULT").read_text(encoding="utf-8").strip()
+
+
 def init(folder: Path, workflow: str, schema: str) -> list[str]:
     """Write the new project's files into ``folder`` (created if missing); return their
     names. ``schema`` is the text of the JSON Schema."""

@@ -137,7 +137,10 @@ def test_backends_are_named_in_their_folder_only() -> None:
 
 def test_planned_kinds_are_named_in_the_registry_only() -> None:
     sources = _sources()
-    words = re.compile("|".join([*PLANNED, *(p for ps in PLANNED.values() for p in ps)]), re.I)
+    names = [*PLANNED, *(p for ps in PLANNED.values() for p in ps)]
+    if not names:  # every known kind is supported: nothing can name one
+        return
+    words = re.compile("|".join(map(re.escape, names)), re.I)
     found = [f"{rel}: {line.strip()}" for rel, text in sources.items() if rel != "registry.py"
              for line in text.splitlines() if words.search(line)]
     assert not found, "\n".join(found)

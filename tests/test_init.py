@@ -70,7 +70,7 @@ def test_init_never_overwrites(installed: Installed, tmp_path: Path) -> None:
     assert os.listdir(demo) == [".gitignore"]
     assert (demo / ".gitignore").read_text() == "mine\n"
     bad = run(installed, "init", "--from", "nope", "x", cwd=tmp_path)
-    assert bad.returncode == 2 and "choose one of" in bad.stderr
+    assert bad.returncode == 2 and "invalid choice: 'nope'" in bad.stderr
     assert not (tmp_path / "x").exists()
 
 
