@@ -72,6 +72,9 @@ class Section(ABC):
     knows its key and the kinds of text below it, and asks it for the rest."""
 
     section = ""  # its key in project.yaml
+    # The model of each entry, when the section maps names to entries (for tools that
+    # walk the schema of project.yaml).
+    entry_model: type[Model] | None = None
     # Kinds of text below the section, as in model.TEXT_KINDS (paths under the section).
     section_text_kinds: tuple[tuple[tuple[str, ...], str], ...] = ()
 

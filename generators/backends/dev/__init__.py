@@ -13,6 +13,7 @@ from ...project.checker import Checker, Loaded
 from ...project.kind import Section
 from ..base import Backend
 from . import rules
+from .model import DevNode
 from .plan import plan, rows
 
 DESCRIPTIONS = {
@@ -33,6 +34,7 @@ class DevNodes(Section, Backend):
     section = "dev"
     builds_on = (rules.CLUSTER_KIND,)
     section_text_kinds = ((("*", "env", "*"), m.VALUE),)
+    entry_model = DevNode
 
     def check_section(self, ck: Checker, loaded: Loaded, raw: Any) -> Any:
         return rules.check(ck, loaded, raw)

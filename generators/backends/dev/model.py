@@ -57,11 +57,27 @@ class DevNode(Model):
     cluster: str
     resources: DevResources = DevResources()
     node: str | None = Field(None, pattern=NAME)
-    login: str | None = Field(None, pattern=HOST)
-    alias: str | None = Field(None, pattern=ALIAS)
+    login: str | None = None
+    alias: str | None = None
     scratch: str = "/scratch/${USER}/work"
     backup: str
     every: str | None = Field("30m", pattern=INTERVAL)
     keep: int = Field(3, ge=1, le=1000)
     env: dict[str, Scalar] = {}
     description: str | None = None
+
+    @field_validator("login")
+    @classmethod
+    def _login(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(HOST, v):
+            raise ValueError(f"{v!r} is not an ssh host: a Host of your ssh config, a name or "
+                             "an address, optionally user@, not starting with '-'")
+        return v
+
+    @field_validator("alias")
+    @classmethod
+    def _alias(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(ALIAS, v):
+            raise ValueError(f"{v!r} is not an ssh Host name: at most 64 letters, digits, "
+                             "'_', '.' and '-', not starting with '-' or '.'")
+        return v

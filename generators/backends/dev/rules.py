@@ -32,7 +32,7 @@ def check(ck: Checker, loaded: Loaded, raw: Any) -> dict[str, DevNode]:
         node = ck.model(DevNode, body, loc)
         if node is None:
             continue
-        ok = _cluster(ck, loaded, loc, node)
+        ok = _cluster(ck, loaded, loc, node, given_login="login" in body)
         ok = _paths(ck, loc, node) and ok
         ok = _env(ck, loc, node) and ok
         alias = node.alias or name
@@ -52,7 +52,8 @@ def login_of(loaded: Loaded, node: DevNode) -> str:
     return node.login or str(getattr(cluster, "login", None) or "")
 
 
-def _cluster(ck: Checker, loaded: Loaded, loc: Loc, node: DevNode) -> bool:
+def _cluster(ck: Checker, loaded: Loaded, loc: Loc, node: DevNode, *,
+             given_login: bool) -> bool:
     clusters = loaded.project.clusters
     if node.cluster not in clusters:
         if node.cluster not in ck.declared.get("clusters", set()):
@@ -64,6 +65,8 @@ def _cluster(ck: Checker, loaded: Loaded, loc: Loc, node: DevNode) -> bool:
         ck.add((*loc, "cluster"), f"cluster {node.cluster!r} is of kind {cluster.kind!r}: a "
                f"dev node is allocated on a {CLUSTER_KIND} cluster")
         return False
+    if given_login and node.login is None:
+        return False  # its own error says why
     if node.login is None:
         login = getattr(cluster, "login", None)
         if login is None:
