@@ -291,6 +291,8 @@ def test_allocate_connect_move_and_release(dev) -> None:  # type: ignore[no-unty
     again = run(out / "allocate.sh", env=env)
     assert again.stdout.strip() == node and "reusing allocation" in again.stderr
     assert [r[0] for r in ours()] == [job]
+    steps = slurm.squeue("-h", "-s", "-j", job, "-o", "%j").split()
+    assert steps.count("scratch") == 1, steps  # init-scratch.sh, then auto-backup.sh
 
     host, said = via_alias()
     assert host == socket.gethostname() and f"box-alias: node {node}" in said
