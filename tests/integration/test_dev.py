@@ -302,7 +302,8 @@ def test_allocate_connect_move_and_release(dev) -> None:  # type: ignore[no-unty
     scratch = folder / "scratch" / "root" / "box"
     (scratch / "work.txt").write_text("unsaved work\n")
     before = set(backups(shared, "box"))
-    run(out / "release.sh", env=env)
+    released = run(out / "release.sh", env=env)
+    assert "ending auto-backup" in released.stderr  # its final backup, waited for
     assert ours() == [] and not session()
     final = [p for p in backups(shared, "box") if p not in before]
     assert final and "./work.txt" in listing(final[-1])
