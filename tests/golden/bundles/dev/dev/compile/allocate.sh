@@ -88,8 +88,7 @@ jp_quote_words() {
 }
 
 if ((jp_dry_run)); then
-  jp_quote_words "${jp_salloc[@]}"
-  jp_print tmux new-session -d -s "$jp_session" -n alloc "$jp_line"
+  jp_print tmux new-session -d -s "$jp_session" -n alloc "${jp_salloc[@]}"
   jp_print mkdir -p "$jp_state_dir"
   ((jp_no_scratch)) || jp_print tmux new-window -d -t "=$jp_session:" -n scratch 'srun --jobid=JOBID --overlap ...'
   exit 0

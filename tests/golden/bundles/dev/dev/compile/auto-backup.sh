@@ -62,7 +62,8 @@ jp_keep=3
 jp_period=${jp_period:-$jp_every}
 ((jp_period > 0)) || jp_die "no interval: give --every SECONDS (the project sets no 'every')"
 if ((jp_dry_run)); then
-  jp_print bash "$jp_here/backup.sh" "every ${jp_period}s, and at the end signal"
+  jp_log "dry run: every ${jp_period}s while the allocation lives, and at the end signal:"
+  jp_print bash "$jp_here/backup.sh"
   exit 0
 fi
 jp_stop=0
