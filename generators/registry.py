@@ -1,7 +1,7 @@
 """The backends of this version, one line each: what a build loads a project with and plans.
 
 A cluster kind is a folder under generators/backends/ and a line in BACKENDS; nothing else
-names it.
+names it. A backend that reads a top-level section of its own (a ``Section``) is given it here.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from pathlib import Path
 from .backends import bundle
 from .backends.azureml import BACKEND as AZUREML
 from .backends.base import Backend, ClusterBackend
+from .backends.dev import BACKEND as DEV
 from .backends.images import BACKEND as IMAGES
 from .backends.ngc import BACKEND as NGC
 from .backends.runai import BACKEND as RUNAI
@@ -19,6 +20,7 @@ from .backends.sync import BACKEND as SYNC
 from .plan import Group
 from .project import model as m
 from .project.checker import Loaded
+from .project.kind import Section
 from .project.validate import Kinds, load_project
 
 BACKENDS: tuple[Backend, ...] = (
@@ -28,12 +30,14 @@ BACKENDS: tuple[Backend, ...] = (
     AZUREML,
     SYNC,
     IMAGES,
+    DEV,
 )
 # Cluster kinds known but not supported by this version, with their platform variables'
 # prefixes (a project may already refer to those).
 PLANNED: dict[str, tuple[str, ...]] = {}
 
-KINDS = Kinds({b.name: b for b in BACKENDS if isinstance(b, ClusterBackend)}, PLANNED)
+KINDS = Kinds({b.name: b for b in BACKENDS if isinstance(b, ClusterBackend)}, PLANNED,
+              {b.section: b for b in BACKENDS if isinstance(b, Section)})
 
 
 def load(path: Path) -> Loaded:

@@ -54,8 +54,15 @@ def project_schema(kinds: Kinds) -> dict[str, Any]:
             job["properties"][key] = variants[0] if len(variants) == 1 else {
                 "anyOf": variants}
     job["additionalProperties"] = False
-    for name in m.NOT_YET:
-        props.pop(name, None)
+    for key, section in sorted(kinds.sections.items()):
+        entry = {} if section.entry_model is None else _schema(section.entry_model, f"{key}.")
+        defs.update(entry.pop("$defs", {}))
+        if section.entry_model is not None:
+            defs[f"{key}.Entry"] = entry
+        props[key] = {"type": "object", "description": (section.__doc__ or "").strip(),
+                      "additionalProperties": {"$ref": f"#/$defs/{key}.Entry"}
+                      if section.entry_model is not None else True}
+    root["additionalProperties"] = False
     root.update({"$schema": DRAFT, "title": "jobpack project.yaml", "$defs": defs})
     return {"$schema": root.pop("$schema"), **root}
 

@@ -4,7 +4,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 
-PACKAGES="bash coreutils sed gawk git tar findutils slurmctld slurmd slurm-client munge rclone rsync lftp openssh-server openssh-client podman runc busybox-static docker-registry"
+PACKAGES="bash coreutils sed gawk git tar findutils slurmctld slurmd slurm-client munge rclone rsync lftp openssh-server openssh-client podman runc busybox-static docker-registry lz4 tmux"
 missing=""
 for p in $PACKAGES; do
   dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"

@@ -111,9 +111,12 @@ def naming(backend: ClusterBackend, files: dict[str, str]) -> list[str]:
     """Lines of ``files`` (path relative to generators/ -> text) outside the backend's folder
     that name it."""
     pattern = _pattern(backend)
+    # Its own folder, and those of backends whose scripts run its commands (builds_on).
+    own = [f"backends/{b.name}/" for b in BACKENDS
+           if b is backend or backend.name in b.builds_on]
     found = []
     for rel, text in files.items():
-        if rel.startswith(f"backends/{backend.name}/"):
+        if rel.startswith(tuple(own)):
             continue
         allowed = ALLOWED.get(rel)
         for n, line in enumerate(text.splitlines(), start=1):

@@ -8,7 +8,7 @@ import pytest
 from conftest import GOLDEN, PROJECTS, ROOT, assert_golden, build, jobpack, read_tree, snapshot
 from invalid_cases import CASES, SAMPLE, SLOW, problems_in, run_command
 
-VALID = ["minimal", "full", "hostile", "ngc", "runai", "images", "azureml"]
+VALID = ["minimal", "full", "hostile", "ngc", "runai", "images", "azureml", "dev"]
 
 
 @pytest.mark.parametrize("name", VALID)

@@ -1,8 +1,8 @@
 """Every string field of the schema, set to a hostile value, in turn: the build either refuses
 it with FILE:LINE:COL errors, or writes a bundle whose scripts run nothing of it.
 
-The example projects (tests/projects/full, ngc and images) hold a value in every field of
-the schema. Each string in them, and each name used as a key, is replaced in turn by a value
+The example projects (tests/projects/full, ngc, images and dev) hold a value in every field
+of the schema. Each string in them, and each name used as a key, is replaced in turn by a value
 made to break out of any context (quotes, $( ), backticks, a newline followed by a
 here-document delimiter and a command, a comment end). Every generated script that the value
 reached then runs with -h and --dry-run, with the scheduler and transfer tools replaced by
@@ -32,7 +32,8 @@ from generators.paths import Paths
 HOSTILE = ("x'\"$(touch PWNED)`touch PWNED`\nUSAGE\ntouch PWNED #\\",
            "x'\"$(touch PWNED)`touch PWNED`;touch PWNED;#\\")
 TOOLS = ("sbatch", "squeue", "scontrol", "sacct", "scancel", "srun", "module", "conda", "ngc",
-         "rclone", "rsync", "lftp", "ssh", "docker", "podman", "python3", "python")
+         "rclone", "rsync", "lftp", "ssh", "docker", "podman", "python3", "python", "salloc",
+         "tmux", "lz4")
 Path_ = tuple[str | int, ...]
 
 
@@ -71,7 +72,7 @@ def _replaced(data: Any, path: Path_, key: bool, value: str) -> Any:
 
 def _cases() -> list[tuple[str, Path_, bool, int]]:
     cases = []
-    for name in ("full", "ngc", "images"):
+    for name in ("full", "ngc", "images", "dev"):
         data = yaml.safe_load((PROJECTS / name / "project.yaml").read_text())
         cases += [(name, path, key, n) for path, key in _strings(data)
                   for n in range(len(HOSTILE))]

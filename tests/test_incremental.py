@@ -69,6 +69,12 @@ def schema() -> Spec:
         fields.update(describe(kind.options_model)["fields"])
     job = {"kind": "model", "name": "Job", "fields": fields}
     root["fields"]["jobs"]["spec"] = {"kind": "dict", "value": job}
+    # Sections a backend reads (the dev nodes): a mapping of its entries.
+    for key, section in KINDS.sections.items():
+        if section.entry_model is not None:
+            root["fields"][key] = {"spec": {"kind": "dict",
+                                            "value": describe(section.entry_model)},
+                                   "required": False}
     return root
 
 

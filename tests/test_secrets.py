@@ -23,6 +23,7 @@ SECRETS = {"HPC_ACCOUNT": "acct-S3CRET-1", "WANDB_API_KEY": "wandb-S3CRET-2",
 # Tools the scripts call, each failing loudly with everything it got.
 LOUD = '#!/bin/sh\necho "$(basename "$0"): error: refused: $*" >&2\n{stdin}exit 1\n'
 TOOLS = {"sbatch": "", "squeue": "", "scontrol": "", "sacct": "", "scancel": "", "srun": "",
+         "salloc": "", "tmux": "", "lz4": "",
          "ngc": "", "runai": "", "az": "", "rclone": "", "rsync": "", "ssh": "", "docker": "",
          "lftp": 'echo "lftp got: $(cat)" >&2\n', "python": "", "python3": ""}
 
@@ -39,7 +40,7 @@ def loud_tools(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-@pytest.fixture(scope="module", params=["full", "ngc", "runai", "azureml"])
+@pytest.fixture(scope="module", params=["full", "ngc", "runai", "azureml", "dev"])
 def bundle(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp(request.param) / "p"
     shutil.copytree(PROJECTS / request.param, folder)
@@ -66,6 +67,8 @@ def _runs(script: Path) -> list[list[str]]:
         runs += [["run", "--every", "0"], ["status"]]
     elif script.name == "monitor.sh":
         runs += [["--once"]]
+    elif script.name == "auto-backup.sh":
+        runs += [["--every", "1", "--dry-run"]]  # for real it runs until a signal
     else:
         runs += [[]]
     if script.name == "ctl.sh":

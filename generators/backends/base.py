@@ -28,6 +28,8 @@ class Backend(ABC):
     """An artifact family (syncs, images, the bundle files) or a cluster kind."""
 
     name = ""
+    # Cluster kinds whose commands this backend's scripts run (its folder may name them).
+    builds_on: tuple[str, ...] = ()
 
     @abstractmethod
     def plan(self, loaded: Loaded) -> list[Group]:

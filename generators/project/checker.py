@@ -62,6 +62,8 @@ class Loaded:
     root: Path
     points: dict[str, Points] = field(default_factory=dict)
     inputs: list[Path] = field(default_factory=list)
+    # Sections read by a backend (see ``kind.Section``), by key: what is valid of each.
+    sections: dict[str, Any] = field(default_factory=dict)
 
 
 def suggest(word: str, choices: typing.Iterable[str]) -> str:

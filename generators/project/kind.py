@@ -65,3 +65,20 @@ class Kind(ABC):
         """Shell code of this kind's job options besides the command, by place under the
         job (its placeholders are checked like the command's)."""
         return []
+
+
+class Section(ABC):
+    """A top-level section of project.yaml that a backend reads itself: the project layer
+    knows its key and the kinds of text below it, and asks it for the rest."""
+
+    section = ""  # its key in project.yaml
+    # The model of each entry, when the section maps names to entries (for tools that
+    # walk the schema of project.yaml).
+    entry_model: type[Model] | None = None
+    # Kinds of text below the section, as in model.TEXT_KINDS (paths under the section).
+    section_text_kinds: tuple[tuple[tuple[str, ...], str], ...] = ()
+
+    @abstractmethod
+    def check_section(self, ck: Checker, loaded: Loaded, raw: Any) -> Any:
+        """Validate the section's raw value against the rest of the project; report what is
+        wrong; return what is valid of it (kept in ``loaded.sections``)."""

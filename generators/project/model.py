@@ -237,5 +237,4 @@ class Project(Model):
 
 
 TOP_LEVEL = ("project", "user", "description", "secrets", "env", "images", "storage",
-             "clusters", "jobs", "syncs", "dev")
-NOT_YET = ("dev",)
+             "clusters", "jobs", "syncs")

@@ -7,7 +7,7 @@ kind has in common, and asks each kind for the rest.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ from ..errors import ProjectError
 from ..loader import Loc, load_yaml
 from . import model as m
 from .checker import NAME_RULE, Checker, Loaded, check_characters, describe, platform_vars, suggest
-from .kind import Kind
+from .kind import Kind, Section
 from .semantics import check
 
 
@@ -28,6 +28,7 @@ class Kinds:
 
     supported: dict[str, Kind]
     planned: dict[str, tuple[str, ...]]  # kind -> the prefixes of its platform variables
+    sections: dict[str, Section] = field(default_factory=dict)  # key -> who reads it
 
     def known(self) -> list[str]:
         return [*self.supported, *self.planned]
@@ -43,6 +44,8 @@ class Kinds:
         texts = m.TEXT_KINDS + tuple((("jobs", "*", *pattern), text)
                                      for k in self.supported.values()
                                      for pattern, text in k.text_kinds)
+        texts += tuple(((key, *pattern), text) for key, s in self.sections.items()
+                       for pattern, text in s.section_text_kinds)
         return Checker(source, root, platform_vars(prefixes), texts)
 
 
@@ -53,17 +56,16 @@ def _keys(cls: type[BaseModel]) -> set[str]:
 COMMON = _keys(m.Job) - {"options"}
 
 
-def _top_level(ck: Checker, data: Any) -> dict[str, Any]:
+def _top_level(ck: Checker, data: Any, sections: dict[str, Section]) -> dict[str, Any]:
+    """The sections of the project layer (those a backend reads are left to it)."""
     if not isinstance(data, dict):
         ck.add((), f"the project file must be a mapping of sections, got {describe(data)}")
         return {}
+    known = (*m.TOP_LEVEL, *sections)
     for key in data:
-        if key not in m.TOP_LEVEL:
-            ck.add((key,), f"unknown key {key!r}{suggest(key, m.TOP_LEVEL)}", key=True)
-        elif key in m.NOT_YET and data[key]:
-            ck.add((key,), f"section {key!r} is not supported by this version of jobpack",
-                   key=True)
-    return {k: v for k, v in data.items() if k in m.TOP_LEVEL and k not in m.NOT_YET}
+        if key not in known:
+            ck.add((key,), f"unknown key {key!r}{suggest(key, known)}", key=True)
+    return {k: v for k, v in data.items() if k in m.TOP_LEVEL}
 
 
 def _cluster(ck: Checker, kinds: Kinds, loc: Loc, body: Any) -> Any:
@@ -241,7 +243,7 @@ def load_project(path: Path, kinds: Kinds) -> Loaded:
     path = Path(path)
     data, source = load_yaml(path)
     ck = kinds.checker(source, path.parent)
-    top = _top_level(ck, data)
+    top = _top_level(ck, data, kinds.sections)
     if not isinstance(data, dict):
         raise ProjectError(ck.problems)
     check_characters(ck, data)
@@ -249,6 +251,9 @@ def load_project(path: Path, kinds: Kinds) -> Loaded:
     project, cluster_names, job_names = _project(ck, kinds, data, top)
     loaded = Loaded(project, source, path.parent.resolve())
     check(ck, loaded, kinds.supported, cluster_names, job_names)
+    for key, section in kinds.sections.items():
+        if key in data:
+            loaded.sections[key] = section.check_section(ck, loaded, data[key])
     if ck.problems or ck.characters:
         raise ProjectError(ck.all_problems())
     loaded.inputs = [path, *ck.inputs]
