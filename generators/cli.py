@@ -35,7 +35,11 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("build", parents=later,
                    help="render, lint and write what changed into out/ (default)")
     sub.add_parser("check", parents=later, help="exit 1 and name the files when out/ is stale")
-    sub.add_parser("plan", parents=later, help="print PLAN.md")
+    plan = sub.add_parser("plan", parents=later,
+                          help="print the plan: a table on a terminal, else PLAN.md")
+    plan.add_argument("--format", choices=("auto", "table", "md"), default="auto",
+                      help="table (aligned columns), md (PLAN.md as the build writes it); "
+                           "auto: table on a terminal, else md")
     init = sub.add_parser("init", help="start a project: a commented project.yaml for one "
                           "workflow, its schema, dodo.py, .gitignore and a pre-commit hook")
     from .init import default_workflow, workflows
@@ -86,7 +90,7 @@ def _main(argv: list[str] | None) -> int:
             return _schema()
         if command == "init":
             return _init(args.folder, args.workflow)
-        return _run(command, paths, rest)
+        return _run(command, paths, rest, getattr(args, "format", "auto"))
     except JobpackError as exc:
         print(exc.render(), file=sys.stderr)
         return exc.exit_status
@@ -95,12 +99,12 @@ def _main(argv: list[str] | None) -> int:
         return 1
 
 
-def _run(command: str, paths: Paths, rest: list[str]) -> int:
+def _run(command: str, paths: Paths, rest: list[str], fmt: str = "auto") -> int:
     from . import guard
 
     if command in ("check", "plan"):
         guard.check_project(paths.project)
-        return _check(paths) if command == "check" else _plan(paths)
+        return _check(paths) if command == "check" else _plan(paths, fmt)
     guard.prepare(paths)
     try:
         return _doit(paths, ["run"] if command == "build" else [command, *rest])
@@ -173,10 +177,37 @@ def _init(folder: Path, workflow: str) -> int:
     return 0
 
 
-def _plan(paths: Paths) -> int:
+def _plan(paths: Paths, fmt: str) -> int:
+    if fmt == "table" or (fmt == "auto" and sys.stdout.isatty()):
+        return _plan_table(paths)
     from .build import expected_files
 
     sys.stdout.write(expected_files(paths)["PLAN.md"].text)
+    return 0
+
+
+COLUMNS = (("job", "name"), ("cluster", "cluster"), ("launcher", "launcher"),
+           ("nodes", "nodes"), ("GPUs", "gpus"), ("time", "time"), ("points", "points"),
+           ("after", "after"), ("cost", "cost"))
+
+
+def _plan_table(paths: Paths) -> int:
+    """The jobs of PLAN.md as aligned columns, then the estimated total."""
+    from .registry import load, plan_rows
+    from .render import oneline
+
+    rows, totals = plan_rows(load(paths.project))
+    cells = [[title for title, _key in COLUMNS]]
+    cells += [[str(oneline(row.get(key, ""))) for _title, key in COLUMNS] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(COLUMNS))]
+    for n, row in enumerate(cells):
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+        if n == 0:
+            print("  ".join("-" * w for w in widths))
+    if totals:
+        print("estimated total (an upper bound): " +
+              ", ".join(f"{v:.2f}".rstrip("0").rstrip(".") + f" {u}"
+                        for u, v in sorted(totals.items())))
     return 0
 
 

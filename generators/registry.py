@@ -7,6 +7,7 @@ names it. A backend that reads a top-level section of its own (a ``Section``) is
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from .backends import bundle
 from .backends.azureml import BACKEND as AZUREML
@@ -58,3 +59,10 @@ def text_kind(loc: tuple[str | int, ...]) -> str:
     """The kind of text the string at ``loc`` of a project file is, with every kind's own
     (see ``model.TEXT_KINDS``)."""
     return m.text_kind(loc, KINDS.checker(None, Path()).text_kinds)
+
+
+def plan_rows(loaded: Loaded) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    """PLAN.md's job rows (every backend's) and its estimated total per unit."""
+    from .backends.bundle.plan import job_rows
+
+    return job_rows(loaded, BACKENDS)

@@ -10,6 +10,7 @@ and never loads the project.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -163,15 +164,72 @@ def _clean_out(paths: Paths, dryrun: bool = False) -> None:
 
 class Reporter(ConsoleReporter):  # type: ignore[misc]  # doit ships no type hints
     """doit's console reporter, but a user error prints as itself, on stderr, nothing more,
-    and tasks found up to date are counted on one line instead of one line each."""
+    and tasks found up to date are counted on one line instead of one line each. On a
+    terminal, a build that runs longer than a second (JOBPACK_PROGRESS_AFTER seconds) shows
+    how many groups are rendered and scripts linted, on one line of stderr that it redraws
+    and clears at the end; nothing of it is written when stderr is not a terminal."""
+
+    paths: Paths | None = None  # set by ``config``: where the plan tells the totals
 
     def __init__(self, outstream: Any, options: Any) -> None:
+        import sys
+        import time
+
         super().__init__(outstream, options)
         self.uptodate = 0
+        self.clock = time.monotonic
+        self.start = self.clock()
+        self.done = {"render": 0, "lint": 0}
+        self.totals: dict[str, int] | None = None
+        self.shown = False
+        term = os.environ.get("TERM", "")
+        self.tty = sys.stderr if sys.stderr.isatty() and term not in ("", "dumb") else None
+        try:
+            self.after = float(os.environ.get("JOBPACK_PROGRESS_AFTER", "1"))
+        except ValueError:
+            self.after = 1.0
+
+    def execute_task(self, task: Any) -> None:
+        self._clear()  # the task's own lines start on a clean line
+        super().execute_task(task)
+
+    def add_success(self, task: Any) -> None:
+        super().add_success(task)
+        self._count(task)
 
     def skip_uptodate(self, task: Any) -> None:
         if task.subtask_of or task.actions:  # not a group of subtasks
             self.uptodate += 1
+            self._count(task)
+
+    def _count(self, task: Any) -> None:
+        kind = task.name.partition(":")[0]
+        if kind == "plan":
+            self.totals = None  # planned again: read the totals anew
+        if kind in self.done and task.actions:
+            self.done[kind] += 1
+        self._draw()
+
+    def _draw(self) -> None:
+        if self.tty is None or self.paths is None or self.clock() - self.start < self.after:
+            return
+        if self.totals is None:
+            from .build import plan_entries
+
+            entries = plan_entries(self.paths)
+            self.totals = {"render": len(entries),
+                           "lint": sum(1 for e in entries for f in e["files"] if f[2])}
+        self.tty.write(f"\r\033[Kjobpack: rendered {self.done['render']} of "
+                       f"{self.totals['render']} groups, linted {self.done['lint']} of "
+                       f"{self.totals['lint']} scripts")
+        self.tty.flush()
+        self.shown = True
+
+    def _clear(self) -> None:
+        if self.shown and self.tty is not None:
+            self.tty.write("\r\033[K")
+            self.tty.flush()
+            self.shown = False
 
     def add_failure(self, task: Any, fail: Any) -> None:
         if isinstance(fail, TaskFailed) and LAST_ERROR:
@@ -183,6 +241,7 @@ class Reporter(ConsoleReporter):  # type: ignore[misc]  # doit ships no type hin
         super().add_failure(task, fail)
 
     def complete_run(self) -> None:
+        self._clear()
         if LAST_ERROR:
             self.failures: list[Any] = []
         if self.uptodate:
@@ -202,9 +261,10 @@ class DodoReporter(Reporter):
 
 def config(paths: Paths, reporter: type[Reporter] = Reporter) -> dict[str, Any]:
     """DOIT_CONFIG for a build whose checks and lock were taken care of by the caller."""
+    bound = type(reporter.__name__, (reporter,), {"paths": paths})
     return {"default_tasks": ["plan", "render", "lint", "bundle"], "backend": "json",
             "dep_file": str(paths.state / "doit.json"), "verbosity": 2,
-            "reporter": reporter}
+            "reporter": bound}
 
 
 def doit_config(paths: Paths) -> dict[str, Any]:

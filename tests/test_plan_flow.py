@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import PROJECTS, ROOT
+from conftest import PROJECTS, ROOT, jobpack
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -81,3 +81,21 @@ def test_no_text_escapes_a_label(text: str) -> None:
     label = str(mermaid(text))
     assert not set(label) & set('"<>`%\\\n\r')
     assert unescape(label) == oneline(text)  # the text, as every one-line filter shows it
+
+
+@pytest.mark.parametrize("name", VALID)
+def test_plan_prints_a_table_on_request_and_plan_md_otherwise(name: str) -> None:
+    project = PROJECTS / name / "project.yaml"
+    loaded = load(project)
+    table = jobpack("plan", "--format", "table", "-p", project, "-o", "/nonexistent/out")
+    assert table.code == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[0].split()[:3] == ["job", "cluster", "launcher"] and set(lines[1]) <= {"-", " "}
+    jobs = [line.split()[0] for line in lines[2:2 + len(loaded.project.jobs)]]
+    assert sorted(jobs) == sorted(loaded.project.jobs)
+    starts = [m.start() for m in re.finditer(r"\S+", lines[1])]  # aligned under the rule
+    for line in lines[2:2 + len(jobs)]:
+        assert all(p == 0 or line[p - 2:p] == "  " for p in starts if p < len(line)), line
+    piped = jobpack("plan", "-p", project, "-o", "/nonexistent/out")  # not a terminal
+    built = expected_files(Paths(project, project.parent / "out"))["PLAN.md"].text
+    assert piped.stdout == built
