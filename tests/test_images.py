@@ -509,3 +509,40 @@ def test_helper_passes_sigterm_to_the_running_step(shell: list[str], leader: boo
     assert proc.returncode == 143, err
     assert got.read_text() == "TERM\n" and out == "one\n"
     assert "step 2/3 stopped by SIGTERM" in _steps(err)
+
+
+@pytest.mark.parametrize("shell", SHELLS, ids=[s[0] for s in SHELLS])
+def test_helper_steps_read_its_input(shell: list[str], helper: Path) -> None:
+    proc = subprocess.run([*shell, str(helper), "read -r x; echo \"1[$x]\"", "cat"],
+                          input="a\nb\n", capture_output=True, text=True, timeout=30,
+                          check=False)
+    assert proc.returncode == 0 and proc.stdout == "1[a]\nb\n", proc.stderr
+
+
+# Platform, ports, apt releases, and what PLAN.md says --------------------------------------
+
+
+def test_platform_ports_and_apt_releases(tmp_path: Path) -> None:
+    spec = _spec()
+    spec.update(platform="linux/arm64/v8", ports=[8888, 6006])
+    spec["apt"] = ["git/bookworm-backports", "curl=7.88.1-10", "lftp"]
+    project = _write(tmp_path / "p", spec)
+    result = build(project, tmp_path / "out")
+    assert result.code == 0, result.stderr
+    folder = tmp_path / "out" / "images" / "img"
+    text = (folder / "Dockerfile").read_text()
+    assert "git/bookworm-backports curl=7.88.1-10 lftp \\\n" in text
+    assert "\nEXPOSE 8888 6006\nUSER app\n" in text
+    dry = subprocess.run(["bash", str(folder / "build.sh"), "--dry-run"], cwd=project.parent,
+                         capture_output=True, text=True, check=True).stdout
+    assert " --platform linux/arm64/v8 " in dry
+    plan = (tmp_path / "out" / "PLAN.md").read_text()
+    assert "3 apt (2 unpinned); 1 pip;" in plan, plan
+    for key, value, message in [
+            ("platform", "amd64", "'amd64' is not a platform"),
+            ("ports", [0], "0: a port is a number from 1 to 65535"),
+            ("apt", ["git/"], "'git/': '' is not a release name")]:
+        bad = _spec()
+        bad[key] = value
+        found = _problems(tmp_path / key, bad)
+        assert len(found) == 1 and message in found[0], found

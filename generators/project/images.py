@@ -32,6 +32,7 @@ EXAMPLE = "e.g. nvcr.io/ORG/REPO:TAG"
 
 # Debian package names and versions (apt-get install NAME or NAME=VERSION).
 APT_NAME = re.compile(r"[a-z0-9][a-z0-9+.-]+")
+APT_RELEASE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+_-]*")
 APT_VERSION = re.compile(r"(?:[0-9]+:)?[0-9][A-Za-z0-9.+~-]*(?::[A-Za-z0-9.+~-]+)*")
 # What pip install takes here: NAME, NAME[EXTRA,...], and version clauses joined by commas
 # (PEP 508 without spaces, URLs or environment markers).
@@ -43,6 +44,8 @@ PIP_SPEC = re.compile(rf"(?P<name>{_PIP_NAME})(?:\[{_PIP_NAME}(?:,{_PIP_NAME})*\
 # A user the image runs as: a login name (created with useradd), or UID[:GID].
 USER_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 USER_ID = re.compile(r"[0-9]+(?::[0-9]+)?")
+# A platform to build for, as docker and podman take it: OS/ARCH[/VARIANT].
+PLATFORM = re.compile(r"[a-z0-9_]+/[a-z0-9_]+(?:/[a-z0-9_]+)?")
 MAX_ID = 2**31 - 1
 # Characters a path of the project may not hold when it is copied into an image: wildcards
 # and the escape character of Dockerfile sources and .dockerignore patterns.
@@ -142,7 +145,7 @@ def _check_build(ck: Checker, loc: Loc, spec: m.ImageBuild, secrets: set[str]) -
         ck.add((*loc, "from"), f"{spec.from_!r}: pin the base image with a tag other than "
                "latest, or a digest (e.g. nvcr.io/nvidia/pytorch:24.01-py3), so that a rebuild "
                "starts from the same image")
-    _packages(ck, (*loc, "apt"), spec.apt, apt_problem, lambda p: p.split("=")[0])
+    _packages(ck, (*loc, "apt"), spec.apt, apt_problem, lambda p: re.split("[=/]", p)[0])
     _packages(ck, (*loc, "pip"), spec.pip, pip_problem, pip_name)
     if spec.requirements is not None:
         if not _MOUNT_PATH.fullmatch(spec.requirements):
@@ -157,6 +160,12 @@ def _check_build(ck: Checker, loc: Loc, spec: m.ImageBuild, secrets: set[str]) -
         if not item.to.startswith("/"):
             ck.add((*loc, "copy", i, "to"), f"{item.to!r}: a path in the image is absolute "
                    "(e.g. /workspace/src)")
+    _check_runtime(ck, loc, spec)
+    _env(ck, (*loc, "env"), spec.env, secrets)
+
+
+def _check_runtime(ck: Checker, loc: Loc, spec: m.ImageBuild) -> None:
+    """The working folder, entrypoint, user, platform and ports of an image."""
     if spec.workdir is not None and not spec.workdir.startswith("/"):
         ck.add((*loc, "workdir"), f"{spec.workdir!r}: the working folder is an absolute path "
                "(e.g. /workspace)")
@@ -165,7 +174,14 @@ def _check_build(ck: Checker, loc: Loc, spec: m.ImageBuild, secrets: set[str]) -
                "non-empty list whose first item names the program")
     if spec.user is not None and (problem := user_problem(spec.user)):
         ck.add((*loc, "user"), problem)
-    _env(ck, (*loc, "env"), spec.env, secrets)
+    if spec.platform is not None and not PLATFORM.fullmatch(spec.platform):
+        ck.add((*loc, "platform"), f"{spec.platform!r} is not a platform: OS/ARCH or "
+               "OS/ARCH/VARIANT in lowercase (e.g. linux/amd64, linux/arm64/v8)")
+    for i, port in enumerate(spec.ports):
+        if not 1 <= port <= 65535:
+            ck.add((*loc, "ports", i), f"{port}: a port is a number from 1 to 65535")
+        elif port in spec.ports[:i]:
+            ck.add((*loc, "ports", i), f"port {port} is listed twice")
 
 
 def _packages(ck: Checker, loc: Loc, packages: list[str],
@@ -182,11 +198,21 @@ def _packages(ck: Checker, loc: Loc, packages: list[str],
 
 
 def apt_problem(package: str) -> str | None:
-    """Why ``package`` is not what ``apt-get install`` takes here (NAME or NAME=VERSION).
+    """Why ``package`` is not what ``apt-get install`` takes here: NAME, NAME=VERSION, or
+    NAME/RELEASE (the version of a release, such as bookworm-backports).
 
     >>> apt_problem("curl=7.88.1-10+deb12u5") is None, apt_problem("curl==7.88")
     (True, "'curl==7.88': apt pins a version with one '=' (e.g. curl=7.88)")
+    >>> apt_problem("git/bookworm-backports") is None, apt_problem("git/") is None
+    (True, False)
     """
+    if "/" in package and "=" not in package:
+        name, _, release = package.partition("/")
+        if APT_NAME.fullmatch(name) and not APT_RELEASE.fullmatch(release):
+            return f"{package!r}: {release!r} is not a release name (e.g. {name}/" \
+                   "bookworm-backports)"
+        if APT_NAME.fullmatch(name):
+            return None
     name, eq, version = package.partition("=")
     if version.startswith("="):
         return f"{package!r}: apt pins a version with one '=' (e.g. {name}={version[1:]})"

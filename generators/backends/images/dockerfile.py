@@ -148,4 +148,5 @@ def context(name: str, spec: m.ImageBuild, header: list[str]) -> dict[str, Any]:
         "helper": copy_args(["run.sh", HELPER]) if spec.run_helper else None,
         "helper_context": HELPER_CONTEXT,
         "entrypoint": exec_form(spec.entrypoint) if spec.entrypoint else None,
+        "ports": [int(p) for p in spec.ports],
     }

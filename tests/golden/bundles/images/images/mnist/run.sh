@@ -154,8 +154,11 @@ trap 'jp_forward TERM' TERM
 # A background command ignores SIGINT (POSIX): the steps get SIGTERM for it.
 trap 'jp_forward TERM; jp_interrupted=1' INT
 jp_interrupted=0
-jp_steps "$@" &
+# A background command reads /dev/null unless given its input: the steps read this one's.
+exec 3<&0
+jp_steps "$@" <&3 3<&- &
 jp_pid=$!
+exec 3<&-
 # wait returns early when a signal is trapped; wait again for the steps to end.
 while :; do
   wait "$jp_pid"
