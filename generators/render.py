@@ -56,6 +56,22 @@ def heredoc(value: object) -> Safe:
     return Safe("\n".join("  " + line if line else "" for line in lines))
 
 
+def heredoc_end(text: object, base: str = "USAGE") -> Safe:
+    r"""The delimiter of a quoted here-document holding ``text``: ``base``, or ``base_N`` for
+    the first N such that no line of the text, spaces and tabs aside, is the delimiter (so
+    no line closes the document, nor reads to shellcheck as an indented delimiter).
+
+    >>> print(heredoc_end("a\n  USAGE\nUSAGE_1\t"), heredoc_end("USAGED"))
+    USAGE_2 USAGE
+    """
+    lines = {line.strip(" \t") for line in str(text).split("\n")}
+    end, n = base, 0
+    while end in lines:
+        n += 1
+        end = f"{base}_{n}"
+    return Safe(end)
+
+
 def md(value: object) -> Safe:
     r"""A Markdown table cell or code span: one line, ``|`` escaped, ``<``, ``>`` and backticks
     replaced so that no value opens HTML or closes a code span.
@@ -178,8 +194,8 @@ def make_env(search_path: tuple[str, ...]) -> jinja2.Environment:
         bytecode_cache=_bytecode_cache(),
     )
     env.filters.update({"shquote": shquote, "shvalue": shvalue, "assign": assign,
-                        "comment": oneline, "text": oneline, "heredoc": heredoc, "md": md,
-                        "mermaid": mermaid,
+                        "comment": oneline, "text": oneline, "heredoc": heredoc,
+                        "heredoc_end": heredoc_end, "md": md, "mermaid": mermaid,
                         "join": _join, "_checked": _checked})
     return env
 

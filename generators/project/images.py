@@ -27,11 +27,12 @@ _REGISTRY = re.compile(rf"{_HOST}(?::[0-9]{{1,5}})?")
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _PATH = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
-_DIGEST = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[0-9a-f]{32,}")
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128}")
 EXAMPLE = "e.g. nvcr.io/ORG/REPO:TAG"
 
 # Debian package names and versions (apt-get install NAME or NAME=VERSION).
 APT_NAME = re.compile(r"[a-z0-9][a-z0-9+.-]+")
+APT_RELEASE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+_-]*")
 APT_VERSION = re.compile(r"(?:[0-9]+:)?[0-9][A-Za-z0-9.+~-]*(?::[A-Za-z0-9.+~-]+)*")
 # What pip install takes here: NAME, NAME[EXTRA,...], and version clauses joined by commas
 # (PEP 508 without spaces, URLs or environment markers).
@@ -43,10 +44,13 @@ PIP_SPEC = re.compile(rf"(?P<name>{_PIP_NAME})(?:\[{_PIP_NAME}(?:,{_PIP_NAME})*\
 # A user the image runs as: a login name (created with useradd), or UID[:GID].
 USER_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 USER_ID = re.compile(r"[0-9]+(?::[0-9]+)?")
+# A platform to build for, as docker and podman take it: OS/ARCH[/VARIANT].
+PLATFORM = re.compile(r"[a-z0-9_]+/[a-z0-9_]+(?:/[a-z0-9_]+)?")
 MAX_ID = 2**31 - 1
 # Characters a path of the project may not hold when it is copied into an image: wildcards
 # and the escape character of Dockerfile sources and .dockerignore patterns.
 _PATTERN_CHARS = re.compile(r"[*?\[\]\\]")
+_MOUNT_PATH = re.compile(r"[A-Za-z0-9._+/-]+")
 
 
 def reference_problem(ref: str, *, push: bool = False) -> str | None:
@@ -75,7 +79,7 @@ def reference_problem(ref: str, *, push: bool = False) -> str | None:
         return f"{ref!r}: the tag {tag!r} is not one ({EXAMPLE}; at most 128 letters, digits, " \
                "'_', '.' and '-')"
     if digest and not _DIGEST.fullmatch(digest):
-        return shown
+        return f"{ref!r}: a digest is sha256: and 64 lowercase hex digits (or sha512: and 128)"
     if not _PATH.fullmatch(repo):
         if _PATH.fullmatch(repo.lower()):
             return f"{ref!r}: a repository name is lowercase ({EXAMPLE})"
@@ -99,6 +103,16 @@ def _pinned_base(ref: str) -> bool:
     return ":" in last and last.rsplit(":", 1)[1] != "latest"
 
 
+def _explicit_tag(ref: str) -> bool:
+    """Whether ``ref`` ends in a tag other than latest.
+
+    >>> [_explicit_tag(r) for r in ("a/b:1", "a/b", "a/b:latest", "localhost:5000/a")]
+    [True, False, False, False]
+    """
+    last = ref.partition("@")[0].rsplit("/", 1)[-1]
+    return ":" in last and last.rsplit(":", 1)[1] != "latest"
+
+
 def check_image(ck: Checker, loc: Loc, image: m.Image, secrets: Iterable[str]) -> None:
     """Report what is wrong with an image: its references, and its build spec."""
     if image.source is not None and image.dockerfile is not None:
@@ -110,6 +124,9 @@ def check_image(ck: Checker, loc: Loc, image: m.Image, secrets: Iterable[str]) -
     for i, tag in enumerate(image.tags):
         if problem := reference_problem(tag, push=True):
             ck.add((*loc, "tags", i), problem)
+        elif image.dockerfile is not None and not _explicit_tag(tag):
+            ck.add((*loc, "tags", i), f"{tag!r}: give the tag explicitly, other than latest "
+                   "(e.g. nvcr.io/ORG/REPO:v1), so that a rebuild pushed there names its version")
         elif tag in seen:
             ck.add((*loc, "tags", i), f"tag {tag!r} is listed twice")
         seen.add(tag)
@@ -128,16 +145,27 @@ def _check_build(ck: Checker, loc: Loc, spec: m.ImageBuild, secrets: set[str]) -
         ck.add((*loc, "from"), f"{spec.from_!r}: pin the base image with a tag other than "
                "latest, or a digest (e.g. nvcr.io/nvidia/pytorch:24.01-py3), so that a rebuild "
                "starts from the same image")
-    _packages(ck, (*loc, "apt"), spec.apt, apt_problem, lambda p: p.split("=")[0])
+    _packages(ck, (*loc, "apt"), spec.apt, apt_problem, lambda p: re.split("[=/]", p)[0])
     _packages(ck, (*loc, "pip"), spec.pip, pip_problem, pip_name)
     if spec.requirements is not None:
-        project_path(ck, (*loc, "requirements"), spec.requirements, "requirements file",
-                     regular=True)
+        if not _MOUNT_PATH.fullmatch(spec.requirements):
+            ck.add((*loc, "requirements"), f"{spec.requirements!r}: a requirements file is "
+                   "named with letters, digits, '.', '_', '-', '+' and '/' only (the build "
+                   "mounts it for pip, and the mount's options take no other characters)")
+        else:
+            project_path(ck, (*loc, "requirements"), spec.requirements, "requirements file",
+                         regular=True)
     for i, item in enumerate(spec.copy_):
         project_path(ck, (*loc, "copy", i, "from"), item.from_, "copy source")
         if not item.to.startswith("/"):
             ck.add((*loc, "copy", i, "to"), f"{item.to!r}: a path in the image is absolute "
                    "(e.g. /workspace/src)")
+    _check_runtime(ck, loc, spec)
+    _env(ck, (*loc, "env"), spec.env, secrets)
+
+
+def _check_runtime(ck: Checker, loc: Loc, spec: m.ImageBuild) -> None:
+    """The working folder, entrypoint, user, platform and ports of an image."""
     if spec.workdir is not None and not spec.workdir.startswith("/"):
         ck.add((*loc, "workdir"), f"{spec.workdir!r}: the working folder is an absolute path "
                "(e.g. /workspace)")
@@ -146,7 +174,14 @@ def _check_build(ck: Checker, loc: Loc, spec: m.ImageBuild, secrets: set[str]) -
                "non-empty list whose first item names the program")
     if spec.user is not None and (problem := user_problem(spec.user)):
         ck.add((*loc, "user"), problem)
-    _env(ck, (*loc, "env"), spec.env, secrets)
+    if spec.platform is not None and not PLATFORM.fullmatch(spec.platform):
+        ck.add((*loc, "platform"), f"{spec.platform!r} is not a platform: OS/ARCH or "
+               "OS/ARCH/VARIANT in lowercase (e.g. linux/amd64, linux/arm64/v8)")
+    for i, port in enumerate(spec.ports):
+        if not 1 <= port <= 65535:
+            ck.add((*loc, "ports", i), f"{port}: a port is a number from 1 to 65535")
+        elif port in spec.ports[:i]:
+            ck.add((*loc, "ports", i), f"port {port} is listed twice")
 
 
 def _packages(ck: Checker, loc: Loc, packages: list[str],
@@ -163,11 +198,21 @@ def _packages(ck: Checker, loc: Loc, packages: list[str],
 
 
 def apt_problem(package: str) -> str | None:
-    """Why ``package`` is not what ``apt-get install`` takes here (NAME or NAME=VERSION).
+    """Why ``package`` is not what ``apt-get install`` takes here: NAME, NAME=VERSION, or
+    NAME/RELEASE (the version of a release, such as bookworm-backports).
 
     >>> apt_problem("curl=7.88.1-10+deb12u5") is None, apt_problem("curl==7.88")
     (True, "'curl==7.88': apt pins a version with one '=' (e.g. curl=7.88)")
+    >>> apt_problem("git/bookworm-backports") is None, apt_problem("git/") is None
+    (True, False)
     """
+    if "/" in package and "=" not in package:
+        name, _, release = package.partition("/")
+        if APT_NAME.fullmatch(name) and not APT_RELEASE.fullmatch(release):
+            return f"{package!r}: {release!r} is not a release name (e.g. {name}/" \
+                   "bookworm-backports)"
+        if APT_NAME.fullmatch(name):
+            return None
     name, eq, version = package.partition("=")
     if version.startswith("="):
         return f"{package!r}: apt pins a version with one '=' (e.g. {name}={version[1:]})"
@@ -222,11 +267,13 @@ def user_problem(user: str | int) -> str | None:
 
     >>> user_problem("app") is None, user_problem(1000) is None, user_problem("1000:1000") is None
     (True, True, True)
+    >>> user_problem("00:1000") == user_problem("root")
+    True
     >>> user_problem("root")
     "the user an image runs as is not root (give a login name such as 'app', or a UID)"
     """
     text = str(user)
-    if text in ("root", "0") or text.startswith("0:"):
+    if text == "root" or (USER_ID.fullmatch(text) and int(text.split(":")[0]) == 0):
         return "the user an image runs as is not root (give a login name such as 'app', or a UID)"
     if USER_ID.fullmatch(text):
         if any(int(n) > MAX_ID for n in text.split(":")):
@@ -249,10 +296,47 @@ def bad_char(value: str) -> str | None:
         "Cc", "Zl", "Zp")), None)
 
 
+_REFERENCE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)"
+                        r"|\$")
+
+
+def env_parts(value: str) -> list[tuple[str, bool]]:
+    """An image env value as (text, is_reference) parts: ``$NAME`` and ``${NAME}`` name a
+    variable the builder expands (as Dockerfile ENV does); ``$$`` is one literal ``$``; any
+    other ``$`` is literal.
+
+    >>> env_parts("/opt/bin:$PATH $$x ${A}$(y) $1")
+    [('/opt/bin:', False), ('PATH', True), (' $x ', False), ('A', True), ('$(y) $1', False)]
+    """
+    parts: list[tuple[str, bool]] = []
+    at = 0
+    for match in _REFERENCE.finditer(value):
+        name = match[1] or match[2]
+        text = value[at:match.start()] + ("" if name else "$")
+        at = match.end()
+        if text and parts and not parts[-1][1]:
+            parts[-1] = (parts[-1][0] + text, False)
+        elif text:
+            parts.append((text, False))
+        if name:
+            parts.append((name, True))
+    if at < len(value):
+        if parts and not parts[-1][1]:
+            parts[-1] = (parts[-1][0] + value[at:], False)
+        else:
+            parts.append((value[at:], False))
+    return parts
+
+
 def _env(ck: Checker, loc: Loc, env: dict[str, m.Scalar], secrets: set[str]) -> None:
     for key, value in env.items():
         if not re.fullmatch(m.ENV_NAME, key):
             ck.add((*loc, key), f"{key!r} is not a valid environment variable name", key=True)
+        if key in secrets:
+            ck.add((*loc, key), f"{key!r} is a secret; a secret is never baked into an image "
+                   "(the image is pushed to a registry): give it to the job at run time",
+                   key=True)
+            continue
         text = m._scalar_text(value)
         bad = bad_char(text)
         if bad is not None and bad != "\x00":  # NUL: refused for every string already
@@ -262,6 +346,11 @@ def _env(ck: Checker, loc: Loc, env: dict[str, m.Scalar], secrets: set[str]) -> 
         for name in sorted(secrets & set(re.findall(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", text))):
             ck.add((*loc, key), f"'{name}' is a secret; a secret is never baked into an image "
                    "(the image is pushed to a registry): give it to the job at run time")
+        names = {part for part, ref in env_parts(text) if ref}
+        for name in sorted((names & set(env)) - {key} - secrets):
+            ck.add((*loc, key), f"${name} names another key of this env; a value sees the "
+                   "variables of the base image (and its own old value), not the others set "
+                   "here (write $$ for a literal $)")
 
 
 def project_path(ck: Checker, loc: Loc, rel: str, what: str, *,
@@ -299,14 +388,49 @@ def project_path(ck: Checker, loc: Loc, rel: str, what: str, *,
         ck.add(loc, f"{rel!r}: a {what} is a path inside the project folder; this one leads out "
                "of it through a symbolic link")
         return None
-    if regular and not stat.S_ISREG(mode):
-        ck.add(loc, f"{what} {rel!r} is not a regular file")
-        return None
-    if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
-        ck.add(loc, f"{what} {rel!r} is neither a file nor a folder")
+    root = Path(os.path.realpath(ck.root))
+    if problem := _kind_problem(real, mode, regular, what, rel, root):
+        ck.add(loc, problem)
         return None
     ck.inputs.append(path)
     return norm
+
+
+# What an image may not hold: secrets, a bundle (its folders hold secrets.env; it has a
+# MANIFEST.sha256) and jobpack's state folder.
+SECRETS_FILE = "secrets.env"
+_BUNDLE_MARK = "MANIFEST.sha256"
+_STATE = ".jobpack"
+
+
+def _private(real: Path, root: Path) -> str | None:
+    """How the file or folder ``real`` (inside ``root``) holds secrets or a bundle, or None."""
+    for folder in [real, *real.parents]:
+        if folder == root:
+            break
+        if folder.name in (SECRETS_FILE, _STATE) or (folder / _BUNDLE_MARK).is_file():
+            return "is a secrets file, a bundle or state" if folder == real else \
+                f"is inside {folder.relative_to(root).as_posix()!r}, a bundle or state folder"
+    if real.is_dir():
+        for here, dirs, files in os.walk(real):
+            if SECRETS_FILE in files or _BUNDLE_MARK in files or _STATE in dirs:
+                inner = Path(here).relative_to(root).as_posix()
+                return f"holds a secrets file, a bundle or state (in {inner!r})"
+            dirs.sort()
+    return None
+
+
+def _kind_problem(real: Path, mode: int, regular: bool, what: str, rel: str,
+                  root: Path) -> str | None:
+    """Why the file or folder ``real`` of the project cannot go into an image, or None."""
+    if regular and not stat.S_ISREG(mode):
+        return f"{what} {rel!r} is not a regular file"
+    if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+        return f"{what} {rel!r} is neither a file nor a folder"
+    if private := _private(real, root):
+        return f"{what} {rel!r} {private}: an image never holds secrets or a bundle (the " \
+               "image is pushed to a registry); name the files and folders it needs"
+    return None
 
 
 def check_job_image(ck: Checker, loaded_images: dict[str, m.Image], loc: Loc,

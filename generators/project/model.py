@@ -133,6 +133,8 @@ class ImageBuild(Model):
     entrypoint: list[str] | None = None
     user: str | int | None = None
     run_helper: bool = False
+    platform: str | None = None
+    ports: list[int] = []
 
 
 class Image(Model):

@@ -128,16 +128,23 @@ FAKE_TOOLS = {
                    'prev=\nfor a; do [ "$prev" != -r ] || cat "$a" >>/var/log/fake/pip.log; '
                    'prev=$a; done\n',
     "usr/sbin/useradd": '#!/bin/sh\nfor name; do :; done\n'
+                        '! grep -q "^$name:" /etc/passwd || '
+                        '{ echo "useradd: user \'$name\' already exists" >&2; exit 9; }\n'
                         'echo "$name:x:1000:1000::/home/$name:/bin/sh" >>/etc/passwd\n'
                         'echo "$name:x:1000:" >>/etc/group\nmkdir -p "/home/$name"\n'
                         'chown 1000:1000 "/home/$name"\n',
 }
 # Values that would run, or start an instruction, if they were not quoted for the Dockerfile.
 HOSTILE_ENV = {"QUOTES": "it's \"quoted\" \\\"",
-               "SUBST": "$(touch /PWNED) `touch /PWNED` ${HOME} $HOME",
+               "SUBST": "$(touch /PWNED) `touch /PWNED` $${HOME} $$HOME ${ 1",
                "SPACES": "  two  spaces  ", "BACKSLASH": "a\\b\\", "TAB": "a\tb",
                "HASH": "# hadolint ignore=DL3002", "WIDE": "ü ✓",
-               "ESCAPE": "\\ RUN touch /PWNED \\"}
+               "ESCAPE": "\\ RUN touch /PWNED \\",
+               # a reference the builder expands, as ENV does: PATH grows, RUN lines still work
+               "PATH": "/opt/extra bin:$PATH"}
+# What each reads back in the image ($$ is one literal $).
+SEEN_ENV = {**HOSTILE_ENV, "SUBST": "$(touch /PWNED) `touch /PWNED` ${HOME} $HOME ${ 1",
+            "PATH": "/opt/extra bin:/usr/sbin:/usr/bin:/bin"}
 HOSTILE_FILE = "we ird 'q' \"d\" $(touch PWNED) ${HOME}.txt"
 HOSTILE_DEST = "/data/$(touch PWNED) 'q' \"d\" \\x.txt"
 WORKDIR = "/work space/app $(touch PWNED)"
@@ -158,8 +165,9 @@ def _base_image(tmp_path: Path, ref: str, env: dict[str, str]) -> None:
     for rel, text in FAKE_TOOLS.items():
         (root / rel).write_text(text)
         (root / rel).chmod(0o755)
-    (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
-    (root / "etc" / "group").write_text("root:x:0:\n")
+    (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n"
+                                         "nobody:x:65534:65534:nobody:/nonexistent:/bin/sh\n")
+    (root / "etc" / "group").write_text("root:x:0:\nnogroup:x:65534:\n")
     tarball = tmp_path / "base.tar"
     subprocess.run(["tar", "-cf", str(tarball), "-C", str(root), "."], check=True)
     for argv in (["podman", "import", "--change", "ENV PATH=/usr/sbin:/usr/bin:/bin",
@@ -184,8 +192,13 @@ def _project(folder: Path, where: str) -> Path:
         "env": HOSTILE_ENV, "workdir": WORKDIR, "user": "app", "run_helper": True,
         "entrypoint": ["/run.sh"],
     }
-    project = {"project": "mnist", "images": {"mnist": {
-        "dockerfile": spec, "tags": [f"{where}/j3soon/mnist:v1", f"{where}/mirror/mnist:v1"]}}}
+    # An account the base has already, whose group is not named after it.
+    plain = {"from": f"{where}/base/busybox:1.35", "user": "nobody", "workdir": "/work",
+             "run_helper": True, "entrypoint": ["/run.sh"]}
+    project = {"project": "mnist", "images": {
+        "mnist": {"dockerfile": spec,
+                  "tags": [f"{where}/j3soon/mnist:v1", f"{where}/mirror/mnist:v1"]},
+        "plain": {"dockerfile": plain, "tags": [f"{where}/j3soon/plain:v1"]}}}
     (folder / "project.yaml").write_text(yaml.safe_dump(project, allow_unicode=True))
     return folder / "project.yaml"
 
@@ -236,10 +249,10 @@ def test_build_push_and_run_helper(registry, tmp_path: Path) -> None:  # type: i
     assert fields[:9] == [
         "app", WORKDIR,
         "apt-get update\napt-get install -y --no-install-recommends lftp=4.9.2-2+b1 git",
-        "pip install --no-cache-dir -r /tmp/jobpack/requirements.txt tqdm==4.66.4 "
+        "pip install --no-cache-dir -r /run/jobpack/requirements.txt tqdm==4.66.4 "
         "torchvision>=0.17,<0.19\nnumpy==1.26.4",
         "", "", "print('training')", "hostile name", "src"]
-    assert fields[9:] == list(HOSTILE_ENV.values())
+    assert fields[9:] == list(SEEN_ENV.values())
 
     # The seed's /run.sh "cmd1" "cmd2" ...: in order, in one shell, stopping at a failure.
     ok = _run(["podman", "run", "--rm", tag, "cd /workspace/src", "echo one; pwd",
@@ -256,3 +269,52 @@ def test_build_push_and_run_helper(registry, tmp_path: Path) -> None:  # type: i
     assert failed.stdout == "first\nsecond\n"
     assert "step 2/3 failed with exit status 7" in failed.stderr
     assert "step 3/3" not in failed.stderr
+
+
+    # No layer of the image holds the requirements file: pip read it through a bind mount.
+    archive = tmp_path / "image.tar"
+    assert _run(["podman", "save", "--format", "docker-archive", "-o", str(archive), tag],
+                env).returncode == 0
+    layers = tmp_path / "layers"
+    layers.mkdir()
+    subprocess.run(["tar", "-xf", str(archive), "-C", str(layers)], check=True)
+    listed = [subprocess.run(["tar", "-tf", str(layer)], capture_output=True, text=True,
+                             check=True).stdout.splitlines()
+              for layer in sorted(layers.rglob("*.tar"))]
+    assert len(listed) >= 3
+    held = [name for names in listed for name in names if name.endswith("requirements.txt")]
+    assert held == [], held
+
+    # podman stop: SIGTERM reaches the running step (it says so), and the container stops
+    # before the grace period ends (no SIGKILL).
+    step = "sh -c 'sleep 300 & trap \"echo got TERM; kill $!; exit 0\" TERM; echo ready; wait'"
+    started = _run(["podman", "run", "-d", "--name", "stopme", tag, "echo one", step,
+                    "echo never"], env)
+    assert started.returncode == 0, started.stderr
+    deadline = time.monotonic() + 60
+    while "ready" not in _run(["podman", "logs", "stopme"], env).stdout:
+        assert time.monotonic() < deadline, "the step did not start"
+        time.sleep(0.2)
+    began = time.monotonic()
+    stopped = _run(["podman", "stop", "-t", "5", "stopme"], env)
+    took = time.monotonic() - began
+    assert stopped.returncode == 0, stopped.stderr
+    logs = _run(["podman", "logs", "stopme"], env)
+    status = _run(["podman", "inspect", "--format", "{{.State.ExitCode}}", "stopme"], env)
+    _run(["podman", "rm", "-f", "stopme"], env)
+    assert "got TERM" in logs.stdout and "never" not in logs.stdout, logs.stdout + logs.stderr
+    assert "step 2/3 stopped by SIGTERM" in logs.stderr
+    assert status.stdout.strip() == "143" and took < 5, (status.stdout, took)
+
+    # The entrypoint /run.sh given the command /run.sh "STEP": its own name is no step.
+    named = _run(["podman", "run", "--rm", tag, "/run.sh", "echo only"], env)
+    assert named.returncode == 0 and named.stdout == "only\n", named.stderr
+
+    # An account the base has already is used as it is (useradd would refuse it).
+    plain_built = _run(["bash", str(tmp_path / "out" / "images" / "plain" / "build.sh")], env,
+                       cwd=project.parent)
+    assert plain_built.returncode == 0, plain_built.stderr
+    who = _run(["podman", "run", "--rm", f"{where}/j3soon/plain:v1",
+                "id -un; stat -c %U .; pwd"], env)
+    assert who.returncode == 0, who.stderr
+    assert who.stdout == "nobody\nnobody\n/work\n"

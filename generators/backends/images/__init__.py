@@ -4,6 +4,7 @@ its tags; an image with a ``dockerfile`` gets its Dockerfile, ``build.sh`` and `
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,6 +26,17 @@ FILES = {
 }
 
 
+def _packages(count: int, what: str, unpinned: int) -> str:
+    """How many packages an image installs, and how many at no fixed version.
+
+    >>> _packages(3, "apt", 1), _packages(2, "pip", 0), _packages(0, "pip", 0)
+    ('3 apt (1 unpinned)', '2 pip', '')
+    """
+    if not count:
+        return ""
+    return f"{count} {what}" + (f" ({unpinned} unpinned)" if unpinned else "")
+
+
 class Images(Backend):
     name = "images"
 
@@ -44,11 +56,15 @@ class Images(Backend):
             spec = image.dockerfile
             if spec is not None:
                 made = f"built FROM {spec.from_}"
-                extra = [f"{len(spec.apt)} apt"] if spec.apt else []
-                extra += [f"{len(spec.pip)} pip"] if spec.pip else []
+                extra = [_packages(len(spec.apt), "apt", sum("=" not in p for p in spec.apt))]
+                extra += [_packages(len(spec.pip), "pip", sum(not re.search(r"[=<>!~]", p)
+                                                             for p in spec.pip))]
+                extra = [e for e in extra if e]
                 extra += ["requirements"] if spec.requirements else []
                 extra += [f"copies {', '.join(sent(spec))}"] if spec.copy_ else []
                 extra += [f"user {spec.user}"] if spec.user is not None else []
+                extra += [f"for {spec.platform}"] if spec.platform is not None else []
+                extra += [f"ports {', '.join(map(str, spec.ports))}"] if spec.ports else []
                 extra += ["/run.sh helper"] if spec.run_helper else []
                 how = f"{made} ({'; '.join(extra)})" if extra else made
             elif image.source is not None:

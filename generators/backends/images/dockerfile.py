@@ -26,10 +26,10 @@ import re
 from typing import Any
 
 from ...project import model as m
-from ...project.images import bad_char
+from ...project.images import bad_char, env_parts
 from ...shell import Safe, shquote
 
-REQUIREMENTS = "/tmp/jobpack/requirements.txt"  # where the requirements file is copied
+REQUIREMENTS = "/run/jobpack/requirements.txt"  # where pip reads the requirements file
 HELPER = "/run.sh"
 # The named build context build.sh gives the builder: the bundle folder of the image, which
 # holds the run.sh helper (the project folder, the main context, may not hold the bundle).
@@ -50,6 +50,18 @@ def word(value: str) -> Safe:
         raise ValueError(f"a Dockerfile word cannot hold {value!r}")
     return Safe("\\\\".join('"' + _ESCAPED.sub(r"\\\1", part) + '"'
                               for part in value.split("\\")))
+
+
+def env_word(value: str) -> Safe:
+    r"""``value`` as one ENV word whose ``$NAME`` and ``${NAME}`` references the builder
+    expands (``env_parts``); everything else is read back byte-exact (``word``).
+
+    >>> print(env_word("/opt/bin:$PATH $$x $(id)"))
+    "/opt/bin:""${PATH}"" \$x \$(id)"
+    """
+    parts = [f'"${{{text}}}"' if reference else word(text)
+             for text, reference in env_parts(value)]
+    return Safe("".join(parts) if parts else word(""))
 
 
 def exec_form(items: list[str]) -> Safe:
@@ -97,10 +109,16 @@ def _user(user: str | int | None, workdir: str | None) -> dict[str, Any] | None:
         return None
     text = str(user)
     named = not text.split(":")[0].isdigit()
-    owner = f"{text}:{text}" if named else text
-    steps = [f"useradd --create-home --user-group {run_word(text)}"] if named else []
+    owner = text
+    # An account the base has already is used as it is; else it is made with useradd, or
+    # with busybox's adduser where the base has no useradd (alpine, busybox).
+    made = f"useradd --create-home --user-group {run_word(text)}"
+    busybox = f"adduser -D {run_word(text)}"
+    steps = [f"{{ id -u {run_word(text)} >/dev/null 2>&1 || {{ if command -v useradd "
+             f">/dev/null 2>&1; then {made}; else {busybox}; fi; }}; }}"] if named else []
     if workdir is not None:
-        steps.append(f"mkdir -p -- {shquote(workdir)} && chown {owner} {shquote(workdir)}")
+        steps.append(f"mkdir -p -- {shquote(workdir)} && chown {run_word(owner)} "
+                     f"{shquote(workdir)}")
     return {"name": text, "chown": owner, "run": Safe(" && ".join(steps)) if steps else None}
 
 
@@ -113,10 +131,14 @@ def context(name: str, spec: m.ImageBuild, header: list[str]) -> dict[str, Any]:
         "header": header,
         "name": name,
         "base": Safe(spec.from_),  # a reference: letters, digits and ._/:@- only (checked)
-        "env": [Safe(f"{key}={word(m._scalar_text(value))}") for key, value in spec.env.items()],
+        "env": [Safe(f"{key}={env_word(m._scalar_text(value))}")
+                for key, value in spec.env.items()],
         "apt": [run_word(p) for p in spec.apt],
         "apt_unpinned": any("=" not in p for p in spec.apt),
-        "requirements": copy_args([posixpath.normpath(spec.requirements), REQUIREMENTS])
+        # A bind mount for the one RUN that reads it: no layer holds the file. The checks
+        # keep the path to characters the mount's comma-separated options take as they are.
+        "requirements": Safe(f"--mount=type=bind,source={posixpath.normpath(spec.requirements)}"
+                             f",target={REQUIREMENTS}")
         if spec.requirements is not None else None,
         "pip": pip,
         "pip_unpinned": any(not re.search(r"[=<>!~]", p) for p in spec.pip),
@@ -126,4 +148,5 @@ def context(name: str, spec: m.ImageBuild, header: list[str]) -> dict[str, Any]:
         "helper": copy_args(["run.sh", HELPER]) if spec.run_helper else None,
         "helper_context": HELPER_CONTEXT,
         "entrypoint": exec_form(spec.entrypoint) if spec.entrypoint else None,
+        "ports": [int(p) for p in spec.ports],
     }

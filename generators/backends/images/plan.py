@@ -72,6 +72,8 @@ def build_files(loaded: Loaded, name: str, image: m.Image,
         "header": header, "name": name, "description": image.description,
         "base": spec.from_, "tags": [shquote(t) for t in image.tags], "shown_tags": image.tags,
         "keep": [shquote(p) for p in keep], "shown_keep": keep, "helper": spec.run_helper,
+        "platform": shquote(spec.platform) if spec.platform is not None else None,
+        "shown_platform": spec.platform,
         "secrets": []})
     files = [
         FileSpec(f"{folder}/Dockerfile", "images/Dockerfile.j2",

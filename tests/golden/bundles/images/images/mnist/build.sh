@@ -28,8 +28,9 @@ The run.sh helper comes from this folder (the build context "jobpack").
 The image ID (sha256:...) is printed on stdout when the build is done; the builder's own
 output goes to stderr. push.sh pushes the tags.
 
-The container CLI is $DOCKER (default: docker; BuildKit reads Dockerfile.dockerignore);
-DOCKER=podman works the same way (given it with --ignorefile).
+The container CLI is $DOCKER (default: docker, which builds with BuildKit: docker buildx
+build, so the buildx plugin is needed; it reads Dockerfile.dockerignore). DOCKER=podman
+works the same way (given it with --ignorefile).
 
   --context DIR  the project folder (default: the current folder)
   --dry-run      print the build command; build nothing
@@ -71,17 +72,23 @@ jp_keep=(configs/default.yaml requirements.txt src)
 for jp_path in "${jp_keep[@]}"; do
   [[ -e $jp_context/$jp_path ]] || jp_die "$jp_context/$jp_path not found: run build.sh from the project folder, or give --context DIR"
 done
-jp_args=(build --file "$jp_here/Dockerfile")
+# podman and buildah read a .dockerignore file only when named. docker builds with BuildKit
+# (docker buildx build), which finds it beside the Dockerfile and takes the named build
+# context and RUN --mount; docker's legacy builder would ignore the file and send the whole
+# project folder, secrets.env included, so it is never used.
+if [[ ${jp_docker##*/} == podman* || ${jp_docker##*/} == buildah* ]] ||
+  { ((!jp_dry_run)) && "$jp_docker" --version 2>/dev/null | grep -qi podman; }; then
+  jp_args=(build --ignorefile "$jp_here/Dockerfile.dockerignore")
+else
+  ((jp_dry_run)) || "$jp_docker" buildx version >/dev/null 2>&1 ||
+    jp_die "$jp_docker has no BuildKit builder (docker buildx version failed): install the buildx plugin (docker-buildx-plugin, or docker-buildx) or set DOCKER=podman; the legacy builder would send the whole project folder"
+  jp_args=(buildx build --load)
+fi
+jp_args+=(--file "$jp_here/Dockerfile")
 for jp_tag in "${jp_tags[@]}"; do
   jp_args+=(--tag "$jp_tag")
 done
 jp_args+=(--build-context "jobpack=$jp_here")
-# podman and buildah read a .dockerignore file only when named; docker's BuildKit finds it
-# beside the Dockerfile.
-if [[ ${jp_docker##*/} == podman* || ${jp_docker##*/} == buildah* ]] ||
-  { ((!jp_dry_run)) && "$jp_docker" --version 2>/dev/null | grep -qi podman; }; then
-  jp_args+=(--ignorefile "$jp_here/Dockerfile.dockerignore")
-fi
 if ((jp_dry_run)); then
   jp_print "$jp_docker" "${jp_args[@]}" --iidfile FILE "$jp_context"
   exit 0

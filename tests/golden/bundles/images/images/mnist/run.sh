@@ -13,15 +13,27 @@ usage() {
 Usage: /run.sh [--dry-run] [-h] [--] COMMAND...
 
 Run each COMMAND (one argument each, shell code) in order, in one shell: a cd or a
-variable set by one holds for the next. Each step is logged on stderr with the time it
-started and how long it took. The first that fails stops the run, and /run.sh exits
-with its status; 0 when every step succeeded.
+variable set by one holds for the next. Each step is logged on stderr, on one line, with
+the time it started and how long it took. The first that fails stops the run, and
+/run.sh exits with its status; 0 when every step succeeded. A step that leaves the
+list of steps (break, continue) is a failure too.
+
+SIGTERM (docker stop) is passed on to the running step, and /run.sh then stops with
+143 (128 + 15); SIGINT (Ctrl-C) is passed on as SIGTERM, and it stops with 130.
+
+A first argument /run.sh is the helper's own name, not a step: an entrypoint
+[/run.sh] given the command /run.sh "STEP"... runs the same steps as without it.
 
   --dry-run   list the steps; run nothing
   -h, --help  show this help
 USAGE
 }
 
+# An entrypoint [/run.sh] given the command /run.sh "STEP"...: that first word is this
+# helper's name, not a step.
+if [ "$#" -gt 0 ] && [ "$1" = /run.sh ]; then
+  shift
+fi
 jp_dry_run=0
 while [ "$#" -gt 0 ]; do
   case $1 in
@@ -43,32 +55,117 @@ jp_log() {
   printf '[%s] run.sh: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$1" >&2
 }
 
-# A step that runs exit ends this shell: say so, and keep its status.
-jp_running=0
-jp_on_exit() {
-  jp_status=$?
-  if [ "$jp_running" -eq 1 ]; then
-    jp_log "step $jp_step/$jp_total ran exit $jp_status; stopping"
-  fi
+# jp_oneline TEXT: TEXT with each line break written \n, so that a step logs on one line.
+jp_oneline() {
+  jp_rest=$1
+  jp_line=''
+  while :; do
+    case $jp_rest in
+      *"$jp_nl"*)
+        jp_line="$jp_line${jp_rest%%"$jp_nl"*}\\n"
+        jp_rest=${jp_rest#*"$jp_nl"} ;;
+      *) break ;;
+    esac
+  done
+  printf '%s' "$jp_line$jp_rest"
 }
-trap jp_on_exit EXIT
+jp_nl='
+'
 
 jp_total=$#
-jp_step=0
-for jp_command in "$@"; do
-  jp_step=$((jp_step + 1))
-  jp_log "step $jp_step/$jp_total: $jp_command"
-  [ "$jp_dry_run" -eq 0 ] || continue
-  jp_started=$(date +%s)
-  jp_running=1
-  eval "$jp_command"
-  jp_status=$?
+if [ "$jp_dry_run" -eq 1 ]; then
+  jp_step=0
+  for jp_command in "$@"; do
+    jp_step=$((jp_step + 1))
+    jp_log "step $jp_step/$jp_total: $(jp_oneline "$jp_command")"
+  done
+  exit 0
+fi
+
+# The steps run in one shell of their own, in the background, so that this one (PID 1 in a
+# container) receives SIGTERM and SIGINT while a step runs, and passes them on.
+jp_steps() {
+  # A step that runs exit ends this shell: say so, and keep its status.
   jp_running=0
-  jp_took=$(($(date +%s) - jp_started))
-  if [ "$jp_status" -ne 0 ]; then
-    jp_log "step $jp_step/$jp_total failed with exit status $jp_status after ${jp_took}s; stopping"
-    exit "$jp_status"
+  jp_on_exit() {
+    jp_status=$?
+    if [ "$jp_running" -eq 1 ]; then
+      jp_log "step $jp_step/$jp_total ran exit $jp_status; stopping"
+    fi
+  }
+  trap jp_on_exit EXIT
+  trap 'jp_running=0; jp_log "step $jp_step/$jp_total stopped by SIGTERM"; exit 143' TERM
+  jp_step=0
+  jp_done=0
+  for jp_command in "$@"; do
+    if [ "$jp_done" -ne "$jp_step" ]; then
+      break  # the last step ran continue
+    fi
+    jp_step=$((jp_step + 1))
+    jp_log "step $jp_step/$jp_total: $(jp_oneline "$jp_command")"
+    jp_started=$(date +%s)
+    jp_running=1
+    eval "$jp_command"
+    jp_status=$?
+    jp_running=0
+    jp_took=$(($(date +%s) - jp_started))
+    if [ "$jp_status" -ne 0 ]; then
+      jp_log "step $jp_step/$jp_total failed with exit status $jp_status after ${jp_took}s; stopping"
+      exit "$jp_status"
+    fi
+    jp_log "step $jp_step/$jp_total done in ${jp_took}s"
+    jp_done=$jp_step
+  done
+  jp_running=0
+  if [ "$jp_done" -ne "$jp_total" ]; then
+    jp_log "step $jp_step/$jp_total left the list of steps (break or continue); stopping"
+    exit 1
   fi
-  jp_log "step $jp_step/$jp_total done in ${jp_took}s"
+  jp_log "all $jp_total steps done"
+}
+
+# jp_forward SIGNAL: pass SIGNAL on to the steps. When this shell leads its process group
+# (PID 1 of a container, or a job of an interactive shell), every process of the group
+# gets it, the running step's included; else the shell of the steps and the commands it
+# runs (Linux's /proc lists them).
+jp_forward() {
+  [ -z "$jp_signal" ] || return 0
+  jp_signal=$1
+  jp_group=''
+  if [ -r /proc/$$/stat ]; then
+    read -r jp_stat </proc/$$/stat || jp_stat=''
+    jp_stat=${jp_stat##*) }
+    # shellcheck disable=SC2086 # the fields of /proc/PID/stat after the command name
+    set -- $jp_stat
+    jp_group=${3:-}
+  fi
+  if [ "$jp_group" = "$$" ]; then
+    trap '' "$jp_signal"
+    kill -s "$jp_signal" 0 2>/dev/null || true
+  else
+    jp_children=''
+    read -r jp_children </proc/"$jp_pid"/task/"$jp_pid"/children 2>/dev/null || true
+    # shellcheck disable=SC2086 # a list of process IDs
+    kill -s "$jp_signal" "$jp_pid" $jp_children 2>/dev/null || true
+  fi
+}
+jp_signal=''
+trap 'jp_forward TERM' TERM
+# A background command ignores SIGINT (POSIX): the steps get SIGTERM for it.
+trap 'jp_forward TERM; jp_interrupted=1' INT
+jp_interrupted=0
+# A background command reads /dev/null unless given its input: the steps read this one's.
+exec 3<&0
+jp_steps "$@" <&3 3<&- &
+jp_pid=$!
+exec 3<&-
+# wait returns early when a signal is trapped; wait again for the steps to end.
+while :; do
+  wait "$jp_pid"
+  jp_status=$?
+  kill -s 0 "$jp_pid" 2>/dev/null || break
 done
-[ "$jp_dry_run" -eq 1 ] || jp_log "all $jp_total steps done"
+if [ "$jp_interrupted" -eq 1 ] && [ "$jp_status" -eq 143 ]; then
+  jp_status=130
+fi
+exit "$jp_status"
