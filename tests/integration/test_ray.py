@@ -85,11 +85,12 @@ def ray_env(slurm) -> Iterator[tuple[dict[str, str], Path]]:  # type: ignore[no-
         pytest.skip(reason)
     # Short: Ray's socket paths below it must stay within 107 characters.
     tmp = Path(tempfile.mkdtemp(prefix="jpray", dir="/tmp"))
-    gcs, dashboard, agent = _free_ports(3)
+    gcs, dashboard, head_agent, agent = _free_ports(4)
     env = {**slurm.env, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
            "RAY_USAGE_STATS_ENABLED": "0", "JOBPACK_RAY_TMPDIR": str(tmp),
            "JOBPACK_RAY_PORT": str(gcs),
            "JOBPACK_RAY_HEAD_ARGS": f"--dashboard-port={dashboard} --num-cpus=1 "
+                                    f"--dashboard-agent-listen-port={head_agent} "
                                     "--object-store-memory=80000000",
            "JOBPACK_RAY_WORKER_ARGS": f"--dashboard-agent-listen-port={agent} --num-cpus=1 "
                                       "--object-store-memory=80000000"}
