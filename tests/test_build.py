@@ -134,6 +134,20 @@ def test_plan_prints_cost_estimate(project_copy) -> None:
     assert "Estimated total: 1565 SU." in result.stdout  # 25 + 1 + 1536 + 3
 
 
+def test_plan_cost_counts_retries_at_their_escalation_rungs(project_copy) -> None:
+    project = project_copy("full")
+    text = project.read_text()
+    project.write_text(text.replace(
+        "  train:\n",
+        "  train:\n    retries: 2\n"
+        "    escalate: [{time: \"4:00:00\"}, {gpus: 2}]\n", 1))
+    result = jobpack("plan", "-p", project)
+    assert result.code == 0, result.stderr
+    # per point: 2 h at (2 + 1 × 0.5), then 4 h at the first rung, then 2 h with 2 GPUs
+    assert "| prepare | 105 SU (3 attempts) |" in result.stdout
+    assert "Estimated total: 1645 SU." in result.stdout
+
+
 def test_two_clones_build_identical_bytes(tmp_path: Path) -> None:
     """Committed out/ equals what two clones at different paths build."""
     if not (ROOT / ".git").exists():

@@ -1,5 +1,6 @@
 """Staging inside a real Slurm job: stage-in to every node, periodic stage-out, and the final
-stage-out at the pre-timeout signal of a job that its time limit then kills."""
+stage-out at the pre-timeout signal of a job with a 2-minute limit that would run longer,
+which its time limit then kills."""
 
 from __future__ import annotations
 
@@ -34,12 +35,12 @@ syncs:
 jobs:
   long:
     cluster: hpc
-    description: Writes a file every 5 s on both nodes until its 3-minute limit kills it.
-    resources: {{nodes: 2, ntasks_per_node: 1, time: "3"}}
+    description: Writes a file every 5 s on both nodes until its 2-minute limit kills it.
+    resources: {{nodes: 2, ntasks_per_node: 1, time: "2"}}
     launcher: srun
     on_timeout: {{before: 60}}
     stage_in: [{{sync: inputs_to_nodes}}]
-    stage_out: [{{sync: outputs_home, every: 1m}}]
+    stage_out: [{{sync: outputs_home, every: 20s}}]
     command: |
       here={root}/nodes/$SLURMD_NODENAME
       mkdir -p "$here/out"
@@ -77,7 +78,7 @@ def test_stage_in_periodic_and_signal_stage_out(slurm, tmp_path: Path) -> None: 
 
     run(folder / "submit_all.sh", env=slurm.env)
     (run_id, _job, _step, _array, _offset, job_id, *_rest) = submitted(folder)[0]
-    wait_until(lambda: queue_empty(slurm), 330, "the job to be killed by its time limit")
+    wait_until(lambda: queue_empty(slurm), 270, "the job to be killed by its time limit")
 
     state = subprocess.run(["scontrol", "show", "job", job_id], env=slurm.env, text=True,
                            capture_output=True, check=False).stdout
@@ -99,6 +100,8 @@ def test_stage_in_periodic_and_signal_stage_out(slurm, tmp_path: Path) -> None: 
         written = {p.name: float(p.read_text()) for p in source.glob("part-*")}
         staged = {p.name: float(p.read_text()) for p in dest.glob("part-*")}
         assert staged.items() <= written.items(), "staged files differ from what was written"
+        # The final pass completed: its marker is there, and no pass ran after it.
+        assert (dest / ".jobpack-done").exists(), f"{node}: no completion marker"
 
         passes = [_stamp(line) for line in log if "outputs_home: done" in line]
         finals = [_stamp(line) for line in log if "outputs_home: final pass" in line]
@@ -110,7 +113,7 @@ def test_stage_in_periodic_and_signal_stage_out(slurm, tmp_path: Path) -> None: 
         assert not missing, f"{node}: written before the final pass but not staged: {missing}"
         # The job went on writing until the time limit killed it; those files are the only
         # ones not staged.
-        assert len(written) > len(staged) >= 10, (len(written), len(staged))
+        assert len(written) > len(staged) >= 3, (len(written), len(staged))
 
     assert "time limit near" in err
     assert not (folder / "pwned").exists() and not (root / "pwned").exists()

@@ -11,7 +11,7 @@ from ...project.checker import Checker, Loaded
 from ...project.kind import JobScope
 from ..base import ClusterBackend, Row, money
 from . import checks
-from .model import SlurmCluster, SlurmJob
+from .model import Resources, Rung, SlurmCluster, SlurmJob
 from .plan import plan, slurm_cluster, slurm_minutes, submission_order
 
 DESCRIPTIONS = {
@@ -89,28 +89,57 @@ class Slurm(ClusterBackend):
         return out
 
 
+def _attempts(res: Resources, job: SlurmJob, retries: int) -> list[tuple[float | None, int]]:
+    """(minutes, GPUs) of every submission a point may get: the first at the job's own
+    resources, then one per retry at its escalation rung (the last rung once past the end).
+
+    >>> res = Resources(nodes=2, gpus_per_node=1, time="1:00:00")
+    >>> job = SlurmJob(escalate=[Rung(time="2:00:00"), Rung(gpus=8)])
+    >>> _attempts(res, job, 3)
+    [(60.0, 2), (120.0, 2), (60.0, 8), (60.0, 8)]
+    """
+    nodes = res.nodes or 1
+    out = []
+    for i in range(retries + 1):
+        rung = job.escalate[min(i, len(job.escalate)) - 1] if i and job.escalate else Rung()
+        minutes = slurm_minutes(rung.time if rung.time is not None else res.time)
+        if rung.gpus is not None:
+            gpus = rung.gpus
+        elif rung.gpus_per_node is not None:
+            gpus = rung.gpus_per_node * nodes
+        else:
+            gpus = res.gpus if res.gpus is not None else (res.gpus_per_node or 0) * nodes
+        out.append((minutes, gpus))
+    return out
+
+
 def _row(loaded: Loaded, cluster: str, name: str) -> Row:
-    """A job's PLAN.md row, with its estimated cost."""
+    """A job's PLAN.md row, with its estimated cost: every point at its full time limit,
+    retried as often as ``retries`` allows, each retry at its escalation rung."""
     job = loaded.project.jobs[name]
     cl = slurm_cluster(loaded, cluster)
-    res = checks.effective_resources(cl, checks.options(job))
+    opts = checks.options(job)
+    res = checks.effective_resources(cl, opts)
     nodes = res.nodes or 1
     gpus = res.gpus if res.gpus is not None else (res.gpus_per_node or 0) * nodes
-    minutes = slurm_minutes(res.time)
+    attempts = _attempts(res, opts, job.retries)
     points = loaded.points[name].size
     cost, estimate = "–", None
-    if cl.rates and minutes is not None:
-        hours = minutes / 60 * points
-        value = hours * (nodes * cl.rates.node_hour + gpus * cl.rates.gpu_hour)
+    if cl.rates and all(minutes is not None for minutes, _ in attempts):
+        value = sum((minutes or 0) / 60 * points * (nodes * cl.rates.node_hour
+                                                     + g * cl.rates.gpu_hour)
+                    for minutes, g in attempts)
         estimate = [cl.rates.unit, value]
         cost = f"{money(value)} {cl.rates.unit}"
+        if job.retries:
+            cost += f" ({len(attempts)} attempts)"
     elif cl.rates:
         cost = "unbounded (no time limit)"
     return {"name": name, "cluster": cluster, "nodes": nodes, "gpus": gpus or "–",
             "time": res.time or "default", "points": points,
             "throttle": job.sweep.throttle if job.sweep else None,
             "after": ", ".join(job.after) or "–", "cost": cost,
-            "launcher": checks.options(job).launcher,
+            "launcher": opts.launcher,
             "description": job.description or "", "estimate": estimate}
 
 
