@@ -90,6 +90,10 @@ def init(folder: Path, workflow: str, schema: str) -> list[str]:
         ".gitignore": GITIGNORE,
         ".pre-commit-config.yaml": PRE_COMMIT,
     }
+    # What the starting point needs besides (e.g. the code folder its jobs upload).
+    extra = STARTERS / f"{workflow}.files"
+    files |= {p.relative_to(extra).as_posix(): p.read_text(encoding="utf-8")
+              for p in sorted(extra.rglob("*")) if p.is_file()}
     if folder.exists() and not folder.is_dir():
         raise InitError(f"{folder} is not a folder")
     there = [name for name in files if os.path.lexists(folder / name)]
@@ -100,6 +104,7 @@ def init(folder: Path, workflow: str, schema: str) -> list[str]:
     written: list[Path] = []
     try:
         for name, text in files.items():
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
             with open(folder / name, "x", encoding="utf-8") as fh:
                 written.append(folder / name)
                 fh.write(text)

@@ -202,8 +202,11 @@ def test_installed_without_editable_finds_its_templates(installed: Installed,
         sorted(p.relative_to(ROOT / "templates") for p in (ROOT / "templates").rglob("*.j2"))
     assert sorted(p.relative_to(package) for p in package.rglob("*.py")) == \
         sorted(p.relative_to(ROOT / "generators") for p in (ROOT / "generators").rglob("*.py"))
-    assert sorted(p.name for p in (package / "starters").glob("*.yaml")) == \
-        sorted(p.name for p in (ROOT / "generators" / "starters").glob("*.yaml"))
+    starters = ROOT / "generators" / "starters"
+    assert sorted(p.relative_to(package / "starters") for p in (package / "starters").rglob("*")
+                  if p.is_file() and p.suffix != ".pyc" and p.name != "__init__.py") == \
+        sorted(p.relative_to(starters) for p in starters.rglob("*")
+               if p.is_file() and p.suffix != ".pyc" and p.name != "__init__.py")
     for warning in ("absent from the `packages` configuration", "license` as a TOML table"):
         assert warning not in pip
     work = tmp_path / "elsewhere"

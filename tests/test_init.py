@@ -32,7 +32,7 @@ def run(installed: Installed, *args: str | Path, cwd: Path) -> subprocess.Comple
 
 
 def test_the_documented_workflows_are_offered() -> None:
-    assert {"slurm", "ngc", "runai"} <= set(WORKFLOWS)
+    assert set(WORKFLOWS) == {"slurm", "ngc", "runai", "azureml", "dev"}
 
 
 @pytest.mark.parametrize("workflow", WORKFLOWS)
@@ -40,9 +40,8 @@ def test_init_then_jobpack_builds(workflow: str, installed: Installed, tmp_path:
     made = run(installed, "init", "--from", workflow, "demo", cwd=tmp_path)
     assert made.returncode == 0, made.stderr
     demo = tmp_path / "demo"
-    assert sorted(os.listdir(demo)) == sorted([
-        ".gitignore", ".pre-commit-config.yaml", "dodo.py", "jobpack.schema.json",
-        "project.yaml"])
+    assert {".gitignore", ".pre-commit-config.yaml", "dodo.py", "jobpack.schema.json",
+            "project.yaml"} <= set(os.listdir(demo))
     text = (demo / "project.yaml").read_text(encoding="utf-8")
     assert text.startswith("# yaml-language-server: $schema=jobpack.schema.json\n")
     assert "FILL IN" in text  # the placeholders are marked
