@@ -286,7 +286,8 @@ jp_guard_start() {
 # jp_guard_end SLOT: wait for the submission of SLOT to end; jp_out is its output, scrubbed;
 # its exit status is returned (255 when it left none).
 jp_guard_end() {
-  local rc=''
+  local - rc=''
+  set +x  # the output may echo a secret until it is scrubbed
   wait "${jp_slot_pid[$1]:-$jp_child}" 2>/dev/null || true
   read -r rc <"$jp_tmp/rc.$1" || true
   jp_out=''
