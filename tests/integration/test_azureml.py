@@ -217,6 +217,10 @@ def test_the_seed_workflow(double, bundle: Path) -> None:  # type: ignore[no-unt
     assert states == {"qd-train": "Completed", **dict.fromkeys(LR, "Completed")}
     final = sh(bundle, "ctl.sh", "status", env=env).stdout
     assert "total: Completed 5" in final
+    as_json = sh(bundle, "ctl.sh", "status", "--format", "json", env=env)
+    assert [list(p.values()) for p in json.loads(as_json.stdout)] == [
+        line.split() for line in final.splitlines()[2:-1]]
+    assert "total: Completed 5" in as_json.stderr
 
 
 def test_a_submission_cut_short_is_adopted_never_made_twice(double, bundle: Path) -> None:  # type: ignore[no-untyped-def]

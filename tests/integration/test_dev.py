@@ -7,6 +7,7 @@ says on stderr ("ALIAS: node NODE"), read from the file allocate.sh wrote.
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import secrets
@@ -316,6 +317,8 @@ def test_allocate_connect_move_and_release(dev) -> None:  # type: ignore[no-unty
     assert host == socket.gethostname() and f"box-alias: node {other}" in said
     status = run(out / "status.sh", env=env).stdout
     assert f"node: {other}" in status and "newest backup: " in status
+    [row] = json.loads(run(out / "status.sh", "--format", "json", env=env).stdout)
+    assert row["node"] == other and row["newest_backup"] in status
     run(out / "release.sh", "--no-backup", env=env)
     assert ours() == [] and not session()
     gone = subprocess.run(["/usr/bin/ssh", "-F", str(config), "box-alias", "true"], env=env,

@@ -313,3 +313,30 @@ def test_only_launching_asks_for_secrets_and_exec_runs_under_bash_52(  # type: i
     refused = sh(folder, "ctl.sh", "resubmit", "login", env=bare, code=1)
     assert "WANDB_API_KEY is not set" in refused.stderr
     assert len(double.jobs) == 1
+
+
+def table_rows(table: str) -> list[list[str]]:
+    """The rows of a status table: the lines between its header and the totals, in words."""
+    lines = table.splitlines()
+    end = next(i for i, line in enumerate(lines) if line.startswith("total:"))
+    return [line.split() for line in lines[2:end]]
+
+
+def test_status_formats_agree_with_the_table(double, small: Path) -> None:  # type: ignore[no-untyped-def]
+    double.script = lambda name, instance: ["RUNNING"]
+    sh(small, "launch_all.sh", "--job", "train", env={**double.env, "RUN_ID": "r3"})
+    table = sh(small, "status.sh", env=double.env)
+    rows = table_rows(table.stdout)
+    assert len(rows) == 21 and table.stderr == ""  # 20 points of train, the login job
+    as_json = sh(small, "status.sh", "--format", "json", env=double.env)
+    points = json.loads(as_json.stdout)
+    assert [" ".join(p.values()).split() for p in points] == rows
+    assert list(points[0]) == ["job", "point", "name", "attempt", "instance", "ngc_id", "state"]
+    assert as_json.stderr.startswith("run r3\n") and "total: NOT_LAUNCHED 1 RUNNING 20" in \
+        as_json.stderr
+    tsv = sh(small, "ctl.sh", "status", "--format", "tsv", env=double.env).stdout.splitlines()
+    assert tsv[0] == "job\tpoint\tname\tattempt\tinstance\tngc_id\tstate"
+    assert [line.split("\t") for line in tsv[1:]] == rows
+    for script in (["status.sh"], ["ctl.sh", "status"]):
+        bad = sh(small, *script, "--format", "x", env=double.env, code=2)
+        assert bad.stdout == "" and "--format takes table, tsv or json" in bad.stderr

@@ -3,6 +3,7 @@ moved by lftp to a real FTP server (pyftpdlib) on loopback."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -430,3 +431,28 @@ def test_jupyter_asks_for_the_token_of_its_secret(tmp_path: Path, secret: str) -
         assert argv[-1].endswith(' --NotebookApp.token="${JUPYTER_TOKEN}"')
     else:  # said where it cannot be missed
         assert "NO TOKEN" in usage and argv[-1].endswith(" --NotebookApp.token=")
+
+
+def test_status_formats_agree_with_the_table(
+        work: tuple[Path, Path, dict[str, str], RunaiDouble]) -> None:
+    folder, _served, env, double = work
+    ctl = "runai/lab/ctl.sh"
+    sh(folder, "runai/lab/submit_all.sh", "--job", "train", env={**env, "RUN_ID": "v1"})
+    for _ in range(3):  # the double plays Pending, Running, Succeeded: all final then
+        sh(folder, ctl, "status", env=env)
+    table = sh(folder, ctl, "status", env=env)
+    lines = table.stdout.splitlines()
+    assert lines[0] == "run v1 (Run:ai project lab-project)" and lines[-1].startswith("total:")
+    rows = [line.split(maxsplit=4) for line in lines[2:-1]]
+    assert [r[0] for r in rows if r[0] in TRAIN] == TRAIN
+    assert {r[4] for r in rows if r[0] in TRAIN} == {"Succeeded"}
+    as_json = sh(folder, ctl, "status", "--format", "json", env=env)
+    workloads = json.loads(as_json.stdout)
+    assert [list(w.values()) for w in workloads] == rows
+    assert list(workloads[0]) == ["workload", "job", "point", "attempt", "state"]
+    assert as_json.stderr.startswith("run v1 (Run:ai project lab-project)\ntotal:")
+    tsv = sh(folder, ctl, "status", "--format", "tsv", env=env).stdout.splitlines()
+    assert tsv[0] == "workload\tjob\tpoint\tattempt\tstate"
+    assert [line.split("\t") for line in tsv[1:]] == rows
+    bad = sh(folder, ctl, "--format", "x", "status", env=env, code=2)
+    assert bad.stdout == "" and "--format takes table, tsv or json" in bad.stderr

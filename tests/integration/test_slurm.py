@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import time
@@ -119,6 +120,24 @@ def test_status_shows_every_task_final(basic: Path, slurm) -> None:  # type: ign
     assert len(rows) == 4 + 20 + 2  # single, chain of 3, two_nodes, gpu; 20 sweep points
     assert {state for state, _ in rows.values()} == {"COMPLETED"}
     assert rows[("sweep", "19")] == ("COMPLETED", "0")
+
+
+def test_status_formats_agree_with_the_table(basic: Path, slurm) -> None:  # type: ignore[no-untyped-def]
+    table = run(basic / "ctl.sh", "status", env=slurm.env)
+    lines = table.stdout.splitlines()
+    end = next(i for i, line in enumerate(lines) if line.startswith("total:"))
+    rows = [line.split() for line in lines[2:end]]
+    as_json = run(basic / "ctl.sh", "status", "--format", "json", env=slurm.env)
+    points = json.loads(as_json.stdout)
+    assert [list(p.values()) for p in points] == rows and len(rows) == 26
+    assert list(points[0]) == ["job", "point", "slurm_id", "state", "attempt"]
+    assert as_json.stderr == "\n".join([lines[0], *lines[end:]]) + "\n"
+    tsv = run(basic / "ctl.sh", "status", "--format", "tsv", env=slurm.env).stdout.splitlines()
+    assert tsv[0] == "job\tpoint\tslurm_id\tstate\tattempt"
+    assert [line.split("\t") for line in tsv[1:]] == rows
+    bad = run(basic / "ctl.sh", "status", "--format", "x", env=slurm.env, check=False)
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert "--format takes table, tsv or json" in bad.stderr
 
 
 def test_second_submit_adds_nothing(basic: Path, slurm) -> None:  # type: ignore[no-untyped-def]

@@ -11,7 +11,7 @@ set -euo pipefail
 
 usage() {
   cat <<'USAGE'
-Usage: ctl.sh [--run RUN_ID] [--dry-run] COMMAND [ARGS] [-h]
+Usage: ctl.sh [--run RUN_ID] [--format FORMAT] [--dry-run] COMMAND [ARGS] [-h]
 
   status                 every point of the run: its job, attempt, state and duration
   logs WHICH [--tail N]  download the job's logs (az ml job download) into logs/NAME/,
@@ -34,6 +34,10 @@ and monitor take the ledger lock (ledger.lock/); status records the final states
 when the lock is free. A job a user cancelled is never resubmitted by monitor.
 
   --run RUN_ID  act on this run
+  --format FORMAT  status as table (default), tsv (a header line, then a line per row; a
+                tab, newline or backslash in a cell written \t \n \\) or json (an array
+                of objects, every value a string); the keys are point, attempt, state,
+                duration, aml_name; the run and totals go to stderr then
   --dry-run     print the az commands; change nothing
   -h, --help    show this help
 USAGE
@@ -41,6 +45,7 @@ USAGE
 
 jp_dry_run=0
 jp_run_id=
+jp_format=table
 jp_tail=100
 jp_follow=0
 jp_interval=300
@@ -53,6 +58,11 @@ while (($#)); do
     --run) [[ $# -ge 2 ]] || { usage >&2; exit 2; }; jp_run_id=$2; shift ;;
     --tail) [[ $# -ge 2 && $2 =~ ^[0-9]+$ ]] || { usage >&2; exit 2; }; jp_tail=$2; shift ;;
     --follow) jp_follow=1 ;;
+    --format)
+      [[ $# -ge 2 && $2 =~ ^(table|tsv|json)$ ]] ||
+        { printf 'error: --format takes table, tsv or json\n\n' >&2; usage >&2; exit 2; }
+      jp_format=$2
+      shift ;;
     --interval) [[ $# -ge 2 && $2 =~ ^[0-9]+$ ]] || { usage >&2; exit 2; }; jp_interval=$2; shift ;;
     --once) jp_once=1 ;;
     -*) printf 'unknown option: %s\n\n' "$1" >&2; usage >&2; exit 2 ;;
@@ -149,7 +159,8 @@ jp_status() {
   local pos line name state
   local -A count=()
   ((jp_dry_run)) || ! jp_lock 0 || jp_ledger_mend
-  printf 'run %s\n%-40s %-7s %-24s %-11s %s\n' "$RUN_ID" point attempt state duration aml_name
+  printf 'run %s\n' "$RUN_ID" >&"$jp_aside"
+  jp_table_start '%-40s %-7s %-24s %-11s %s\n' point attempt state duration aml_name
   for pos in "${!jp_names[@]}"; do
     jp_rows "$pos"
     for line in "${jp_row_list[@]}"; do
@@ -167,14 +178,17 @@ jp_status() {
       fi
       jp_duration "$name"
       count[$state]=$((${count[$state]:-0} + 1))
-      printf '%-40s %-7s %-24s %-11s %s\n' "$name" "${jp_p_att[$name]:--}" "$state" "$jp_dur" \
+      jp_table_row "$name" "${jp_p_att[$name]:--}" "$state" "$jp_dur" \
         "${jp_p_aml[$name]:-${jp_p_pend[$name]:--}}"
     done
   done
+  jp_table_end
   jp_unlock
-  printf 'total:'
-  for state in $(printf '%s\n' "${!count[@]}" | sort); do printf ' %s %s' "$state" "${count[$state]}"; done
-  printf '\n'
+  {
+    printf 'total:'
+    for state in $(printf '%s\n' "${!count[@]}" | sort); do printf ' %s %s' "$state" "${count[$state]}"; done
+    printf '\n'
+  } >&"$jp_aside"
 }
 
 jp_logs() {

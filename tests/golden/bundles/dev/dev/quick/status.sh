@@ -12,23 +12,33 @@ set -euo pipefail
 
 usage() {
   cat <<'USAGE'
-Usage: status.sh [--dry-run] [-h]
+Usage: status.sh [--format FORMAT] [--dry-run] [-h]
 
 Run on the login node of cluster aws (or the node). Prints the allocation
 (job id and state), the node, the time left, the tmux session, and the newest backup in
   /fsx/${USER}/quick's backups
 with its age.
 
+  --format FORMAT  table (default: the lines above), tsv (a header line, then one line;
+              a tab, newline or backslash written \t \n \\) or json (an array of one
+              object, every value a string); the keys are allocation, state, node,
+              time_left, tmux_session, newest_backup ("-" when there is none)
   --dry-run   print the commands it would run
   -h, --help  show this help
 USAGE
 }
 
+jp_format=table
 jp_dry_run=0
 while (($#)); do
   case $1 in
     --dry-run) jp_dry_run=1 ;;
     -h|--help) usage; exit 0 ;;
+    --format)
+      [[ $# -ge 2 && $2 =~ ^(table|tsv|json)$ ]] ||
+        { printf 'error: --format takes table, tsv or json\n\n' >&2; usage >&2; exit 2; }
+      jp_format=$2
+      shift ;;
     *) printf 'unknown option: %s\n\n' "$1" >&2; usage >&2; exit 2 ;;
   esac
   shift
@@ -59,6 +69,16 @@ if ((jp_dry_run)); then
   exit 0
 fi
 jp_find_job
+if [[ $jp_format != table ]]; then
+  jp_find_newest
+  jp_table_start '' allocation state node time_left tmux_session newest_backup
+  jp_s=-
+  if jp_session_alive; then jp_s=$jp_session; fi
+  jp_table_row "${jp_job:--}" "${jp_job_state:--}" "${jp_job_node:--}" "${jp_job_left:--}" \
+    "$jp_s" "${jp_newest:--}"
+  jp_table_end
+  exit 0
+fi
 if [[ -n $jp_job ]]; then
   printf 'allocation: %s %s\n' "$jp_job" "$jp_job_state"
   printf 'node: %s\n' "${jp_job_node:-(none yet)}"

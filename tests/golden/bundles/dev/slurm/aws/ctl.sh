@@ -11,12 +11,14 @@ set -euo pipefail
 
 usage() {
   cat <<'USAGE'
-Usage: ctl.sh COMMAND [ARG] [--run RUN_ID] [--dry-run] [-h]
+Usage: ctl.sh COMMAND [ARG] [--run RUN_ID] [--format FORMAT] [--dry-run] [-h]
 
 Commands (for the ledger's latest run, or --run RUN_ID):
   status            a table of every point: job, point, Slurm id, state, attempt; then
                     totals, and a warning naming points with no submission (NOT_SUBMITTED)
-                    or a submission of unknown outcome (UNCONFIRMED)
+                    or a submission of unknown outcome (UNCONFIRMED); --format tsv or
+                    json: the table alone on stdout (keys job, point, slurm_id, state,
+                    attempt; every value a string), the rest on stderr
   logs WHAT         print the output and error log of one task
   cancel WHAT       scancel the selected tasks (the monitor will not resubmit them)
   resubmit WHAT     submit the selected finished tasks again (--escalate: next rung)
@@ -38,6 +40,8 @@ Every submission is recorded before sbatch runs, under a tag the job carries as 
 comment; one whose outcome was not recorded (a kill) is looked up on Slurm by that tag
 and kept if found, before anything else is submitted. One command at a time changes the
 ledger (the lock ledger.lock/); the monitor takes it for each round only.
+  --format FORMAT  status as table (default), tsv (tab, newline and backslash in a cell
+              written \t \n \\) or json (an array of objects)
   --dry-run   print the sbatch/scancel commands; change nothing
   -h, --help  show this help
 USAGE
@@ -50,6 +54,7 @@ jp_run_id=''
 jp_interval=60
 jp_once=0
 jp_escalate=0
+jp_format=table
 while (($#)); do
   case $1 in
     --dry-run) jp_dry_run=1 ;;
@@ -58,6 +63,11 @@ while (($#)); do
     --interval) [[ $# -ge 2 && $2 =~ ^[0-9]+$ ]] || { usage >&2; exit 2; }; jp_interval=$2; shift ;;
     --once) jp_once=1 ;;
     --escalate) jp_escalate=1 ;;
+    --format)
+      [[ $# -ge 2 && $2 =~ ^(table|tsv|json)$ ]] ||
+        { printf 'error: --format takes table, tsv or json\n\n' >&2; usage >&2; exit 2; }
+      jp_format=$2
+      shift ;;
     status|monitor) [[ -z $jp_command ]] || { usage >&2; exit 2; }; jp_command=$1 ;;
     logs|cancel|resubmit|forget)
       [[ -z $jp_command && $# -ge 2 ]] || { usage >&2; exit 2; }
@@ -115,7 +125,8 @@ jp_status() {
   local missing=0
   jp_load "$RUN_ID"
   jp_refresh
-  printf 'run %s\n%-24s %7s  %-16s %-14s %s\n' "$RUN_ID" JOB POINT SLURM_ID STATE ATTEMPT
+  printf 'run %s\n' "$RUN_ID" >&"$jp_aside"
+  jp_table_start '%-24s %7s  %-16s %-14s %s\n' JOB POINT SLURM_ID STATE ATTEMPT
   for pos in "${!jp_names[@]}"; do
     for ((point = 0; point < jp_sizes[pos]; point++)); do
       key="$pos:$point"
@@ -135,19 +146,20 @@ jp_status() {
       fi
       counts[$state]=$((${counts[$state]:-0} + 1))
       [[ -z ${jp_t_cancel[$key]:-} ]] || state+=" (by ctl.sh)"
-      printf '%-24s %7s  %-16s %-14s %s\n' "${jp_names[pos]}" "$point" "$id" "$state" "$attempt"
+      jp_table_row "${jp_names[pos]}" "$point" "$id" "$state" "$attempt"
     done
   done
+  jp_table_end
   for state in "${!counts[@]}"; do printf '%s %s\n' "${counts[$state]}" "$state"; done |
-    sort -k2 | paste -sd, - | sed 's/,/, /g; s/^/total: /'
+    sort -k2 | paste -sd, - | sed 's/,/, /g; s/^/total: /' >&"$jp_aside"
   if ((missing)); then
     printf 'warning: %s point(s) have no submission in run %s (NOT_SUBMITTED): run ./submit_all.sh, which submits exactly those\n' \
-      "$missing" "$RUN_ID"
+      "$missing" "$RUN_ID" >&"$jp_aside"
   fi
   for tag in "${!unsure[@]}"; do
     pos=${jp_i_row[$tag]%%$'\t'*}
     printf 'warning: the submission of %s point(s) %s (tag %s) has an unknown outcome (UNCONFIRMED): ./submit_all.sh or ./ctl.sh monitor looks it up on Slurm; if Slurm has forgotten it, see ./ctl.sh -h (forget)\n' \
-      "${jp_names[pos]}" "${unsure[$tag]}" "$tag"
+      "${jp_names[pos]}" "${unsure[$tag]}" "$tag" >&"$jp_aside"
   done
 }
 

@@ -83,6 +83,91 @@ jp_read_secrets() {
   done
 }
 
+# A status table, printed as the script's --format says (jp_format: table, tsv or json).
+# table: aligned by a printf format; tsv: a header line of the column names in lower case,
+# then one line per row, a tab, newline, carriage return or backslash in a cell written
+# \t \n \r \\; json: an array of objects, one per row, its keys the lower-case column names
+# and every value a string. Lines besides the table (run, totals, warnings) go to fd
+# jp_aside: stdout for a table, stderr otherwise, so that tsv and json are all of stdout.
+jp_format=${jp_format:-table}
+jp_aside=1
+[[ $jp_format == table ]] || jp_aside=2
+# JSON escapes of the control characters, by character.
+declare -A jp_json_esc=([$'\b']='\b' [$'\t']='\t' [$'\n']='\n' [$'\f']='\f' [$'\r']='\r')
+for jp_i in {1..31}; do
+  printf -v jp_c %02x "$jp_i"
+  printf -v jp_c "\\x$jp_c"
+  printf -v jp_u '\\u%04x' "$jp_i"
+  [[ -n ${jp_json_esc[$jp_c]:-} ]] || jp_json_esc[$jp_c]=$jp_u
+done
+unset jp_i jp_c jp_u
+# jp_json_str TEXT: set jp_str to TEXT as a JSON string, quotes included.
+jp_json_str() {
+  local s=$1 c
+  s=${s//\\/\\\\}
+  s=${s//\"/\\\"}
+  if [[ $s == *[[:cntrl:]]* ]]; then
+    for c in "${!jp_json_esc[@]}"; do s=${s//"$c"/"${jp_json_esc[$c]}"}; done
+  fi
+  jp_str="\"$s\""
+}
+# jp_tsv_cell TEXT: set jp_str to TEXT as a TSV cell (see above).
+jp_tsv_cell() {
+  local s=${1//\\/\\\\}
+  s=${s//$'\t'/\\t}
+  s=${s//$'\n'/\\n}
+  jp_str=${s//$'\r'/\\r}
+}
+# jp_table_start FORMAT NAME...: start a table of the columns NAME (FORMAT: the printf
+# format of a table line, e.g. '%-12s %s\n').
+jp_table_start() {
+  jp_t_fmt=$1
+  shift
+  jp_t_keys=("${@,,}")
+  jp_t_rows=0
+  # shellcheck disable=SC2059  # the format is the script's own
+  case $jp_format in
+    table) printf "$jp_t_fmt" "$@" ;;
+    tsv) jp_table_tsv "${jp_t_keys[@]}" ;;
+    json) printf '[' ;;
+  esac
+}
+# jp_table_tsv CELL...: print one TSV line
+jp_table_tsv() {
+  local cell line='' sep=''
+  for cell in "$@"; do
+    jp_tsv_cell "$cell"
+    line+=$sep$jp_str sep=$'\t'
+  done
+  printf '%s\n' "$line"
+}
+# jp_table_row CELL...: print one row, a cell per column.
+jp_table_row() {
+  local i line='{'
+  # shellcheck disable=SC2059  # the format is the script's own
+  case $jp_format in
+    table) printf "$jp_t_fmt" "$@" ;;
+    tsv) jp_table_tsv "$@" ;;
+    json)
+      for ((i = 0; i < ${#jp_t_keys[@]}; i++)); do
+        jp_json_str "${jp_t_keys[i]}"
+        line+="$jp_str:"
+        jp_json_str "${@:i+1:1}"
+        line+=$jp_str
+        ((i + 1 == ${#jp_t_keys[@]})) || line+=','
+      done
+      ((jp_t_rows == 0)) || printf ','
+      printf '\n%s}' "$line"
+      ;;
+  esac
+  jp_t_rows=$((jp_t_rows + 1))
+}
+# jp_table_end: end the table (closes the JSON array).
+jp_table_end() {
+  [[ $jp_format == json ]] || return 0
+  if ((jp_t_rows)); then printf '\n]\n'; else printf ']\n'; fi
+}
+
 # One writer of ledger.tsv at a time, wherever bash runs (no flock needed): the lock is the
 # folder ledger.lock/held. It appears by one rename (atomic on every file system) of a
 # folder that already holds its owner's pid, host and start time, so it is never seen

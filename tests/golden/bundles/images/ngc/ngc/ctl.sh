@@ -11,7 +11,7 @@ set -euo pipefail
 
 usage() {
   cat <<'USAGE'
-Usage: ctl.sh [--run RUN_ID] [--dry-run] COMMAND [ARGS] [-h]
+Usage: ctl.sh [--run RUN_ID] [--format FORMAT] [--dry-run] COMMAND [ARGS] [-h]
 
   status                 every point of the run with its state (as status.sh)
   logs WHICH [--tail N]  the job's log (ngc batch log), last N lines with --tail
@@ -26,6 +26,7 @@ ledger's latest run). cancel, resubmit and forget take the ledger lock (ledger.l
 only resubmit needs the secrets.
 
   --run RUN_ID  act on this run
+  --format FORMAT  status as table (default), tsv or json (as status.sh -h says)
   --dry-run     print the ngc commands; change nothing
   -h, --help    show this help
 USAGE
@@ -34,6 +35,7 @@ USAGE
 jp_dry_run=0
 jp_run_id=
 jp_tail=
+jp_format=table
 jp_words=()
 while (($#)); do
   case $1 in
@@ -41,6 +43,11 @@ while (($#)); do
     -h|--help) usage; exit 0 ;;
     --run) [[ $# -ge 2 ]] || { usage >&2; exit 2; }; jp_run_id=$2; shift ;;
     --tail) [[ $# -ge 2 && $2 =~ ^[0-9]+$ ]] || { usage >&2; exit 2; }; jp_tail=$2; shift ;;
+    --format)
+      [[ $# -ge 2 && $2 =~ ^(table|tsv|json)$ ]] ||
+        { printf 'error: --format takes table, tsv or json\n\n' >&2; usage >&2; exit 2; }
+      jp_format=$2
+      shift ;;
     -*) printf 'unknown option: %s\n\n' "$1" >&2; usage >&2; exit 2 ;;
     *) jp_words+=("$1") ;;
   esac

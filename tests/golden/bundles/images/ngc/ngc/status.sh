@@ -10,7 +10,7 @@ set -euo pipefail
 
 usage() {
   cat <<'USAGE'
-Usage: status.sh [--run RUN_ID] [--cached] [-h]
+Usage: status.sh [--run RUN_ID] [--cached] [--format FORMAT] [-h]
 
 Print one line per point of the run (default: the ledger's latest): job, point, name,
 attempt, instance, NGC job id and state, then a count per state. Final states come from
@@ -18,6 +18,10 @@ the ledger; the others are asked of `ngc batch info <id>`, whatever the job's ag
 
   --run RUN_ID  show this run instead of the latest
   --cached      do not ask NGC: jobs not recorded as ended show NOT_ENDED
+  --format FORMAT  table (default), tsv (a header line, then a line per point; a tab,
+                newline or backslash in a cell written \t \n \\) or json (an array of
+                objects, every value a string); the run, totals and warnings go to
+                stderr then
   --dry-run     same as --cached
   -h, --help    show this help
 USAGE
@@ -25,6 +29,7 @@ USAGE
 
 jp_cached=
 jp_run_id=
+jp_format=table
 jp_dry_run=0
 while (($#)); do
   case $1 in
@@ -32,6 +37,11 @@ while (($#)); do
     -h|--help) usage; exit 0 ;;
     --run) [[ $# -ge 2 ]] || { usage >&2; exit 2; }; jp_run_id=$2; shift ;;
     --cached) jp_cached=--cached ;;
+    --format)
+      [[ $# -ge 2 && $2 =~ ^(table|tsv|json)$ ]] ||
+        { printf 'error: --format takes table, tsv or json\n\n' >&2; usage >&2; exit 2; }
+      jp_format=$2
+      shift ;;
     *) printf 'unknown option: %s\n\n' "$1" >&2; usage >&2; exit 2 ;;
   esac
   shift

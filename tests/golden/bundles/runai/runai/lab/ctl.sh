@@ -12,7 +12,7 @@ set -euo pipefail
 
 usage() {
   cat <<'USAGE'
-Usage: ctl.sh [--run RUN_ID] [--dry-run] COMMAND [ARGS] [-h]
+Usage: ctl.sh [--run RUN_ID] [--format FORMAT] [--dry-run] COMMAND [ARGS] [-h]
 
   status                 every workload of the run with its state
   logs WHICH [--tail N]  the workload's log (runai <type> logs), last N lines with --tail
@@ -34,6 +34,10 @@ delete, resubmit and monitor take the ledger lock (ledger.lock/); resubmit and m
 need the secrets.
 
   --run RUN_ID  act on this run
+  --format FORMAT  status as table (default), tsv (a header line, then a line per row; a
+                tab, newline or backslash in a cell written \t \n \\) or json (an array
+                of objects, every value a string); the keys are workload, job, point, attempt,
+                state; the run and totals go to stderr then
   --dry-run     print the runai commands; change nothing
   -h, --help    show this help
 USAGE
@@ -41,6 +45,7 @@ USAGE
 
 jp_dry_run=0
 jp_run_id=
+jp_format=table
 jp_tail=
 jp_interval=300
 jp_once=0
@@ -51,6 +56,11 @@ while (($#)); do
     -h|--help) usage; exit 0 ;;
     --run) [[ $# -ge 2 ]] || { usage >&2; exit 2; }; jp_run_id=$2; shift ;;
     --tail) [[ $# -ge 2 && $2 =~ ^[0-9]+$ ]] || { usage >&2; exit 2; }; jp_tail=$2; shift ;;
+    --format)
+      [[ $# -ge 2 && $2 =~ ^(table|tsv|json)$ ]] ||
+        { printf 'error: --format takes table, tsv or json\n\n' >&2; usage >&2; exit 2; }
+      jp_format=$2
+      shift ;;
     --interval) [[ $# -ge 2 && $2 =~ ^[0-9]+$ ]] || { usage >&2; exit 2; }; jp_interval=$2; shift ;;
     --once) jp_once=1 ;;
     -*) printf 'unknown option: %s\n\n' "$1" >&2; usage >&2; exit 2 ;;
