@@ -267,7 +267,7 @@ def test_allocate_connect_move_and_release(dev) -> None:  # type: ignore[no-unty
     def ours() -> list[list[str]]:
         text = slurm.squeue("-h", "-o", "%i|%j|%T|%N")
         return [line.split("|") for line in text.splitlines() if line.split("|")[1].endswith(
-            "-dev-box")]
+            ":box") and line.startswith("jobpack-dev:")]
 
     def session() -> bool:
         return subprocess.run(["tmux", "has-session", "-t", "=" + session_name], env=env,

@@ -1,0 +1,187 @@
+"""Generated dev node scripts against a small fake Slurm (salloc, squeue, scancel, srun,
+scontrol on PATH) with real tmux, tar and lz4: what they do when names collide, squeue fails,
+clocks are skewed or backups fail. The real-Slurm run is tests/integration/test_dev.py."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import build
+
+from generators.backends.dev.plan import job_name, session_name
+from generators.project.model import NAME, PROJECT
+
+# Jobs are files JOBS/<id> holding "name|state|node|comment"; steps STEPS/<job>.<n> hold the
+# step's name. FAKE/squeue-fail holds how many squeue calls fail before they work again.
+FAKE = {
+    "squeue": r"""#!/bin/bash
+F=$JP_FAKE
+printf 'squeue %s\n' "$*" >>"$F/calls"
+if [[ -s $F/squeue-fail ]]; then
+  n=$(<"$F/squeue-fail")
+  if ((n > 0)); then echo $((n - 1)) >"$F/squeue-fail"; echo 'squeue: error: timeout' >&2; exit 1; fi
+fi
+name='' job='' steps=0 fmt='%i'
+while (($#)); do
+  case $1 in
+    -n) name=$2; shift ;; -j) job=$2; shift ;; -s) steps=1 ;; -o) fmt=$2; shift ;;
+    -u|-t) shift ;;
+  esac
+  shift
+done
+if ((steps)); then
+  for f in "$F"/steps/"$job".*; do
+    [[ -f $f ]] || continue
+    id=${f##*/}; n=$(<"$f")
+    out=${fmt//%i/$id}; out=${out//%j/$n}; printf '%s\n' "$out"
+  done
+  exit 0
+fi
+for f in "$F"/jobs/*; do
+  [[ -f $f ]] || continue
+  id=${f##*/}
+  IFS='|' read -r n st nd cm <"$f"
+  [[ -z $name || $n == "$name" ]] || continue
+  [[ -z $job || $id == "$job" ]] || continue
+  out=${fmt//%i/$id}; out=${out//%T/$st}; out=${out//%N/$nd}; out=${out//%L/1:00:00}
+  out=${out//%k/$cm}; out=${out//%j/$n}
+  printf '%s\n' "$out"
+done
+""",
+    "salloc": r"""#!/bin/bash
+F=$JP_FAKE
+printf 'salloc %s\n' "$*" >>"$F/calls"
+name='' comment=''
+for a; do
+  case $a in --job-name=*) name=${a#--job-name=} ;; --comment=*) comment=${a#--comment=} ;; esac
+done
+id=$(($(cat "$F/next" 2>/dev/null || echo 100) + 1)); echo "$id" >"$F/next"
+echo "$name|RUNNING|fresh$id|$comment" >"$F/jobs/$id"
+echo "salloc: Granted job allocation $id"
+while [[ -f $F/jobs/$id ]]; do sleep 0.1; done
+""",
+    "scancel": r"""#!/bin/bash
+F=$JP_FAKE
+printf 'scancel %s\n' "$*" >>"$F/calls"
+for a; do
+  case $a in -*) ;; *.*) rm -f "$F/steps/$a" ;; *) rm -f "$F/jobs/$a" "$F/steps/$a".* ;; esac
+done
+""",
+    "scontrol": "#!/bin/bash\nexit 0\n",
+    "srun": r"""#!/bin/bash
+F=$JP_FAKE
+printf 'srun %s\n' "$*" >>"$F/calls"
+while [[ $1 == -* ]]; do shift; done
+exec "$@"
+""",
+}
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if any(shutil.which(t) is None for t in ("tmux", "lz4", "bash")):
+        pytest.skip("needs tmux and lz4 (tests/install-deps.sh installs them)")
+    d = tmp_path_factory.mktemp("devbundle")
+    (d / "project.yaml").write_text("""project: ml
+clusters:
+  lab: {kind: slurm, partition: debug, login: me@login.example}
+dev:
+  box:
+    cluster: lab
+    scratch: "${HOME}/scratch/box"
+    backup: "${HOME}/shared"
+    every: 5s
+    keep: 2
+""")
+    result = build(d / "project.yaml", d / "out")
+    assert result.code == 0, result.stderr
+    return d / "out" / "dev" / "box"
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    fake = tmp_path / "fake"
+    for sub in ("bin", "jobs", "steps"):
+        (fake / sub).mkdir(parents=True)
+    for tool, text in FAKE.items():
+        (fake / "bin" / tool).write_text(text)
+        (fake / "bin" / tool).chmod(0o755)
+    (tmp_path / "home").mkdir()
+    (tmp_path / "tmux").mkdir()
+    e = {"PATH": f"{fake / 'bin'}:{os.environ['PATH']}", "HOME": str(tmp_path / "home"),
+         "USER": "me", "JP_FAKE": str(fake), "JP_TEST": str(tmp_path),
+         "TMUX_TMPDIR": str(tmp_path / "tmux"), "JOBPACK_DEV_WAIT": "20", "LC_ALL": "C"}
+    yield e
+    subprocess.run(["tmux", "kill-server"], env=e, capture_output=True, check=False)
+    for job in (fake / "jobs").iterdir():
+        job.unlink()
+
+
+def run(script: Path, *args: str, env: dict[str, str],
+        timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", str(script), *args], env=env, cwd="/", capture_output=True,
+                          text=True, check=False, timeout=timeout)
+
+
+def jobs(env: dict[str, str]) -> dict[str, str]:
+    return {p.name: p.read_text().strip() for p in (Path(env["JP_FAKE"]) / "jobs").iterdir()}
+
+
+def calls(env: dict[str, str], tool: str) -> list[str]:
+    path = Path(env["JP_FAKE"]) / "calls"
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [line for line in lines if line.startswith(tool + " ")]
+
+
+def session(env: dict[str, str], name: str) -> bool:
+    return subprocess.run(["tmux", "has-session", "-t", "=" + name], env=env,
+                          capture_output=True).returncode == 0
+
+
+def test_no_batch_job_name_is_a_dev_node_name() -> None:
+    # A batch job of project P is named P-NAME: neither part may hold a ':'.
+    assert ":" not in PROJECT and ":" not in NAME
+    assert ":" in job_name("ml", "compile")
+    assert job_name("ml", "compile") != job_name("ml-dev", "compile")
+
+
+def test_a_job_without_the_marker_is_neither_reused_nor_cancelled(
+        bundle: Path, env: dict[str, str]) -> None:
+    fake = Path(env["JP_FAKE"])
+    # A batch job, and a job that only has the dev node's name (not its marker).
+    (fake / "jobs" / "7").write_text("ml-dev-box|RUNNING|batchnode|\n")
+    (fake / "jobs" / "8").write_text(f"{job_name('ml', 'box')}|RUNNING|other|\n")
+    got = run(bundle / "allocate.sh", "--no-scratch", env=env)
+    assert got.returncode == 0, got.stderr
+    assert got.stdout.strip() == "fresh101" and "reusing" not in got.stderr
+    assert any("--comment=jobpack-dev:ml/box" in c for c in calls(env, "salloc"))
+    again = run(bundle / "allocate.sh", "--no-scratch", env=env)
+    assert again.stdout.strip() == "fresh101" and "reusing allocation 101" in again.stderr
+    released = run(bundle / "release.sh", "--no-backup", env=env)
+    assert released.returncode == 0, released.stderr
+    assert set(jobs(env)) == {"7", "8"}
+    assert [c for c in calls(env, "scancel")] == ["scancel 101"]
+
+
+def test_tmux_sessions_of_different_dev_nodes_never_share_a_name() -> None:
+    names = [("ml", "lab-gpu"), ("ml-lab", "gpu"), ("a", "b.c"), ("a", "b_c"), ("a", "b_dc"),
+             ("a", "b.dc"), ("a-b", "c"), ("a", "b-c")]
+    sessions = [session_name(p, n) for p, n in names]
+    assert len(set(sessions)) == len(names)
+    assert not any(c in s for s in sessions for c in ".:")
+
+
+def test_a_session_it_did_not_start_is_never_ended(bundle: Path, env: dict[str, str]) -> None:
+    name = session_name("ml", "box")
+    subprocess.run(["tmux", "new-session", "-d", "-s", name, "sleep 600"], env=env, check=True)
+    got = run(bundle / "allocate.sh", "--no-scratch", env=env)
+    assert got.returncode != 0 and "did not start" in got.stderr
+    assert session(env, name) and jobs(env) == {}
+    run(bundle / "release.sh", "--no-backup", env=env)
+    assert session(env, name)
