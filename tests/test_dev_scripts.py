@@ -185,3 +185,62 @@ def test_a_session_it_did_not_start_is_never_ended(bundle: Path, env: dict[str, 
     assert session(env, name) and jobs(env) == {}
     run(bundle / "release.sh", "--no-backup", env=env)
     assert session(env, name)
+
+
+def backups(env: dict[str, str]) -> list[str]:
+    shared = Path(env["HOME"]) / "shared"
+    return sorted(p.name for p in shared.glob("*.tar.lz4")) if shared.is_dir() else []
+
+
+def test_a_stale_scratch_is_neither_kept_nor_backed_up(bundle: Path, env: dict[str, str]) -> None:
+    scratch = Path(env["HOME"]) / "scratch" / "box"
+    first = run(bundle / "init-scratch.sh", env=env)
+    assert first.returncode == 0, first.stderr
+    (scratch / "work.txt").write_text("on node A\n")
+    assert run(bundle / "backup.sh", env=env).returncode == 0
+    stale = scratch.parent / "nodeA"
+    shutil.copytree(scratch, stale, symlinks=True)
+    # Node B restores, works on and backs up newer work.
+    shutil.rmtree(scratch)
+    assert run(bundle / "init-scratch.sh", env=env).returncode == 0
+    (scratch / "work.txt").write_text("newer, on node B\n")
+    assert run(bundle / "backup.sh", env=env).returncode == 0
+    newest = backups(env)[-1]
+    # Back on node A: its scratch is older than the newest backup.
+    shutil.rmtree(scratch)
+    stale.rename(scratch)
+    refused = run(bundle / "backup.sh", env=env)
+    assert refused.returncode != 0 and "older than the newest" in refused.stderr
+    assert backups(env)[-1] == newest
+    kept = run(bundle / "init-scratch.sh", env=env)
+    assert kept.returncode != 0 and "--force" in kept.stderr
+    assert (scratch / "work.txt").read_text() == "on node A\n"
+    forced = run(bundle / "init-scratch.sh", "--force", env=env)
+    assert forced.returncode == 0, forced.stderr
+    assert (scratch / "work.txt").read_text() == "newer, on node B\n"
+    assert list(scratch.parent.glob("box.replaced.*"))
+    # Files of unknown origin (env.sh's ccache folder before any restore) are stale too.
+    shutil.rmtree(scratch)
+    (scratch / ".ccache").mkdir(parents=True)
+    assert "no record" in run(bundle / "backup.sh", env=env).stderr
+    assert backups(env)[-1] == newest
+
+
+def test_a_backup_is_the_newest_whatever_the_clock(bundle: Path, env: dict[str, str]) -> None:
+    assert run(bundle / "init-scratch.sh", env=env).returncode == 0
+    shared = Path(env["HOME"]) / "shared"
+    # A backup made by a node whose clock is a year ahead.
+    future = shared / "ml-box-20991231T235959.999999999Z.tar.lz4"
+    shutil.copy(shared / backups(env)[-1], future)
+    scratch = Path(env["HOME"]) / "scratch" / "box"
+    (scratch / ".jobpack-dev-backup").write_text(future.name + "\n")
+    (scratch / "new.txt").write_text("new work\n")
+    for _ in range(2):
+        got = run(bundle / "backup.sh", env=env)
+        assert got.returncode == 0, got.stderr
+    names = backups(env)
+    assert len(names) == 2 and future.name not in names, names
+    assert names[-1] > future.name and all(n.startswith("ml-box-") for n in names)
+    listing = subprocess.run(f"lz4 -dc '{shared / names[-1]}' | tar -t", shell=True,
+                             capture_output=True, text=True, check=True).stdout.split()
+    assert "./new.txt" in listing and "./.jobpack-dev-backup" not in listing
