@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +36,10 @@ while (($#)); do
   esac
   shift
 done
+if ((steps)) && [[ -s $F/squeue-fail-steps ]]; then
+  n=$(<"$F/squeue-fail-steps")
+  if ((n > 0)); then echo $((n - 1)) >"$F/squeue-fail-steps"; echo 'squeue: error: timeout' >&2; exit 1; fi
+fi
 if ((steps)); then
   for f in "$F"/steps/"$job".*; do
     [[ -f $f ]] || continue
@@ -69,8 +74,14 @@ while [[ -f $F/jobs/$id ]]; do sleep 0.1; done
     "scancel": r"""#!/bin/bash
 F=$JP_FAKE
 printf 'scancel %s\n' "$*" >>"$F/calls"
+signal=''
 for a; do
-  case $a in -*) ;; *.*) rm -f "$F/steps/$a" ;; *) rm -f "$F/jobs/$a" "$F/steps/$a".* ;; esac
+  case $a in
+    --signal=*) signal=${a#--signal=} ;;
+    -*) ;;
+    *.*) [[ -z ${JP_STEP_TERM:-} ]] || bash -c "$JP_STEP_TERM"; rm -f "$F/steps/$a" ;;
+    *) rm -f "$F/jobs/$a" "$F/steps/$a".* ;;
+  esac
 done
 """,
     "scontrol": "#!/bin/bash\nexit 0\n",
@@ -116,7 +127,8 @@ def env(tmp_path: Path) -> Iterator[dict[str, str]]:
     (tmp_path / "tmux").mkdir()
     e = {"PATH": f"{fake / 'bin'}:{os.environ['PATH']}", "HOME": str(tmp_path / "home"),
          "USER": "me", "JP_FAKE": str(fake), "JP_TEST": str(tmp_path),
-         "TMUX_TMPDIR": str(tmp_path / "tmux"), "JOBPACK_DEV_WAIT": "20", "LC_ALL": "C"}
+         "TMUX_TMPDIR": str(tmp_path / "tmux"), "JOBPACK_DEV_WAIT": "20", "LC_ALL": "C",
+         "JOBPACK_DEV_RETRY_DELAY": "0"}
     yield e
     subprocess.run(["tmux", "kill-server"], env=e, capture_output=True, check=False)
     for job in (fake / "jobs").iterdir():
@@ -244,3 +256,112 @@ def test_a_backup_is_the_newest_whatever_the_clock(bundle: Path, env: dict[str, 
     listing = subprocess.run(f"lz4 -dc '{shared / names[-1]}' | tar -t", shell=True,
                              capture_output=True, text=True, check=True).stdout.split()
     assert "./new.txt" in listing and "./.jobpack-dev-backup" not in listing
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    pytest.fail(f"timed out after {timeout} s waiting for {what}")
+
+
+def test_release_keeps_the_allocation_when_the_final_backup_fails(
+        bundle: Path, env: dict[str, str]) -> None:
+    assert run(bundle / "init-scratch.sh", env=env).returncode == 0
+    assert run(bundle / "allocate.sh", "--no-scratch", env=env).returncode == 0
+    fake = Path(env["JP_FAKE"])
+    (fake / "steps" / "101.0").write_text("scratch\n")
+    (fake / "squeue-fail-steps").write_text("3\n")  # a busy controller, for a while
+    # The step ends (as when it is killed) without a new backup.
+    failed = run(bundle / "release.sh", env=env)
+    assert failed.returncode != 0 and "final backup failed" in failed.stderr
+    assert "101" in jobs(env) and session(env, session_name("ml", "box"))
+    assert "scancel 101" not in calls(env, "scancel")
+    # Its final backup made: released.
+    before = backups(env)
+    (fake / "steps" / "101.0").write_text("scratch\n")
+    (fake / "squeue-fail-steps").write_text("2\n")
+    released = run(bundle / "release.sh", env={**env, "JP_STEP_TERM": f"bash {bundle}/backup.sh"})
+    assert released.returncode == 0, released.stderr
+    assert jobs(env) == {} and len(backups(env)) == len(before) + 1
+    assert "scancel --signal=TERM 101.0" in calls(env, "scancel")
+
+
+def test_auto_backup_outlives_a_failing_squeue(bundle: Path, env: dict[str, str],
+                                               tmp_path: Path) -> None:
+    assert run(bundle / "init-scratch.sh", env=env).returncode == 0
+    fake = Path(env["JP_FAKE"])
+    (fake / "jobs" / "55").write_text("x|RUNNING|n1|\n")
+    (fake / "squeue-fail").write_text("1\n")
+    log = (tmp_path / "auto.log").open("w")
+    proc = subprocess.Popen(["bash", str(bundle / "auto-backup.sh"), "--every", "1"],
+                            env={**env, "SLURM_JOB_ID": "55"}, stderr=log, cwd="/")
+    try:
+        first = len(backups(env))
+        wait_for(lambda: len(backups(env)) >= first + 2 or proc.poll() is not None, 30,
+                 "two backups")
+        assert proc.poll() is None, (tmp_path / "auto.log").read_text()
+        (fake / "jobs" / "55").unlink()
+        proc.wait(timeout=30)
+        assert "the allocation has ended" in (tmp_path / "auto.log").read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_usr1_backs_up_at_once_and_keeps_going(bundle: Path, env: dict[str, str],
+                                               tmp_path: Path) -> None:
+    assert "--signal=USR1@600" in (bundle / "allocate.sh").read_text()  # with no time set
+    assert run(bundle / "init-scratch.sh", env=env).returncode == 0
+    logfile = tmp_path / "auto.log"
+    proc = subprocess.Popen(["bash", str(bundle / "auto-backup.sh"), "--every", "3600"],
+                            env=env, stderr=logfile.open("w"), cwd="/")
+    try:
+        wait_for(lambda: "auto-backup every" in logfile.read_text(), 30, "auto-backup")
+        first = len(backups(env))
+        proc.send_signal(signal.SIGUSR1)
+        wait_for(lambda: "time limit nears" in logfile.read_text()
+                 and len(backups(env)) > first, 30, "the backup at USR1")
+        assert proc.poll() is None, logfile.read_text()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        assert "final backup" in logfile.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_a_signal_during_a_backup_waits_for_it(bundle: Path, env: dict[str, str],
+                                               tmp_path: Path) -> None:
+    assert run(bundle / "init-scratch.sh", env=env).returncode == 0
+    gate, started = tmp_path / "gate", tmp_path / "started"
+    # An lz4 that holds the compression until the test opens the gate.
+    real = shutil.which("lz4")
+    lz4 = Path(env["JP_FAKE"]) / "bin" / "lz4"
+    lz4.write_text(f"""#!/bin/bash
+if [[ $* == *-z* ]]; then
+  echo x >>'{started}'
+  until [[ -e '{gate}' ]]; do sleep 0.1; done
+fi
+exec '{real}' "$@"
+""")
+    lz4.chmod(0o755)
+    logfile = tmp_path / "auto.log"
+    first = len(backups(env))
+    proc = subprocess.Popen(["bash", str(bundle / "auto-backup.sh"), "--every", "1"],
+                            env=env, stderr=logfile.open("w"), cwd="/")
+    try:
+        wait_for(started.exists, 30, "a backup under way")
+        proc.send_signal(signal.SIGTERM)
+        wait_for(lambda: "waiting for the backup under way" in logfile.read_text(), 30,
+                 "the signal taken")
+        gate.touch()
+        assert proc.wait(timeout=30) == 0, logfile.read_text()
+        assert "which completed" in logfile.read_text()
+        assert len(started.read_text().split()) == 1  # no second backup
+        assert len(backups(env)) == first + 1
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -70,8 +70,8 @@ def salloc_args(loaded: Loaded, node: DevNode, job_name: str) -> list[Safe]:
                       ("time", res.time)):
         if num is not None:
             out.append(shquote(f"--{flag}={_text(num)}"))
-    if res.time is not None:
-        out.append(shquote(f"--signal=USR1@{SIGNAL_BEFORE}"))
+    # Also without a time: the partition's default limit ends the allocation just the same.
+    out.append(shquote(f"--signal=USR1@{SIGNAL_BEFORE}"))
     return out
 
 
