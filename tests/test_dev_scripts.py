@@ -365,3 +365,33 @@ exec '{real}' "$@"
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def proxy(bundle: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The alias's ProxyCommand, run as ssh runs it (port 22)."""
+    line = next(x for x in (bundle / "ssh_config").read_text().splitlines()
+                if x.strip().startswith("ProxyCommand "))
+    command = line.strip().split(" ", 1)[1].replace("%p", "22")
+    return subprocess.run(["sh", "-c", command], env=env, capture_output=True, text=True,
+                          timeout=30, check=False)
+
+
+def test_ssh_alias_says_which_hop_failed(bundle: Path, env: dict[str, str]) -> None:
+    assert "  User me\n" in (bundle / "ssh_config").read_text()  # login: me@login.example
+    ssh = Path(env["JP_FAKE"]) / "bin" / "ssh"
+    ssh.write_text("""#!/bin/bash
+if [[ $1 == -n ]]; then
+  [[ -z ${JP_LOGIN_DOWN:-} ]] || { echo 'ssh: connect to host login.example: timed out' >&2; exit 255; }
+  [[ -z ${JP_NODE_FILE:-} ]] || echo "$JP_NODE_FILE"
+  exit 0
+fi
+echo "jump $*"
+""")
+    ssh.chmod(0o755)
+    down = proxy(bundle, {**env, "JP_LOGIN_DOWN": "1"})
+    assert down.returncode != 0 and "cannot reach the login node me@login.example" in down.stderr
+    assert "no allocation" not in down.stderr
+    none = proxy(bundle, env)
+    assert none.returncode != 0 and "no allocation" in none.stderr
+    up = proxy(bundle, {**env, "JP_NODE_FILE": "n7 10.0.0.7 101"})
+    assert up.returncode == 0 and up.stdout.strip() == "jump -W 10.0.0.7:22 me@login.example"

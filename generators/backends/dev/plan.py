@@ -86,6 +86,7 @@ def context(loaded: Loaded, name: str, node: DevNode) -> dict[str, Any]:
         "header": file_header(loaded.source.file), "name": name, "project": proj.project,
         "description": node.description, "cluster": node.cluster,
         "alias": node.alias or name, "login": login, "job_name": job,
+        "ssh_user": login.split("@", 1)[0] if "@" in login else "",
         "marker": marker(proj.project, name), "session": session_name(proj.project, name),
         "state": state_dir(loaded, name), "node": shquote(node.node or ""),
         "salloc": [*salloc_args(loaded, node, job),
