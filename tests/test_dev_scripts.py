@@ -395,3 +395,25 @@ echo "jump $*"
     assert none.returncode != 0 and "no allocation" in none.stderr
     up = proxy(bundle, {**env, "JP_NODE_FILE": "n7 10.0.0.7 101"})
     assert up.returncode == 0 and up.stdout.strip() == "jump -W 10.0.0.7:22 me@login.example"
+
+
+def test_one_allocate_at_a_time(bundle: Path, env: dict[str, str]) -> None:
+    import fcntl
+
+    state = Path(env["HOME"]) / ".jobpack" / "dev" / "ml" / "box"
+    state.mkdir(parents=True)
+    with (state / "lock").open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        got = run(bundle / "allocate.sh", env={**env, "JOBPACK_DEV_WAIT": "1"})
+    assert got.returncode != 0 and "another allocate.sh" in got.stderr
+    assert calls(env, "salloc") == []
+
+
+def test_no_scratch_step_when_squeue_cannot_say(bundle: Path, env: dict[str, str]) -> None:
+    (Path(env["JP_FAKE"]) / "squeue-fail-steps").write_text("9\n")
+    got = run(bundle / "allocate.sh", env=env)
+    assert got.returncode != 0 and "not starting the scratch step" in got.stderr
+    assert calls(env, "srun") == []
+    listed = subprocess.run(["tmux", "list-windows", "-t", "=" + session_name("ml", "box"),
+                             "-F", "#{window_name}"], env=env, capture_output=True, text=True)
+    assert "scratch" not in listed.stdout.split()
