@@ -417,3 +417,21 @@ def test_no_scratch_step_when_squeue_cannot_say(bundle: Path, env: dict[str, str
     listed = subprocess.run(["tmux", "list-windows", "-t", "=" + session_name("ml", "box"),
                              "-F", "#{window_name}"], env=env, capture_output=True, text=True)
     assert "scratch" not in listed.stdout.split()
+
+
+def test_partial_files_of_other_hosts_are_kept_a_day(bundle: Path, env: dict[str, str]) -> None:
+    assert run(bundle / "init-scratch.sh", env=env).returncode == 0
+    shared = Path(env["HOME"]) / "shared"
+    host = os.uname().nodename
+    dead = "4194000"  # no such process here
+    stamp = "20260101T000000.000000000Z"
+    mine = shared / f".ml-box-{stamp}.{host}.{dead}.partial"
+    similar = shared / f".ml-box-{stamp}.x.{host}.{dead}.partial"  # another host's, under way
+    old = shared / f".ml-box-{stamp}.elsewhere.{dead}.partial"
+    for p in (mine, similar, old):
+        p.write_text("partial")
+    day_ago = time.time() - 2 * 86400
+    os.utime(old, (day_ago, day_ago))
+    got = run(bundle / "backup.sh", env=env)
+    assert got.returncode == 0, got.stderr
+    assert not mine.exists() and similar.exists() and not old.exists()
