@@ -4,10 +4,11 @@ clocks are skewed or backups fail. The real-Slurm run is tests/integration/test_
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
-import subprocess
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +27,9 @@ F=$JP_FAKE
 printf 'squeue %s\n' "$*" >>"$F/calls"
 if [[ -s $F/squeue-fail ]]; then
   n=$(<"$F/squeue-fail")
-  if ((n > 0)); then echo $((n - 1)) >"$F/squeue-fail"; echo 'squeue: error: timeout' >&2; exit 1; fi
+  if ((n > 0)); then
+    echo $((n - 1)) >"$F/squeue-fail"; echo 'squeue: error: timeout' >&2; exit 1
+  fi
 fi
 name='' job='' steps=0 fmt='%i'
 while (($#)); do
@@ -38,7 +41,9 @@ while (($#)); do
 done
 if ((steps)) && [[ -s $F/squeue-fail-steps ]]; then
   n=$(<"$F/squeue-fail-steps")
-  if ((n > 0)); then echo $((n - 1)) >"$F/squeue-fail-steps"; echo 'squeue: error: timeout' >&2; exit 1; fi
+  if ((n > 0)); then
+    echo $((n - 1)) >"$F/squeue-fail-steps"; echo 'squeue: error: timeout' >&2; exit 1
+  fi
 fi
 if ((steps)); then
   for f in "$F"/steps/"$job".*; do
@@ -381,7 +386,9 @@ def test_ssh_alias_says_which_hop_failed(bundle: Path, env: dict[str, str]) -> N
     ssh = Path(env["JP_FAKE"]) / "bin" / "ssh"
     ssh.write_text("""#!/bin/bash
 if [[ $1 == -n ]]; then
-  [[ -z ${JP_LOGIN_DOWN:-} ]] || { echo 'ssh: connect to host login.example: timed out' >&2; exit 255; }
+  if [[ -n ${JP_LOGIN_DOWN:-} ]]; then
+    echo 'ssh: connect to host login.example: timed out' >&2; exit 255
+  fi
   [[ -z ${JP_NODE_FILE:-} ]] || echo "$JP_NODE_FILE"
   exit 0
 fi
@@ -398,8 +405,6 @@ echo "jump $*"
 
 
 def test_one_allocate_at_a_time(bundle: Path, env: dict[str, str]) -> None:
-    import fcntl
-
     state = Path(env["HOME"]) / ".jobpack" / "dev" / "ml" / "box"
     state.mkdir(parents=True)
     with (state / "lock").open("a") as fh:

@@ -94,7 +94,8 @@ def context(loaded: Loaded, name: str, node: DevNode) -> dict[str, Any]:
         "scratch": _word(node.scratch), "backup": _word(node.backup),
         "scratch_text": node.scratch, "backup_text": node.backup,
         "prefix": shquote(f"{proj.project}-{name}-"),
-        "prefix_text": f"{proj.project}-{name}-", "every": m.seconds(node.every) if node.every else 0,
+        "prefix_text": f"{proj.project}-{name}-",
+        "every": m.seconds(node.every) if node.every else 0,
         "every_text": node.every or "", "keep": node.keep,
         "env": [(k, _word(_text(v)) if isinstance(v, str) else shquote(_text(v)))
                 for k, v in node.env.items()],
