@@ -270,8 +270,8 @@ def test_allocate_connect_move_and_release(dev) -> None:  # type: ignore[no-unty
 
     def ours() -> list[list[str]]:
         text = slurm.squeue("-h", "-o", "%i|%j|%T|%N")
-        return [line.split("|") for line in text.splitlines() if line.split("|")[1].endswith(
-            ":box") and line.startswith("jobpack-dev:")]
+        rows = [line.split("|") for line in text.splitlines()]
+        return [r for r in rows if r[1].startswith("jobpack-dev:") and r[1].endswith(":box")]
 
     def session() -> bool:
         return subprocess.run(["tmux", "has-session", "-t", "=" + session_name], env=env,
