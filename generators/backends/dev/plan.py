@@ -36,6 +36,25 @@ def state_dir(loaded: Loaded, name: str) -> str:
     return f".jobpack/dev/{loaded.project.project}/{name}"
 
 
+def job_name(project: str, name: str) -> str:
+    """The allocation's Slurm job name: a ':' no batch job name of a project has (those are
+    PROJECT-NAME, with neither holding a ':'), so a batch job is never taken for it."""
+    return f"jobpack-dev:{project}:{name}"
+
+
+def marker(project: str, name: str) -> str:
+    """What the allocation carries as its Slurm comment and its tmux session as an option:
+    only an allocation or session that carries it is reused or ended."""
+    return f"jobpack-dev:{project}/{name}"
+
+
+def session_name(project: str, name: str) -> str:
+    """The tmux session: tmux allows neither '.' nor ':' in its names, so the dev node's name
+    is spelled with '_' escapes ('_' as '_u', '.' as '_d'); a project name has no '_', so the
+    first '_' after the prefix ends it and no two dev nodes share a session."""
+    return f"jobpack-dev_{project}_" + name.replace("_", "_u").replace(".", "_d")
+
+
 def salloc_args(loaded: Loaded, node: DevNode, job_name: str) -> list[Safe]:
     """The allocation's options (its node list is added by allocate.sh)."""
     cluster = loaded.project.clusters[node.cluster]
@@ -51,14 +70,14 @@ def salloc_args(loaded: Loaded, node: DevNode, job_name: str) -> list[Safe]:
                       ("time", res.time)):
         if num is not None:
             out.append(shquote(f"--{flag}={_text(num)}"))
-    if res.time is not None:
-        out.append(shquote(f"--signal=USR1@{SIGNAL_BEFORE}"))
+    # Also without a time: the partition's default limit ends the allocation just the same.
+    out.append(shquote(f"--signal=USR1@{SIGNAL_BEFORE}"))
     return out
 
 
 def context(loaded: Loaded, name: str, node: DevNode) -> dict[str, Any]:
     proj = loaded.project
-    job_name = f"{proj.project}-dev-{name}"
+    job = job_name(proj.project, name)
     login = login_of(loaded, node)
     cluster = proj.clusters[node.cluster]
     account = str(getattr(cluster, "account", None) or "")
@@ -66,13 +85,17 @@ def context(loaded: Loaded, name: str, node: DevNode) -> dict[str, Any]:
     return plain_context({
         "header": file_header(loaded.source.file), "name": name, "project": proj.project,
         "description": node.description, "cluster": node.cluster,
-        "alias": node.alias or name, "login": login, "job_name": job_name,
-        "session": f"jobpack-{proj.project}-{name}".replace(".", "_"),
+        "alias": node.alias or name, "login": login, "job_name": job,
+        "ssh_user": login.split("@", 1)[0] if "@" in login else "",
+        "marker": marker(proj.project, name), "session": session_name(proj.project, name),
         "state": state_dir(loaded, name), "node": shquote(node.node or ""),
-        "salloc": salloc_args(loaded, node, job_name),
+        "salloc": [*salloc_args(loaded, node, job),
+                   shquote(f"--comment={marker(proj.project, name)}")],
         "scratch": _word(node.scratch), "backup": _word(node.backup),
         "scratch_text": node.scratch, "backup_text": node.backup,
-        "prefix": shquote(f"{name}-"), "every": m.seconds(node.every) if node.every else 0,
+        "prefix": shquote(f"{proj.project}-{name}-"),
+        "prefix_text": f"{proj.project}-{name}-",
+        "every": m.seconds(node.every) if node.every else 0,
         "every_text": node.every or "", "keep": node.keep,
         "env": [(k, _word(_text(v)) if isinstance(v, str) else shquote(_text(v)))
                 for k, v in node.env.items()],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import posixpath
 import re
 from typing import Any
 
@@ -35,6 +36,10 @@ def check(ck: Checker, loaded: Loaded, raw: Any) -> dict[str, DevNode]:
         ok = _cluster(ck, loaded, loc, node, given_login="login" in body)
         ok = _paths(ck, loc, node) and ok
         ok = _env(ck, loc, node) and ok
+        if node.every is not None and m.seconds(node.every) == 0:
+            ck.add((*loc, "every"), f"an interval of {node.every} is none: at least 1s, or null "
+                   "for only the final backup")
+            ok = False
         alias = node.alias or name
         if alias in aliases:
             ck.add((*loc, "alias") if node.alias else loc,
@@ -111,7 +116,8 @@ def _paths(ck: Checker, loc: Loc, node: DevNode) -> bool:
             ck.add((*loc, key), f"{key} {text!r} is too broad: name a folder of its own")
             ok = False
         ok = _refs(ck, (*loc, key), text, set()) and ok
-    scratch, backup = node.scratch.rstrip("/"), node.backup.rstrip("/")
+    # As the file system reads them: '..', '.' and repeated '/' change no folder.
+    scratch, backup = (posixpath.normpath(p).rstrip("/") for p in (node.scratch, node.backup))
     if ok and (backup == scratch or backup.startswith(scratch + "/")):
         ck.add((*loc, "backup"), "the backup folder must not be inside scratch (a backup "
                "would hold the ones before it)")

@@ -8,7 +8,7 @@
 # shellcheck disable=SC2089,SC2090
 #
 # Allocates dev node compile on the login node: salloc held in tmux session
-# jobpack-pytorch-dev-compile, reused while it lives.
+# jobpack-dev_pytorch-dev_compile, reused while it lives.
 set -euo pipefail
 
 usage() {
@@ -19,7 +19,7 @@ Usage: allocate.sh [--node NODE] [--no-scratch] [--dry-run] [-h]
   connect your editor to "compile_machine", build there.
 
 Run on the login node of cluster aws. Starts the allocation in the tmux session
-jobpack-pytorch-dev-compile (attach with: tmux attach -t jobpack-pytorch-dev-compile), waits until it runs,
+jobpack-dev_pytorch-dev_compile (attach with: tmux attach -t jobpack-dev_pytorch-dev_compile), waits until it runs,
 prints the node, and writes it to ~/.jobpack/dev/pytorch-dev/compile/node, where the ssh alias
 compile_machine reads it. While that allocation lives, running this again reuses it.
 
@@ -68,15 +68,16 @@ jp_secrets=('HPC_ACCOUNT')
 jp_read_secrets
 
 # Dev node compile on cluster aws.
-jp_job_name='pytorch-dev-dev-compile'
-jp_session='jobpack-pytorch-dev-compile'
+jp_job_name='jobpack-dev:pytorch-dev:compile'
+jp_session='jobpack-dev_pytorch-dev_compile'
+jp_marker='jobpack-dev:pytorch-dev/compile'
 jp_state_dir="$HOME"/.jobpack/dev/pytorch-dev/compile
 jp_scratch=/scratch/"${USER}"/work
 jp_backup=/fsx/"${USER}"/backups
-jp_prefix='compile-'
+jp_prefix='pytorch-dev-compile-'
 jp_every=1800
 jp_keep=3
-jp_salloc=(salloc --job-name=pytorch-dev-dev-compile --partition=compile --account="${HPC_ACCOUNT}" --gpus=1 --cpus-per-task=32 --mem=128G --time=2-00:00:00 --signal=USR1@600)
+jp_salloc=(salloc --job-name=jobpack-dev:pytorch-dev:compile --partition=compile --account="${HPC_ACCOUNT}" --gpus=1 --cpus-per-task=32 --mem=128G --time=2-00:00:00 --signal=USR1@600 --comment=jobpack-dev:pytorch-dev/compile)
 [[ -z $jp_node ]] || jp_salloc+=("--nodelist=$jp_node")
 
 # jp_quote_words WORD...: set jp_line to the words, each in single quotes, for tmux's shell
@@ -95,6 +96,7 @@ if ((jp_dry_run)); then
 fi
 command -v tmux >/dev/null || jp_die "tmux not found on this login node: install it, or keep salloc running another way"
 command -v salloc >/dev/null || jp_die "salloc not found: run this on a login node of the cluster"
+jp_lock
 
 jp_find_job
 if [[ -n $jp_job ]]; then
@@ -105,10 +107,13 @@ else
   if jp_session_alive; then
     jp_log "tmux session $jp_session holds no allocation any more: ending it"
     tmux kill-session -t "=$jp_session" 2>/dev/null || true
+  elif jp_session_exists; then
+    jp_die "a tmux session $jp_session exists that allocate.sh did not start: left as it is (rename or end it)"
   fi
   jp_quote_words "${jp_salloc[@]}"
   jp_log "starting: ${jp_salloc[*]}"
-  tmux new-session -d -s "$jp_session" -n alloc "$jp_line"
+  tmux new-session -d -s "$jp_session" -n alloc "$jp_line" 9>&-
+  jp_mark_session
   tmux set-option -w -t "=$jp_session:alloc" remain-on-exit on >/dev/null
 fi
 
@@ -140,17 +145,22 @@ printf '%s %s %s\n' "$jp_job_node" "$jp_addr" "$jp_job" >"$jp_state_dir/node.new
 mv -f "$jp_state_dir/node.new.$$" "$jp_state_dir/node"
 
 # The scratch step runs once per allocation: not again when it is reused.
-if ((jp_no_scratch == 0)) && squeue -h -s -j "$jp_job" -o '%j' | grep -qx scratch; then
-  jp_no_scratch=1
+if ((jp_no_scratch == 0)); then
+  jp_squeue -h -s -j "$jp_job" -o '%j' \
+    || jp_die "squeue failed ${JOBPACK_DEV_TRIES:-5} times: not starting the scratch step (it may run already); run allocate.sh again"
+  ! grep -qx scratch <<<"$jp_out" || jp_no_scratch=1
 fi
 if ((jp_no_scratch == 0)); then
   jp_quote_words srun "--jobid=$jp_job" --overlap -N1 -n1 --job-name=scratch \
     bash -c 'bash "$1/init-scratch.sh" && exec bash "$1/auto-backup.sh" --every "$2"' \
     scratch "$jp_here" "$((jp_every > 0 ? jp_every : 31536000))"
   if jp_session_alive; then
-    tmux new-window -d -t "=$jp_session:" -n scratch "$jp_line"
+    tmux new-window -d -t "=$jp_session:" -n scratch "$jp_line" 9>&-
+  elif jp_session_exists; then
+    jp_die "a tmux session $jp_session exists that allocate.sh did not start: left as it is (rename or end it)"
   else
-    tmux new-session -d -s "$jp_session" -n scratch "$jp_line"
+    tmux new-session -d -s "$jp_session" -n scratch "$jp_line" 9>&-
+    jp_mark_session
   fi
   jp_log "on $jp_job_node: init-scratch.sh, then auto-backup.sh (tmux window scratch)"
   # Until Slurm lists the step, another allocate.sh would start a second one.

@@ -17,7 +17,9 @@ Usage: release.sh [--no-backup] [--dry-run] [-h]
 
 Run on the login node of cluster aws. Makes a final backup of scratch on the
 node (through auto-backup.sh when it runs there, else backup.sh), then ends the tmux session
-jobpack-pytorch-dev-compile and the allocation, and waits until Slurm has freed it.
+jobpack-dev_pytorch-dev_compile and the allocation, and waits until Slurm has freed it.
+
+A final backup that fails (no new backup appears) releases nothing.
 
   --no-backup  release at once, without a final backup
   --dry-run    print the commands; release nothing
@@ -49,32 +51,46 @@ source "$jp_here/runtime.sh"
 
 
 # Dev node compile on cluster aws.
-jp_job_name='pytorch-dev-dev-compile'
-jp_session='jobpack-pytorch-dev-compile'
+jp_job_name='jobpack-dev:pytorch-dev:compile'
+jp_session='jobpack-dev_pytorch-dev_compile'
+jp_marker='jobpack-dev:pytorch-dev/compile'
 jp_state_dir="$HOME"/.jobpack/dev/pytorch-dev/compile
 jp_scratch=/scratch/"${USER}"/work
 jp_backup=/fsx/"${USER}"/backups
-jp_prefix='compile-'
+jp_prefix='pytorch-dev-compile-'
 jp_every=1800
 jp_keep=3
 if ((jp_dry_run)); then
   ((jp_no_backup)) || jp_print srun --jobid=JOBID --overlap -N1 -n1 bash "$jp_here/backup.sh"
+  ((jp_no_backup)) || jp_print scancel --signal=TERM STEP
   jp_print tmux kill-session -t "=$jp_session"
   jp_print scancel JOBID
   exit 0
 fi
+jp_lock
 jp_find_job
 if [[ -n $jp_job && $jp_job_state == RUNNING && $jp_no_backup == 0 ]]; then
   # The auto-backup step makes the final backup when it is told to end; else backup.sh.
-  jp_step=$(squeue -h -s -j "$jp_job" -o '%i %j' | sed -n 's/^\([0-9.]*\) scratch$/\1/p' | head -n 1)
+  jp_squeue -h -s -j "$jp_job" -o '%i %j' \
+    || jp_die "squeue failed ${JOBPACK_DEV_TRIES:-5} times: nothing released (try again later)"
+  jp_step=$(sed -n 's/^\([0-9.]*\) scratch$/\1/p' <<<"$jp_out" | head -n 1)
   if [[ -n $jp_step ]]; then
+    jp_find_newest
+    jp_before=$jp_newest
     jp_log "final backup: ending auto-backup (step $jp_step)"
-    scancel --signal=USR1 "$jp_step"
+    scancel --signal=TERM "$jp_step"
     SECONDS=0
-    while [[ -n $(squeue -h -s -j "$jp_job" -o '%i' | grep -x "$jp_step") ]]; do
+    while :; do
+      jp_squeue -h -s -j "$jp_job" -o '%i' \
+        || jp_die "squeue failed ${JOBPACK_DEV_TRIES:-5} times: nothing released (try again later)"
+      grep -qx "$jp_step" <<<"$jp_out" || break
       ((SECONDS < ${JOBPACK_DEV_WAIT:-3600})) || jp_die "the final backup did not end within ${JOBPACK_DEV_WAIT:-3600} s; nothing released"
       sleep 1
     done
+    # The step ends either way: only a new newest backup says the final one was made.
+    jp_find_newest
+    [[ -n $jp_newest && $jp_newest != "$jp_before" ]] \
+      || jp_die "the final backup failed (no new backup in $jp_backup; see the tmux window scratch: tmux attach -t $jp_session); nothing released (release.sh --no-backup releases anyway)"
   else
     jp_log "final backup on $jp_job_node"
     srun "--jobid=$jp_job" --overlap -N1 -n1 --job-name=backup bash "$jp_here/backup.sh" \

@@ -174,19 +174,57 @@ jp_job='' jp_job_state='' jp_job_node='' jp_job_left=''
 jp_list=()
 
 # jp_find_job: set jp_job, jp_job_state, jp_job_node and jp_job_left to the allocation of
-# this dev node that is pending or running (jp_job empty when there is none).
+# this dev node that is pending or running (jp_job empty when there is none). Only a job
+# whose comment is this dev node's marker counts: no other job is ever reused or cancelled.
 jp_find_job() {
-  local out
+  local out id state node left comment
   jp_job='' jp_job_state='' jp_job_node='' jp_job_left=''
   out=$(squeue -h -u "$USER" -n "$jp_job_name" -t pending,running,configuring,suspended \
-    -o '%i|%T|%N|%L') || jp_die "squeue failed: is this a login node of the cluster?"
-  [[ -n $out ]] || return 0
-  IFS='|' read -r jp_job jp_job_state jp_job_node jp_job_left <<<"${out%%$'\n'*}"
+    -o '%i|%T|%N|%L|%k') || jp_die "squeue failed: is this a login node of the cluster?"
+  while IFS='|' read -r id state node left comment; do
+    [[ -n $id && $comment == "$jp_marker" ]] || continue
+    jp_job=$id jp_job_state=$state jp_job_node=$node jp_job_left=$left
+    return 0
+  done <<<"$out"
 }
 
-# jp_session_alive: 0 when the tmux session holding the allocation exists.
-jp_session_alive() {
+# jp_squeue ARG...: set jp_out to squeue's answer; a failing squeue (a busy controller) is
+# asked again, up to $JOBPACK_DEV_TRIES times (default 5) a few seconds apart. 1 when it never
+# answered: never read as "no job" or "no step".
+jp_squeue() {
+  local try
+  for ((try = 1; try <= ${JOBPACK_DEV_TRIES:-5}; try++)); do
+    if jp_out=$(squeue "$@"); then return 0; fi
+    ((try == ${JOBPACK_DEV_TRIES:-5})) || sleep "${JOBPACK_DEV_RETRY_DELAY:-3}"
+  done
+  return 1
+}
+
+# jp_lock: one allocate.sh or release.sh of this dev node at a time (a lock file in the
+# state folder, held until the script exits; never handed to tmux, which outlives it); waits at most $JOBPACK_DEV_WAIT seconds.
+jp_lock() {
+  mkdir -p "$jp_state_dir"
+  command -v flock >/dev/null || jp_die "flock not found on this login node (util-linux)"
+  exec 9>>"$jp_state_dir/lock"
+  flock -w "${JOBPACK_DEV_WAIT:-3600}" 9 \
+    || jp_die "another allocate.sh or release.sh of this dev node is running (lock $jp_state_dir/lock)"
+}
+
+# jp_session_exists: 0 when a tmux session of this dev node's name exists (ours or not).
+jp_session_exists() {
   command -v tmux >/dev/null && tmux has-session -t "=$jp_session" 2>/dev/null
+}
+
+# jp_session_alive: 0 when the tmux session holding the allocation exists and carries this
+# dev node's marker (a session someone else named so is never used or ended).
+jp_session_alive() {
+  jp_session_exists || return 1
+  [[ $(tmux show-options -v -t "=$jp_session:" @jobpack_dev 2>/dev/null) == "$jp_marker" ]]
+}
+
+# jp_mark_session: give the tmux session this dev node's marker.
+jp_mark_session() {
+  tmux set-option -t "=$jp_session:" @jobpack_dev "$jp_marker" >/dev/null
 }
 
 # jp_backups: set jp_list to the complete backups in the backup folder, oldest first.
@@ -208,6 +246,41 @@ jp_find_newest() {
   jp_backups
   jp_newest=''
   if ((${#jp_list[@]})); then jp_newest=${jp_list[${#jp_list[@]} - 1]}; fi
+}
+
+# The file in scratch naming the backup scratch was restored from or last backed up to
+# (.jobpack-dev-backup, never itself backed up): a scratch that names an older backup than
+# the newest one, or none while it holds files, is stale (another node has backed up newer
+# work since).
+
+# jp_scratch_origin: set jp_origin to the backup file name in scratch's stamp ('' if none)
+jp_scratch_origin() {
+  jp_origin=''
+  [[ ! -f $jp_scratch/.jobpack-dev-backup ]] \
+    || IFS= read -r jp_origin <"$jp_scratch/.jobpack-dev-backup" || true
+}
+
+# jp_scratch_stale: 0 when scratch holds files and is older than the newest backup
+# (jp_find_newest first); jp_why says why.
+jp_scratch_stale() {
+  jp_scratch_origin
+  [[ -n $jp_newest && -d $jp_scratch ]] || return 1
+  [[ -n $(ls -A "$jp_scratch") ]] || return 1
+  if [[ -z $jp_origin ]]; then
+    jp_why="$jp_scratch holds files but no record of the backup it came from, and ${jp_newest##*/} exists"
+    return 0
+  fi
+  if [[ $jp_origin < ${jp_newest##*/} ]]; then
+    jp_why="$jp_scratch is from backup $jp_origin, older than the newest ${jp_newest##*/} (made elsewhere since)"
+    return 0
+  fi
+  return 1
+}
+
+# jp_mark_scratch NAME: record in scratch that it matches backup NAME
+jp_mark_scratch() {
+  printf '%s\n' "$1" >"$jp_scratch/.jobpack-dev-backup.new.$$"
+  mv -f "$jp_scratch/.jobpack-dev-backup.new.$$" "$jp_scratch/.jobpack-dev-backup"
 }
 
 # jp_age SECONDS: set jp_agetext to a duration such as 2h05m or 40s

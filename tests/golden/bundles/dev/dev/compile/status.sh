@@ -55,12 +55,13 @@ source "$jp_here/runtime.sh"
 
 
 # Dev node compile on cluster aws.
-jp_job_name='pytorch-dev-dev-compile'
-jp_session='jobpack-pytorch-dev-compile'
+jp_job_name='jobpack-dev:pytorch-dev:compile'
+jp_session='jobpack-dev_pytorch-dev_compile'
+jp_marker='jobpack-dev:pytorch-dev/compile'
 jp_state_dir="$HOME"/.jobpack/dev/pytorch-dev/compile
 jp_scratch=/scratch/"${USER}"/work
 jp_backup=/fsx/"${USER}"/backups
-jp_prefix='compile-'
+jp_prefix='pytorch-dev-compile-'
 jp_every=1800
 jp_keep=3
 if ((jp_dry_run)); then

@@ -8,7 +8,7 @@
 # shellcheck disable=SC2089,SC2090
 #
 # Allocates dev node quick on the login node: salloc held in tmux session
-# jobpack-pytorch-dev-quick, reused while it lives.
+# jobpack-dev_pytorch-dev_quick, reused while it lives.
 set -euo pipefail
 
 usage() {
@@ -16,7 +16,7 @@ usage() {
 Usage: allocate.sh [--node NODE] [--no-scratch] [--dry-run] [-h]
 
 Run on the login node of cluster aws. Starts the allocation in the tmux session
-jobpack-pytorch-dev-quick (attach with: tmux attach -t jobpack-pytorch-dev-quick), waits until it runs,
+jobpack-dev_pytorch-dev_quick (attach with: tmux attach -t jobpack-dev_pytorch-dev_quick), waits until it runs,
 prints the node, and writes it to ~/.jobpack/dev/pytorch-dev/quick/node, where the ssh alias
 quick reads it. While that allocation lives, running this again reuses it.
 
@@ -65,15 +65,16 @@ jp_secrets=('HPC_ACCOUNT')
 jp_read_secrets
 
 # Dev node quick on cluster aws.
-jp_job_name='pytorch-dev-dev-quick'
-jp_session='jobpack-pytorch-dev-quick'
+jp_job_name='jobpack-dev:pytorch-dev:quick'
+jp_session='jobpack-dev_pytorch-dev_quick'
+jp_marker='jobpack-dev:pytorch-dev/quick'
 jp_state_dir="$HOME"/.jobpack/dev/pytorch-dev/quick
 jp_scratch=/tmp/"${USER}"'/quick work'
 jp_backup=/fsx/"${USER}"'/quick'\''s backups'
-jp_prefix='quick-'
+jp_prefix='pytorch-dev-quick-'
 jp_every=0
 jp_keep=1
-jp_salloc=(salloc --job-name=pytorch-dev-dev-quick --partition=train --account="${HPC_ACCOUNT}")
+jp_salloc=(salloc --job-name=jobpack-dev:pytorch-dev:quick --partition=train --account="${HPC_ACCOUNT}" --signal=USR1@600 --comment=jobpack-dev:pytorch-dev/quick)
 [[ -z $jp_node ]] || jp_salloc+=("--nodelist=$jp_node")
 
 # jp_quote_words WORD...: set jp_line to the words, each in single quotes, for tmux's shell
@@ -92,6 +93,7 @@ if ((jp_dry_run)); then
 fi
 command -v tmux >/dev/null || jp_die "tmux not found on this login node: install it, or keep salloc running another way"
 command -v salloc >/dev/null || jp_die "salloc not found: run this on a login node of the cluster"
+jp_lock
 
 jp_find_job
 if [[ -n $jp_job ]]; then
@@ -102,10 +104,13 @@ else
   if jp_session_alive; then
     jp_log "tmux session $jp_session holds no allocation any more: ending it"
     tmux kill-session -t "=$jp_session" 2>/dev/null || true
+  elif jp_session_exists; then
+    jp_die "a tmux session $jp_session exists that allocate.sh did not start: left as it is (rename or end it)"
   fi
   jp_quote_words "${jp_salloc[@]}"
   jp_log "starting: ${jp_salloc[*]}"
-  tmux new-session -d -s "$jp_session" -n alloc "$jp_line"
+  tmux new-session -d -s "$jp_session" -n alloc "$jp_line" 9>&-
+  jp_mark_session
   tmux set-option -w -t "=$jp_session:alloc" remain-on-exit on >/dev/null
 fi
 
@@ -137,17 +142,22 @@ printf '%s %s %s\n' "$jp_job_node" "$jp_addr" "$jp_job" >"$jp_state_dir/node.new
 mv -f "$jp_state_dir/node.new.$$" "$jp_state_dir/node"
 
 # The scratch step runs once per allocation: not again when it is reused.
-if ((jp_no_scratch == 0)) && squeue -h -s -j "$jp_job" -o '%j' | grep -qx scratch; then
-  jp_no_scratch=1
+if ((jp_no_scratch == 0)); then
+  jp_squeue -h -s -j "$jp_job" -o '%j' \
+    || jp_die "squeue failed ${JOBPACK_DEV_TRIES:-5} times: not starting the scratch step (it may run already); run allocate.sh again"
+  ! grep -qx scratch <<<"$jp_out" || jp_no_scratch=1
 fi
 if ((jp_no_scratch == 0)); then
   jp_quote_words srun "--jobid=$jp_job" --overlap -N1 -n1 --job-name=scratch \
     bash -c 'bash "$1/init-scratch.sh" && exec bash "$1/auto-backup.sh" --every "$2"' \
     scratch "$jp_here" "$((jp_every > 0 ? jp_every : 31536000))"
   if jp_session_alive; then
-    tmux new-window -d -t "=$jp_session:" -n scratch "$jp_line"
+    tmux new-window -d -t "=$jp_session:" -n scratch "$jp_line" 9>&-
+  elif jp_session_exists; then
+    jp_die "a tmux session $jp_session exists that allocate.sh did not start: left as it is (rename or end it)"
   else
-    tmux new-session -d -s "$jp_session" -n scratch "$jp_line"
+    tmux new-session -d -s "$jp_session" -n scratch "$jp_line" 9>&-
+    jp_mark_session
   fi
   jp_log "on $jp_job_node: init-scratch.sh, then auto-backup.sh (tmux window scratch)"
   # Until Slurm lists the step, another allocate.sh would start a second one.

@@ -16,9 +16,10 @@ usage() {
 Usage: auto-backup.sh [--every SECONDS] [--dry-run] [-h]
 
 Run on the dev node (allocate.sh starts it there in an allocation step). Runs backup.sh
-every --every SECONDS (the project sets no interval) while the allocation lives; on SIGTERM,
-SIGUSR1 or SIGINT (the allocation ends, its time limit nears, release.sh) it makes a final
-backup and exits. Slurm kills a step KillWait seconds after SIGTERM: a large scratch may
+every --every SECONDS (the project sets no interval) while the allocation lives; on SIGTERM or
+SIGINT (the allocation ends, release.sh) it makes a final backup and exits (a backup under
+way then is waited for, and is the final one when it succeeds). On SIGUSR1 (Slurm sends it
+ten minutes before the time limit) it backs up at once and then every two minutes. Slurm kills a step KillWait seconds after SIGTERM: a large scratch may
 not finish its final backup then, so release.sh is the safer way to end.
 
   --every S   back up every S seconds instead
@@ -51,12 +52,13 @@ source "$jp_here/runtime.sh"
 
 
 # Dev node quick on cluster aws.
-jp_job_name='pytorch-dev-dev-quick'
-jp_session='jobpack-pytorch-dev-quick'
+jp_job_name='jobpack-dev:pytorch-dev:quick'
+jp_session='jobpack-dev_pytorch-dev_quick'
+jp_marker='jobpack-dev:pytorch-dev/quick'
 jp_state_dir="$HOME"/.jobpack/dev/pytorch-dev/quick
 jp_scratch=/tmp/"${USER}"'/quick work'
 jp_backup=/fsx/"${USER}"'/quick'\''s backups'
-jp_prefix='quick-'
+jp_prefix='pytorch-dev-quick-'
 jp_every=0
 jp_keep=1
 jp_period=${jp_period:-$jp_every}
@@ -66,31 +68,65 @@ if ((jp_dry_run)); then
   jp_print bash "$jp_here/backup.sh"
   exit 0
 fi
-jp_stop=0
-jp_child=''
-# A signal ends the wait (or the backup under way, which then leaves no partial file).
+jp_stop=0 jp_near_end=0
+jp_sleep='' jp_pid='' jp_rc=0
+# TERM or INT (release.sh, the allocation ending): stop, with a final backup. USR1 (the time
+# limit nears): a backup now, then one every few minutes until the end. A backup under way
+# is never cut short: it is waited for.
 jp_on_signal() {
   jp_stop=1
-  [[ -z $jp_child ]] || kill -TERM "$jp_child" 2>/dev/null || true
+  [[ -z $jp_pid ]] || jp_log "end signal: waiting for the backup under way"
+  [[ -z $jp_sleep ]] || kill -TERM "$jp_sleep" 2>/dev/null || true
 }
-trap jp_on_signal TERM USR1 INT HUP
-# jp_alive: 0 while the allocation this runs in lives (always, outside one).
+jp_on_usr1() {
+  jp_near_end=1
+  [[ -z $jp_sleep ]] || kill -TERM "$jp_sleep" 2>/dev/null || true
+}
+trap jp_on_signal TERM INT HUP
+trap jp_on_usr1 USR1
+# jp_alive: 0 while the allocation this runs in lives (always, outside one). Only an answer
+# of squeue without it means the end; a failing squeue is asked again next time.
 jp_alive() {
+  local out
   [[ -n ${SLURM_JOB_ID:-} ]] || return 0
-  [[ -n $(squeue -h -j "$SLURM_JOB_ID" -t running -o %i 2>/dev/null) ]]
+  if ! out=$(squeue -h -j "$SLURM_JOB_ID" -t running -o %i 2>/dev/null); then
+    jp_log "warning: squeue failed; asking again in ${jp_period}s"
+    return 0
+  fi
+  [[ -n $out ]]
+}
+# jp_backup_now: run backup.sh and wait until it ends, signals or not; jp_rc is its status.
+jp_backup_now() {
+  bash "$jp_here/backup.sh" &
+  jp_pid=$!
+  while :; do
+    if wait "$jp_pid" 2>/dev/null; then jp_rc=0; else jp_rc=$?; fi
+    kill -0 "$jp_pid" 2>/dev/null || break
+  done
+  jp_pid=''
+  ((jp_rc == 0)) || jp_log "backup failed (exit $jp_rc)"
 }
 jp_log "auto-backup every ${jp_period}s of $jp_scratch"
+jp_said=0
 while ((jp_stop == 0)); do
-  sleep "$jp_period" &
-  jp_child=$!
-  wait "$jp_child" 2>/dev/null || true
-  jp_child=''
-  ((jp_stop == 0)) || break
+  if ((jp_near_end && jp_said == 0)); then
+    jp_said=1
+    jp_period=$((jp_period < 120 ? jp_period : 120))
+    jp_log "the time limit nears: a backup now, then every ${jp_period}s"
+  else
+    sleep "$jp_period" &
+    jp_sleep=$!
+    wait "$jp_sleep" 2>/dev/null || true
+    jp_sleep=''
+    ((jp_stop == 0)) || break
+    if ((jp_near_end && jp_said == 0)); then continue; fi
+  fi
   jp_alive || { jp_log "the allocation has ended"; exit 0; }
-  bash "$jp_here/backup.sh" &
-  jp_child=$!
-  wait "$jp_child" 2>/dev/null || jp_log "backup failed; trying again in ${jp_period}s"
-  jp_child=''
+  jp_backup_now
+  if ((jp_stop && jp_rc == 0)); then
+    jp_log "end signal during a backup, which completed: it is the final one"
+    exit 0
+  fi
 done
 jp_log "end signal: final backup"
 trap '' TERM USR1 INT HUP

@@ -12,30 +12,39 @@ set -euo pipefail
 
 usage() {
   cat <<'USAGE'
-Usage: backup.sh [--dry-run] [-h]
+Usage: backup.sh [--force] [--dry-run] [-h]
 
 Run on the dev node. Packs
   /tmp/${USER}/quick work
 with tar | lz4 into
   /fsx/${USER}/quick's backups
-as quick-<UTC time>.tar.lz4: written under a hidden temporary name, checked with
-lz4 -t, and only then renamed, so a killed backup never becomes the newest. Keeps the last
+as pytorch-dev-quick-<UTC time>.tar.lz4: written under a hidden temporary name, checked
+with lz4 -t, and only then renamed, so a killed backup never becomes the newest. Its name is
+always later than the newest backup's (even when this node's clock is behind). Keeps the last
 1 backups.
 
+Refuses to back up a scratch older than the newest backup (restored from an older one, or
+holding files of unknown origin): it would become the newest and the newer work would be
+removed. init-scratch.sh --force replaces such a scratch with the newest backup.
+
+  --force     back up even a scratch older than the newest backup
   --dry-run   print the commands; write nothing
   -h, --help  show this help
 USAGE
 }
 
+jp_force=0
 jp_dry_run=0
 while (($#)); do
   case $1 in
     --dry-run) jp_dry_run=1 ;;
     -h|--help) usage; exit 0 ;;
+    --force) jp_force=1 ;;
     *) printf 'unknown option: %s\n\n' "$1" >&2; usage >&2; exit 2 ;;
   esac
   shift
 done
+
 
 jp_here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # The functions every script of this folder shares: runtime.sh, beside it.
@@ -48,15 +57,32 @@ source "$jp_here/runtime.sh"
 
 
 # Dev node quick on cluster aws.
-jp_job_name='pytorch-dev-dev-quick'
-jp_session='jobpack-pytorch-dev-quick'
+jp_job_name='jobpack-dev:pytorch-dev:quick'
+jp_session='jobpack-dev_pytorch-dev_quick'
+jp_marker='jobpack-dev:pytorch-dev/quick'
 jp_state_dir="$HOME"/.jobpack/dev/pytorch-dev/quick
 jp_scratch=/tmp/"${USER}"'/quick work'
 jp_backup=/fsx/"${USER}"'/quick'\''s backups'
-jp_prefix='quick-'
+jp_prefix='pytorch-dev-quick-'
 jp_every=0
 jp_keep=1
+jp_find_newest
 jp_stamp=$(date -u +%Y%m%dT%H%M%S.%NZ)
+if [[ -n $jp_newest ]]; then
+  # Later than the newest backup whatever this clock says: the new one is the newest.
+  jp_last=${jp_newest##*/}
+  jp_last=${jp_last#"$jp_prefix"}
+  jp_last=${jp_last%.tar.lz4}
+  if [[ ! $jp_stamp > $jp_last ]]; then
+    jp_ns=$((10#${jp_last:16:9}))
+    if ((jp_ns < 999999999)); then
+      printf -v jp_stamp '%s%09dZ' "${jp_last:0:16}" $((jp_ns + 1))
+    else
+      jp_secs=$(date -u -d "${jp_last:0:4}-${jp_last:4:2}-${jp_last:6:2} ${jp_last:9:2}:${jp_last:11:2}:${jp_last:13:2}" +%s)
+      jp_stamp=$(date -u -d "@$((jp_secs + 1))" +%Y%m%dT%H%M%S.000000000Z)
+    fi
+  fi
+fi
 jp_host=$(uname -n)
 jp_final="$jp_backup/$jp_prefix$jp_stamp.tar.lz4"
 jp_tmp="$jp_backup/.$jp_prefix$jp_stamp.$jp_host.$$.partial"
@@ -67,14 +93,24 @@ if ((jp_dry_run)); then
   exit 0
 fi
 [[ -d $jp_scratch ]] || jp_die "$jp_scratch does not exist: run init-scratch.sh first"
+if ((jp_force == 0)) && jp_scratch_stale; then
+  jp_die "$jp_why: not backed up, or the newer backup would be lost (init-scratch.sh --force replaces scratch with it; backup.sh --force backs it up anyway)"
+fi
 command -v lz4 >/dev/null || jp_die "lz4 not found on this node: install it (e.g. conda install lz4)"
 mkdir -p "$jp_backup"
-# Leftovers of backups killed on this host (their process is gone).
-for jp_old in "$jp_backup/.$jp_prefix"*".$jp_host."*.partial; do
+# Leftovers of backups killed on this host (their process is gone), and of any host a day
+# old (no backup takes that long).
+for jp_old in "$jp_backup/.$jp_prefix"*.partial; do
   [[ -f $jp_old ]] || continue
-  jp_pid=${jp_old%.partial}
-  jp_pid=${jp_pid##*.}
-  if [[ $jp_pid =~ ^[0-9]+$ ]] && ! kill -0 "$jp_pid" 2>/dev/null; then rm -f "$jp_old"; fi
+  jp_rest=${jp_old##*/}
+  jp_rest=${jp_rest#".$jp_prefix"}
+  [[ $jp_rest =~ ^[0-9]{8}T[0-9]{6}\.[0-9]{9}Z\.(.+)\.([0-9]+)\.partial$ ]] || continue
+  if [[ ${BASH_REMATCH[1]} == "$jp_host" ]] && ! kill -0 "${BASH_REMATCH[2]}" 2>/dev/null; then
+    rm -f "$jp_old"
+  elif [[ -n $(find "$jp_old" -maxdepth 0 -mmin +1440 2>/dev/null) ]]; then
+    rm -f "$jp_old"
+    jp_log "removed $jp_old (a day old)"
+  fi
 done
 trap 'rm -f "$jp_tmp"' EXIT
 trap 'exit 143' TERM
@@ -82,7 +118,7 @@ trap 'exit 130' INT
 SECONDS=0
 # tar exits 1 when a file changed while it was read (work goes on): a warning, not a failure.
 set +e
-tar -c -f - -C "$jp_scratch" . | lz4 -q -z - "$jp_tmp"
+tar -c -f - -C "$jp_scratch" --exclude=./.jobpack-dev-backup . | lz4 -q -z - "$jp_tmp"
 jp_codes=("${PIPESTATUS[@]}")
 set -e
 ((jp_codes[0] <= 1 && jp_codes[1] == 0)) || jp_die "tar | lz4 failed (${jp_codes[*]}); the previous backups are kept"
@@ -90,6 +126,7 @@ lz4 -q -t "$jp_tmp" || jp_die "the new backup does not verify (lz4 -t); the prev
 sync "$jp_tmp" 2>/dev/null || true
 mv -f "$jp_tmp" "$jp_final"
 trap - EXIT
+jp_mark_scratch "${jp_final##*/}"
 jp_log "backup $jp_final ($(du -h "$jp_final" | cut -f1), ${SECONDS}s)"
 jp_backups
 jp_drop=$((${#jp_list[@]} - jp_keep))

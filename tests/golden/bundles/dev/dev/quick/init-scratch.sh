@@ -20,9 +20,13 @@ Run on the dev node (allocate.sh does, unless --no-scratch). Creates the scratch
 and restores into it the newest backup of
   /fsx/${USER}/quick's backups
 (lz4 -d | tar -x). Scratch that already holds files (it persists on a node for days) is left
-as it is. With no backup yet, it makes the first one (backup.sh).
+as it is when it matches the newest backup (scratch records which backup it came from or
+last went to). A scratch older than the newest backup (another node backed up newer work
+since), or holding files of unknown origin, is not used: this stops and says why. With no
+backup yet, it makes the first one (backup.sh).
 
-  --force     restore even when scratch holds files (files of the backup overwrite them)
+  --force     replace scratch with the newest backup even then (the old scratch is moved
+              aside to SCRATCH.replaced.<time>, delete it when you no longer need it)
   --dry-run   print what would be done; change nothing
   -h, --help  show this help
 USAGE
@@ -52,18 +56,25 @@ source "$jp_here/runtime.sh"
 
 
 # Dev node quick on cluster aws.
-jp_job_name='pytorch-dev-dev-quick'
-jp_session='jobpack-pytorch-dev-quick'
+jp_job_name='jobpack-dev:pytorch-dev:quick'
+jp_session='jobpack-dev_pytorch-dev_quick'
+jp_marker='jobpack-dev:pytorch-dev/quick'
 jp_state_dir="$HOME"/.jobpack/dev/pytorch-dev/quick
 jp_scratch=/tmp/"${USER}"'/quick work'
 jp_backup=/fsx/"${USER}"'/quick'\''s backups'
-jp_prefix='quick-'
+jp_prefix='pytorch-dev-quick-'
 jp_every=0
 jp_keep=1
 jp_find_newest
-if [[ -d $jp_scratch ]] && [[ -n $(ls -A "$jp_scratch") ]] && ((jp_force == 0)); then
-  jp_log "$jp_scratch already holds files: kept as it is (--force restores over it)"
-  exit 0
+jp_aside=''
+if [[ -d $jp_scratch ]] && [[ -n $(ls -A "$jp_scratch") ]]; then
+  if ! jp_scratch_stale; then
+    jp_log "$jp_scratch already holds files${jp_origin:+ from $jp_origin}: kept as it is"
+    exit 0
+  fi
+  ((jp_force)) || jp_die "$jp_why: not used (init-scratch.sh --force replaces it with the newest backup, moving it aside)"
+  jp_aside="${jp_scratch%/}.replaced.$(date -u +%Y%m%dT%H%M%SZ)"
+  jp_log "$jp_why: moving it aside to $jp_aside"
 fi
 if [[ -z $jp_newest ]]; then
   jp_log "no backup in $jp_backup yet: creating $jp_scratch and its first backup"
@@ -75,21 +86,22 @@ fi
 command -v lz4 >/dev/null || jp_die "lz4 not found on this node: install it (e.g. conda install lz4)"
 jp_log "restoring $jp_newest into $jp_scratch"
 if ((jp_dry_run)); then
+  [[ -z $jp_aside ]] || jp_print mv -T "$jp_scratch" "$jp_aside"
   jp_print mkdir -p "$jp_scratch"
   jp_print lz4 -d -c "$jp_newest" '|' tar -x -p --no-same-owner -f - -C "$jp_scratch"
   exit 0
 fi
-if [[ -d $jp_scratch ]] && [[ -n $(ls -A "$jp_scratch") ]]; then
-  # --force: over what is there.
-  lz4 -q -d -c "$jp_newest" | tar -x -p --no-same-owner -f - -C "$jp_scratch"
+# Into a folder beside scratch, renamed when complete: scratch is the whole backup or empty.
+jp_tmp="${jp_scratch%/}.restoring.$$"
+trap 'rm -rf "$jp_tmp"' EXIT
+mkdir -p "$jp_tmp"
+lz4 -q -d -c "$jp_newest" | tar -x -p --no-same-owner -f - -C "$jp_tmp"
+printf '%s\n' "${jp_newest##*/}" >"$jp_tmp/.jobpack-dev-backup"
+if [[ -n $jp_aside ]]; then
+  mv -T "$jp_scratch" "$jp_aside"
 else
-  # Into a folder beside scratch, renamed when complete: scratch is the whole backup or empty.
-  jp_tmp="${jp_scratch%/}.restoring.$$"
-  trap 'rm -rf "$jp_tmp"' EXIT
-  mkdir -p "$jp_tmp"
-  lz4 -q -d -c "$jp_newest" | tar -x -p --no-same-owner -f - -C "$jp_tmp"
   rmdir "$jp_scratch" 2>/dev/null || true
-  mv -T "$jp_tmp" "$jp_scratch"
-  trap - EXIT
 fi
+mv -T "$jp_tmp" "$jp_scratch"
+trap - EXIT
 jp_log "restored $jp_newest"

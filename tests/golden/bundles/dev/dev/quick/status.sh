@@ -55,12 +55,13 @@ source "$jp_here/runtime.sh"
 
 
 # Dev node quick on cluster aws.
-jp_job_name='pytorch-dev-dev-quick'
-jp_session='jobpack-pytorch-dev-quick'
+jp_job_name='jobpack-dev:pytorch-dev:quick'
+jp_session='jobpack-dev_pytorch-dev_quick'
+jp_marker='jobpack-dev:pytorch-dev/quick'
 jp_state_dir="$HOME"/.jobpack/dev/pytorch-dev/quick
 jp_scratch=/tmp/"${USER}"'/quick work'
 jp_backup=/fsx/"${USER}"'/quick'\''s backups'
-jp_prefix='quick-'
+jp_prefix='pytorch-dev-quick-'
 jp_every=0
 jp_keep=1
 if ((jp_dry_run)); then
