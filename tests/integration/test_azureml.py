@@ -348,3 +348,22 @@ def test_a_suffix_picks_one_job_while_other_points_have_none(double, bundle: Pat
     assert out.returncode == 0 and double.jobs[train.name].status == "CancelRequested"
     status = sh(bundle, "ctl.sh", "status", env=double.env).stdout
     assert "NOT_SUBMITTED 4" in status
+
+
+def test_an_older_attempt_s_suffix_acts_on_that_job(double, bundle: Path) -> None:  # type: ignore[no-untyped-def]
+    """cancel and logs by the suffix of an earlier job of a point act on that job, not on
+    the point's latest one."""
+    env = double.env
+    sh(bundle, "submit_all.sh", "--job", "train", env=env)
+    (old,) = double.jobs.values()
+    sh(bundle, "ctl.sh", "cancel", old.name[-5:], env=env)
+    sh(bundle, "ctl.sh", "status", env=env)
+    sh(bundle, "ctl.sh", "status", env=env)  # sees Canceled
+    sh(bundle, "ctl.sh", "resubmit", old.name[-5:], env=env)
+    (new,) = [j for j in double.jobs.values() if j.name != old.name]
+    follow = sh(bundle, "ctl.sh", "logs", old.name[-5:], "--follow", env=env).stdout
+    assert follow.startswith(f"RunId: {old.name}\n")
+    dry = sh(bundle, "ctl.sh", "--dry-run", "cancel", old.name[-5:], env=env).stdout
+    assert f"cancel -n {old.name} " in dry and new.name not in dry
+    sh(bundle, "ctl.sh", "cancel", new.name[-5:], env=env)
+    assert double.jobs[new.name].status == "CancelRequested"

@@ -109,7 +109,8 @@ export RUN_ID
 jp_load "$RUN_ID"
 
 # jp_find WHICH: set jp_pos and jp_line to the one point of the run whose name, or one of
-# whose Azure ML job names, ends with WHICH; else list what matched and stop.
+# whose Azure ML job names, ends with WHICH; else list what matched and stop. jp_hit is the
+# Azure ML job WHICH named (an older attempt's name acts on that job), else the latest one.
 jp_find() {
   local pos line name aml
   local -a found=() shown=()
@@ -118,12 +119,12 @@ jp_find() {
     for line in "${jp_row_list[@]}"; do
       jp_row "$line"
       name=$jp_r_name
+      aml=''
       if [[ $name != *"$1" ]]; then
-        aml=''
         for aml in ${jp_p_all[$name]:-}; do [[ $aml != *"$1" ]] || break; done
         [[ -n ${aml:-} && $aml == *"$1" ]] || continue
       fi
-      found+=("$pos"$'\t'"$line")
+      found+=("$pos"$'\t'"$aml"$'\t'"$line")
       shown+=("  $name (${jp_p_aml[$name]:-${jp_p_pend[$name]:-no job}})")
     done
   done
@@ -134,7 +135,12 @@ jp_find() {
   fi
   jp_pos=${found[0]%%$'\t'*}
   jp_line=${found[0]#*$'\t'}
+  jp_hit=${jp_line%%$'\t'*}
+  jp_line=${jp_line#*$'\t'}
   jp_row "$jp_line"
+  [[ -n $jp_hit ]] || jp_hit=${jp_p_aml[$jp_r_name]:-}
+  jp_hit_att=${jp_p_att[$jp_r_name]:--}
+  [[ $jp_hit == "${jp_p_aml[$jp_r_name]:-}" ]] || jp_hit_att=earlier
 }
 
 # jp_record NAME STATE: record a final state the first time it is seen (under the lock).
@@ -178,7 +184,7 @@ jp_status() {
 }
 
 jp_logs() {
-  local - aml=${jp_p_aml[$jp_r_name]:-} dir file rank0=''
+  local - aml=$jp_hit dir file rank0=''
   local -a files=()
   set +x  # the workspace may be a secret
   [[ -n $aml ]] || jp_die "$jp_r_name has no job"
@@ -206,7 +212,7 @@ jp_logs() {
   printf '== log files ==\n'
   printf '%s\n' "${files[@]#"$jp_here"/}"
   printf '== job ==\n%s: %s (attempt %s, point %s)\n' "$aml" \
-    "$(jp_state "$aml" || printf 'state unreadable')" "${jp_p_att[$jp_r_name]}" "$jp_r_name"
+    "$(jp_state "$aml" || printf 'state unreadable')" "$jp_hit_att" "$jp_r_name"
 }
 
 jp_cancel() {
@@ -216,11 +222,11 @@ jp_cancel() {
   jp_load "$RUN_ID"
   for w in "${jp_which[@]}"; do
     jp_find "$w"
-    aml=${jp_p_aml[$jp_r_name]:-}
+    aml=$jp_hit
     [[ -n $aml ]] || jp_die "$jp_r_name has no job to cancel"
     jp_az_run ml job cancel -n "$aml" "${jp_scope[@]}"
     ((jp_dry_run)) || jp_ledger_add "$RUN_ID" "${jp_names[jp_pos]}" "$jp_r_index" "$jp_r_name" \
-      "${jp_p_att[$jp_r_name]}" "$aml" cancel -
+      "$jp_hit_att" "$aml" cancel -
     ((jp_dry_run)) || jp_log "cancelled $jp_r_name ($aml)"
   done
 }
