@@ -367,3 +367,10 @@ def test_an_older_attempt_s_suffix_acts_on_that_job(double, bundle: Path) -> Non
     assert f"cancel -n {old.name} " in dry and new.name not in dry
     sh(bundle, "ctl.sh", "cancel", new.name[-5:], env=env)
     assert double.jobs[new.name].status == "CancelRequested"
+
+
+def test_monitor_leaves_out_the_points_the_run_left_out(double, bundle: Path) -> None:  # type: ignore[no-untyped-def]
+    sh(bundle, "submit_all.sh", "--job", "train", env=double.env)
+    sh(bundle, "ctl.sh", "monitor", "--once", env=double.env, code=3)
+    assert [j.display_name for j in double.jobs.values()] == ["qd-train"]
+    assert "NOT_SUBMITTED 4" in sh(bundle, "ctl.sh", "status", env=double.env).stdout

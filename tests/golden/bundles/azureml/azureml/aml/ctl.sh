@@ -267,6 +267,9 @@ jp_round() {
         jp_log "$name: submission ${jp_p_pend[$name]} has an unknown outcome; left alone"
         continue
       fi
+      # A point the run never tried (left out with submit_all.sh --job) is not the
+      # monitor's to start: only submit_all.sh adds points to a run.
+      [[ -n ${jp_p_job[$name]:-} ]] || continue
       if [[ -z ${jp_p_aml[$name]:-} ]]; then
         ((${jp_p_fails[$name]:-0} < 3)) || continue  # az refused it three times: ended
         jp_open=$((jp_open + 1))
