@@ -374,3 +374,13 @@ def test_monitor_leaves_out_the_points_the_run_left_out(double, bundle: Path) ->
     sh(bundle, "ctl.sh", "monitor", "--once", env=double.env, code=3)
     assert [j.display_name for j in double.jobs.values()] == ["qd-train"]
     assert "NOT_SUBMITTED 4" in sh(bundle, "ctl.sh", "status", env=double.env).stdout
+
+
+def test_each_command_s_script_is_in_the_uploaded_code_folder(bundle: Path) -> None:
+    """Azure ML runs a command in the folder it uploaded (code:): the script it names is
+    found there."""
+    for path in yamls(bundle):
+        doc = yaml.safe_load(path.read_text())
+        line = [w for w in doc["command"].splitlines() if w.startswith("python ")][0]
+        script, code = line.split()[1], doc["code"]
+        assert (path.parent / code / script).is_file(), (path.name, code, script)
