@@ -126,7 +126,8 @@ def test_the_double_takes_the_documented_grammar_only(double, bundle: Path) -> N
                ("ml", "job", "show", "-n", "a1", "--resource-group", "vision"),
                ("ml", "job", "submit", "-n", "a1", *scope),
                ("ml", "job", "create", "-f", "train.yml", "--set", "novalue", *scope),
-               ("ml", "job", "list", "--max-results", *scope)]
+               ("ml", "job", "list", "--max-results", *scope),
+               ("ml", "job", "show", "-n", "a1", "-g", "-x", "-w", "qd-ws")]  # -x: an option
     for argv in refused:
         assert az(*argv).returncode == 2, argv
     assert az("ml", "job", "create", "-f", "train.yml", "--name", "a1", *scope).returncode == 1
@@ -154,7 +155,7 @@ def test_the_seed_workflow(double, bundle: Path) -> None:  # type: ignore[no-unt
     env = double.env
     dry = sh(bundle, "submit_all.sh", "--dry-run", env=env).stdout
     assert dry.count("+ az ml job create -f ") == 5 and not double.calls
-    assert " environment_variables.WANDB_API_KEY=${WANDB_API_KEY} " in dry  # never the value
+    assert " 'environment_variables.WANDB_API_KEY=${WANDB_API_KEY}' " in dry  # never the value
     assert "wandb-key-123" not in dry and "0000-sub" not in dry
     sh(bundle, "submit_all.sh", env=env)
     creates = double.creates()
@@ -166,7 +167,7 @@ def test_the_seed_workflow(double, bundle: Path) -> None:  # type: ignore[no-unt
     assert train.document["environment_variables"]["WANDB_API_KEY"] == "wandb-key-123"
     run_id = ledger(bundle)[0]["run_id"]
     assert all(f"environment_variables.RUN_ID={run_id}" in c for c in creates)
-    assert all(c[c.index("-g") + 1] == "vision" and c[c.index("--subscription") + 1] == "0000-sub"
+    assert all("--resource-group=vision" in c and "--subscription=0000-sub" in c
                for c in creates)
     assert [r["event"] for r in ledger(bundle)] == ["creating", "create"] * 5
 
@@ -265,8 +266,8 @@ def test_every_script_has_help_and_dry_run(double, bundle: Path) -> None:  # typ
     before = ((bundle / "ledger.tsv").read_text(), len(double.jobs))
     name = next(iter(double.jobs))
     out = sh(bundle, "ctl.sh", "--dry-run", "cancel", name, env=double.env).stdout
-    assert out == (f"+ az ml job cancel -n {name} -g vision -w qd-ws "
-                   "--subscription ${AML_SUBSCRIPTION}\n")
+    assert out == (f"+ az ml job cancel -n {name} --resource-group=vision "
+                   "--workspace-name=qd-ws '--subscription=${AML_SUBSCRIPTION}'\n")
     out = sh(bundle, "ctl.sh", "--dry-run", "logs", name, env=double.env).stdout
     assert out.startswith(f"+ az ml job download -n {name} --download-path ")
     assert not (bundle / "logs").exists()
@@ -338,7 +339,7 @@ def test_a_trace_never_shows_a_secret(double, bundle: Path) -> None:  # type: ig
         text += traced("ctl.sh", *args, code={"monitor": 3, "--dry-run": 1}.get(args[0], 0))
     assert "+ " in text and "--subscription" in text
     assert not [v for v in SECRETS.values() if v in text]
-    assert all("--subscription" in c and "0000-sub" in c for c in double.creates())
+    assert all("--subscription=0000-sub" in c for c in double.creates())
 
 
 def test_a_suffix_picks_one_job_while_other_points_have_none(double, bundle: Path) -> None:  # type: ignore[no-untyped-def]
@@ -384,3 +385,25 @@ def test_each_command_s_script_is_in_the_uploaded_code_folder(bundle: Path) -> N
         line = [w for w in doc["command"].splitlines() if w.startswith("python ")][0]
         script, code = line.split()[1], doc["code"]
         assert (path.parent / code / script).is_file(), (path.name, code, script)
+
+
+def test_a_workspace_value_starting_with_a_dash_is_never_an_az_option(
+        double, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A leading - in a resource group is refused at build time; a secret read at run time
+    (the workspace here) reaches az as the value of its flag, whatever it starts with."""
+    folder = tmp_path / "qd"
+    shutil.copytree(PROJECTS / "azureml", folder)
+    text = (folder / "project.yaml").read_text()
+    (folder / "project.yaml").write_text(text.replace("resource_group: vision",
+                                                      "resource_group: --debug"))
+    result = build(folder / "project.yaml", folder / "out")
+    assert result.code != 0 and "project.yaml:11:" in result.stderr, result.stderr
+    assert "not starting with -" in result.stderr
+    (folder / "project.yaml").write_text(text.replace("workspace: qd-ws",
+                                                      "workspace: ${AML_SUBSCRIPTION}"))
+    assert build(folder / "project.yaml", folder / "out").code == 0
+    bundle = folder / "out" / "azureml" / "aml"
+    sh(bundle, "submit_all.sh", "--job", "train",
+       env={**double.env, "AML_SUBSCRIPTION": "-w-evil"})
+    (create,) = double.creates()
+    assert "--workspace-name=-w-evil" in create and "--subscription=-w-evil" in create

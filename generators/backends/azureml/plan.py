@@ -265,12 +265,14 @@ def secret_sets(loaded: Loaded, name: str) -> list[str]:
 
 
 def scope_args(cl: AzuremlCluster) -> list[str]:
-    """Quoted words naming the workspace in every az call (secrets as ${NAME})."""
+    """Quoted words naming the workspace in every az call (secrets as ${NAME}), each as
+    ``--flag=VALUE``: one word, which az never reads as an option whatever VALUE (a secret
+    read at run time) starts with."""
     out: list[str] = []
-    for flag, value in (("-g", cl.resource_group), ("-w", cl.workspace),
-                        ("--subscription", cl.subscription)):
+    for flag, value in (("--resource-group", cl.resource_group),
+                        ("--workspace-name", cl.workspace), ("--subscription", cl.subscription)):
         if value is not None:
-            out += [flag, word(parse_text(value)[0], {})]
+            out.append(word(parse_text(f"{flag}={value}")[0], {}))
     return out
 
 

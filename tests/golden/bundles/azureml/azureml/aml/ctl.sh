@@ -86,7 +86,7 @@ jp_retries=(1 2)
 jp_set_scope() {
   local -
   set +x
-  jp_scope=(-g vision -w qd-ws --subscription "${AML_SUBSCRIPTION}")
+  jp_scope=(--resource-group=vision --workspace-name=qd-ws --subscription="${AML_SUBSCRIPTION}")
 }
 jp_set_scope
 # jp_sets_POS: set jp_sets to the --set words that fill in the secrets of job POS's env at
