@@ -407,3 +407,18 @@ def test_a_workspace_value_starting_with_a_dash_is_never_an_az_option(
        env={**double.env, "AML_SUBSCRIPTION": "-w-evil"})
     (create,) = double.creates()
     assert "--workspace-name=-w-evil" in create and "--subscription=-w-evil" in create
+
+
+def test_code_is_found_from_any_output_folder(double, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """-o elsewhere than out/ beside project.yaml: each job YAML's code path still leads to
+    the project's code folder."""
+    folder = tmp_path / "qd"
+    shutil.copytree(PROJECTS / "azureml", folder)
+    out = tmp_path / "elsewhere" / "bundles" / "qd"
+    assert build(folder / "project.yaml", out).code == 0
+    bundle = out / "azureml" / "aml"
+    for path in yamls(bundle):
+        code = yaml.safe_load(path.read_text())["code"]
+        assert (path.parent / code).resolve() in (folder / "src", folder / "src" / "qd"), code
+    sh(bundle, "submit_all.sh", "--job", "train", env=double.env)
+    assert len(double.creates()) == 1
