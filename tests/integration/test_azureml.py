@@ -422,3 +422,14 @@ def test_code_is_found_from_any_output_folder(double, tmp_path: Path) -> None:  
         assert (path.parent / code).resolve() in (folder / "src", folder / "src" / "qd"), code
     sh(bundle, "submit_all.sh", "--job", "train", env=double.env)
     assert len(double.creates()) == 1
+
+
+def test_an_inherited_run_id_never_starts_a_second_run(double, bundle: Path) -> None:  # type: ignore[no-untyped-def]
+    sh(bundle, "submit_all.sh", "--job", "train", env={**double.env, "RUN_ID": "r1"})
+    refused = sh(bundle, "submit_all.sh", env={**double.env, "RUN_ID": "r2"}, code=1).stderr
+    assert "latest run is r1" in refused and "--new" in refused
+    assert len(double.creates()) == 1
+    sh(bundle, "submit_all.sh", env={**double.env, "RUN_ID": "r1"})  # the same run: continued
+    assert len(double.creates()) == 5 and {r["run_id"] for r in ledger(bundle)} == {"r1"}
+    sh(bundle, "submit_all.sh", "--new", "--job", "train", env={**double.env, "RUN_ID": "r2"})
+    assert ledger(bundle)[-1]["run_id"] == "r2" and len(double.creates()) == 6

@@ -31,7 +31,8 @@ needed): a second one waits up to JOBPACK_LOCK_WAIT seconds (default 60), then s
 without creating anything. az is $AZ_CLI when set.
 
   --job NAME  create only this job's points
-  --new       start a new run (a new RUN_ID, or the RUN_ID given in the environment)
+  --new       start a new run (a new RUN_ID, or the RUN_ID given in the environment;
+              without --new, a RUN_ID in the environment must be the latest run's)
   --dry-run   print the az commands; create nothing, write nothing
   -h, --help  show this help
 USAGE
@@ -98,7 +99,11 @@ jp_previous=$(jp_last_run)
 if ((jp_new)) || [[ -z $jp_previous ]]; then
   RUN_ID=${RUN_ID:-$(date -u +%Y%m%dT%H%M%SZ)}
 else
-  RUN_ID=${RUN_ID:-$jp_previous}
+  # A RUN_ID left in the environment (by an earlier job, a shell profile) would make a
+  # whole second run: only --new starts one.
+  [[ -z ${RUN_ID:-} || $RUN_ID == "$jp_previous" ]] ||
+    jp_die "RUN_ID=$RUN_ID is set in the environment, but the ledger's latest run is $jp_previous: unset RUN_ID to continue that run, or pass --new to start run $RUN_ID"
+  RUN_ID=$jp_previous
 fi
 [[ $RUN_ID =~ ^[A-Za-z0-9._-]+$ ]] || jp_die "RUN_ID may hold only letters, digits and ._- (got: $RUN_ID)"
 export RUN_ID
