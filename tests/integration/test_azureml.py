@@ -433,3 +433,16 @@ def test_an_inherited_run_id_never_starts_a_second_run(double, bundle: Path) -> 
     assert len(double.creates()) == 5 and {r["run_id"] for r in ledger(bundle)} == {"r1"}
     sh(bundle, "submit_all.sh", "--new", "--job", "train", env={**double.env, "RUN_ID": "r2"})
     assert ledger(bundle)[-1]["run_id"] == "r2" and len(double.creates()) == 6
+
+
+def test_a_suffix_of_an_earlier_run_is_found_there(double, bundle: Path) -> None:  # type: ignore[no-untyped-def]
+    sh(bundle, "submit_all.sh", "--job", "train", env={**double.env, "RUN_ID": "r1"})
+    (old,) = double.jobs.values()
+    sh(bundle, "submit_all.sh", "--new", "--job", "train", env={**double.env, "RUN_ID": "r2"})
+    out = sh(bundle, "ctl.sh", "cancel", old.name[-6:], env=double.env)
+    assert "found in run r1" in out.stderr
+    assert double.jobs[old.name].status == "CancelRequested"
+    assert [j.status for j in double.jobs.values() if j.name != old.name] == ["NotStarted"]
+    assert (ledger(bundle)[-1]["run_id"], ledger(bundle)[-1]["event"]) == ("r1", "cancel")
+    nowhere = sh(bundle, "ctl.sh", "cancel", "zzzzz", env=double.env, code=1).stderr
+    assert "matches 0 jobs of run r2" in nowhere

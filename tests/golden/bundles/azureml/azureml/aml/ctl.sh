@@ -103,17 +103,16 @@ for jp_i in "${!jp_names[@]}"; do jp_pos_of[${jp_names[jp_i]}]=$jp_i; done
 jp_final_states=" Completed Failed Canceled "
 jp_resubmit_states=" Failed "
 
-RUN_ID=${jp_run_id:-$(jp_last_run)}
+RUN_ID=${jp_run_id:-$(jp_runs | head -n 1)}
 [[ -n $RUN_ID ]] || jp_die "ledger.tsv has no run yet: run submit_all.sh first"
 export RUN_ID
+jp_latest=$RUN_ID
 jp_load "$RUN_ID"
 
-# jp_find WHICH: set jp_pos and jp_line to the one point of the run whose name, or one of
-# whose Azure ML job names, ends with WHICH; else list what matched and stop. jp_hit is the
-# Azure ML job WHICH named (an older attempt's name acts on that job), else the latest one.
-jp_find() {
+# jp_find_in WHICH: add to jp_find's found and shown the points of run RUN_ID (loaded) that
+# WHICH names.
+jp_find_in() {
   local pos line name aml
-  local -a found=() shown=()
   for pos in "${!jp_names[@]}"; do
     jp_rows "$pos"
     for line in "${jp_row_list[@]}"; do
@@ -128,6 +127,36 @@ jp_find() {
       shown+=("  $name (${jp_p_aml[$name]:-${jp_p_pend[$name]:-no job}})")
     done
   done
+}
+# jp_find WHICH: set jp_pos and jp_line to the one point of the run whose name, or one of
+# whose Azure ML job names, ends with WHICH (without --run: of the latest run, else of the
+# newest run that has one, which becomes RUN_ID); else list what matched and stop. jp_hit is the
+# Azure ML job WHICH named (an older attempt's name acts on that job), else the latest one.
+jp_find() {
+  local run
+  local -a found=() shown=() runs=()
+  if [[ $RUN_ID != "$jp_latest" ]]; then  # an earlier WHICH was found in another run
+    RUN_ID=$jp_latest
+    jp_load "$RUN_ID"
+  fi
+  jp_find_in "$1"
+  if ((${#found[@]} == 0)) && [[ -z $jp_run_id ]]; then
+    # Not in the latest run: every other run of the ledger, newest first.
+    mapfile -t runs < <(jp_runs)
+    for run in "${runs[@]}"; do
+      [[ $run != "$jp_latest" ]] || continue
+      jp_load "$run"
+      RUN_ID=$run
+      jp_find_in "$1"
+      ((${#found[@]} == 0)) || break
+    done
+    if ((${#found[@]} == 0)); then
+      RUN_ID=$jp_latest
+      jp_load "$RUN_ID"
+    else
+      printf "'%s' is not in the latest run (%s): found in run %s\n" "$1" "$jp_latest" "$RUN_ID" >&2
+    fi
+  fi
   if ((${#found[@]} != 1)); then
     printf "error: '%s' matches %s jobs of run %s%s\n" "$1" "${#found[@]}" "$RUN_ID" "${shown[*]:+:}" >&2
     ((${#shown[@]} == 0)) || printf '%s\n' "${shown[@]}" >&2
@@ -238,8 +267,12 @@ jp_resubmit() {
   ((jp_dry_run)) || jp_resolve "$RUN_ID"
   for w in "${jp_which[@]}"; do
     jp_find "$w"
+    if [[ $RUN_ID != "$jp_latest" ]] && ((jp_dry_run == 0)); then
+      jp_resolve "$RUN_ID"  # an earlier run's: its submissions cut short are looked up too
+      jp_find "$w"
+    fi
     [[ -z ${jp_p_pend[$jp_r_name]:-} ]] ||
-      jp_die "$jp_r_name: its submission as ${jp_p_pend[$jp_r_name]} has an unknown outcome (UNCONFIRMED); run ctl.sh status later"
+      jp_die "$jp_r_name: its submission as ${jp_p_pend[$jp_r_name]} has an unknown outcome (UNCONFIRMED: Azure ML could not be asked whether it exists); run ctl.sh resubmit $w again once az answers: it looks the job up first, then adopts or creates it"
     att=${jp_p_patt[$jp_r_name]:-0}
     if [[ -n ${jp_p_aml[$jp_r_name]:-} ]]; then
       st=${jp_p_state[$jp_r_name]:-}

@@ -95,7 +95,7 @@ jp_resubmit_states=" Failed "
 [[ -z $jp_only || -n ${jp_pos_of[$jp_only]+x} ]] ||
   jp_die "no job $jp_only on this cluster (jobs: ${jp_names[*]})"
 jp_take_lock 'nothing was created'
-jp_previous=$(jp_last_run)
+jp_previous=$(jp_runs | head -n 1)
 if ((jp_new)) || [[ -z $jp_previous ]]; then
   RUN_ID=${RUN_ID:-$(date -u +%Y%m%dT%H%M%SZ)}
 else
