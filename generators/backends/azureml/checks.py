@@ -73,7 +73,8 @@ def check_cluster(ck: Checker, loc: Loc, cl: AzuremlCluster) -> None:
     _named(ck, (*loc, "subscription"), cl.subscription, SUBSCRIPTION,
            "a subscription id or name", secret=True)
     _named(ck, (*loc, "resource_group"), cl.resource_group, RESOURCE_GROUP,
-           "a resource group name (letters, digits and -._(), at most 90, not starting with -)", secret=True)
+           "a resource group name (letters, digits and -._(), at most 90, not starting "
+           "with -)", secret=True)
     _named(ck, (*loc, "workspace"), cl.workspace, WORKSPACE,
            "a workspace name (3 to 33 letters, digits, _ and -)", secret=True)
     _named(ck, (*loc, "compute"), cl.compute, COMPUTE,
