@@ -70,6 +70,7 @@ def plan_groups(paths: Paths) -> tuple[Any, list[Group]]:
     from .registry import load, plan
 
     loaded = load(paths.project)
+    loaded.out = paths.out
     groups = plan(loaded)
     owners: dict[str, Group] = {}
     problems: list[Problem] = []

@@ -64,6 +64,8 @@ class Loaded:
     inputs: list[Path] = field(default_factory=list)
     # Sections read by a backend (see ``kind.Section``), by key: what is valid of each.
     sections: dict[str, Any] = field(default_factory=dict)
+    # The folder the bundle is written to (-o); None: out/ beside project.yaml.
+    out: Path | None = None
 
 
 def suggest(word: str, choices: typing.Iterable[str]) -> str:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import socketserver
 import sys
 import threading
@@ -53,6 +54,7 @@ COMMANDS: dict[str, tuple[dict[str, tuple[str, bool]], tuple[str, ...]]] = {
                   "--download-path": ("path", True), "--output-name": ("output_name", True)},
                  ("name",)),
 }
+NUMBER = re.compile(r"-\d+$|-\d*\.\d+$")  # what argparse takes as a value, not an option
 OUTPUTS = ("json", "jsonc", "tsv", "table", "yaml", "yamlc", "none")
 
 
@@ -89,16 +91,21 @@ def _options(words: list[str], table: dict[str, tuple[str, bool]]) -> dict[str, 
     opts: dict[str, Any] = {"set": []}
     i = 0
     while i < len(words):
-        word = words[i]
+        word, joined = words[i], None
+        if word.startswith("--") and "=" in word:  # --flag=VALUE: VALUE may be anything
+            word, joined = word.split("=", 1)
         if word not in table:
             raise Refused(f"unrecognized arguments: {word}")
         dest, valued = table[word]
         if dest in opts and dest != "set":
             raise Refused(f"argument {word}: expected one argument only once")
-        if valued and i + 1 >= len(words):
-            raise Refused(f"argument {word}: expected one argument")
-        value: Any = words[i + 1] if valued else True
-        i += 2 if valued else 1
+        if joined is not None and not valued:
+            raise Refused(f"argument {word}: ignored explicit argument {joined!r}")
+        if joined is None and valued and (i + 1 >= len(words) or (
+                words[i + 1].startswith("-") and not NUMBER.fullmatch(words[i + 1]))):
+            raise Refused(f"argument {word}: expected one argument")  # as argparse says
+        value: Any = joined if joined is not None else words[i + 1] if valued else True
+        i += 1 if joined is not None or not valued else 2
         if dest != "set":
             opts[dest] = value
         elif "=" in value:

@@ -126,7 +126,8 @@ def test_the_double_takes_the_documented_grammar_only(double, bundle: Path) -> N
                ("ml", "job", "show", "-n", "a1", "--resource-group", "vision"),
                ("ml", "job", "submit", "-n", "a1", *scope),
                ("ml", "job", "create", "-f", "train.yml", "--set", "novalue", *scope),
-               ("ml", "job", "list", "--max-results", *scope)]
+               ("ml", "job", "list", "--max-results", *scope),
+               ("ml", "job", "show", "-n", "a1", "-g", "-x", "-w", "qd-ws")]  # -x: an option
     for argv in refused:
         assert az(*argv).returncode == 2, argv
     assert az("ml", "job", "create", "-f", "train.yml", "--name", "a1", *scope).returncode == 1
@@ -154,7 +155,7 @@ def test_the_seed_workflow(double, bundle: Path) -> None:  # type: ignore[no-unt
     env = double.env
     dry = sh(bundle, "submit_all.sh", "--dry-run", env=env).stdout
     assert dry.count("+ az ml job create -f ") == 5 and not double.calls
-    assert " environment_variables.WANDB_API_KEY=${WANDB_API_KEY} " in dry  # never the value
+    assert " 'environment_variables.WANDB_API_KEY=${WANDB_API_KEY}' " in dry  # never the value
     assert "wandb-key-123" not in dry and "0000-sub" not in dry
     sh(bundle, "submit_all.sh", env=env)
     creates = double.creates()
@@ -166,7 +167,7 @@ def test_the_seed_workflow(double, bundle: Path) -> None:  # type: ignore[no-unt
     assert train.document["environment_variables"]["WANDB_API_KEY"] == "wandb-key-123"
     run_id = ledger(bundle)[0]["run_id"]
     assert all(f"environment_variables.RUN_ID={run_id}" in c for c in creates)
-    assert all(c[c.index("-g") + 1] == "vision" and c[c.index("--subscription") + 1] == "0000-sub"
+    assert all("--resource-group=vision" in c and "--subscription=0000-sub" in c
                for c in creates)
     assert [r["event"] for r in ledger(bundle)] == ["creating", "create"] * 5
 
@@ -269,8 +270,8 @@ def test_every_script_has_help_and_dry_run(double, bundle: Path) -> None:  # typ
     before = ((bundle / "ledger.tsv").read_text(), len(double.jobs))
     name = next(iter(double.jobs))
     out = sh(bundle, "ctl.sh", "--dry-run", "cancel", name, env=double.env).stdout
-    assert out == (f"+ az ml job cancel -n {name} -g vision -w qd-ws "
-                   "--subscription ${AML_SUBSCRIPTION}\n")
+    assert out == (f"+ az ml job cancel -n {name} --resource-group=vision "
+                   "--workspace-name=qd-ws '--subscription=${AML_SUBSCRIPTION}'\n")
     out = sh(bundle, "ctl.sh", "--dry-run", "logs", name, env=double.env).stdout
     assert out.startswith(f"+ az ml job download -n {name} --download-path ")
     assert not (bundle / "logs").exists()
@@ -342,7 +343,7 @@ def test_a_trace_never_shows_a_secret(double, bundle: Path) -> None:  # type: ig
         text += traced("ctl.sh", *args, code={"monitor": 3, "--dry-run": 1}.get(args[0], 0))
     assert "+ " in text and "--subscription" in text
     assert not [v for v in SECRETS.values() if v in text]
-    assert all("--subscription" in c and "0000-sub" in c for c in double.creates())
+    assert all("--subscription=0000-sub" in c for c in double.creates())
 
 
 def test_a_suffix_picks_one_job_while_other_points_have_none(double, bundle: Path) -> None:  # type: ignore[no-untyped-def]
@@ -352,3 +353,100 @@ def test_a_suffix_picks_one_job_while_other_points_have_none(double, bundle: Pat
     assert out.returncode == 0 and double.jobs[train.name].status == "CancelRequested"
     status = sh(bundle, "ctl.sh", "status", env=double.env).stdout
     assert "NOT_SUBMITTED 4" in status
+
+
+def test_an_older_attempt_s_suffix_acts_on_that_job(double, bundle: Path) -> None:  # type: ignore[no-untyped-def]
+    """cancel and logs by the suffix of an earlier job of a point act on that job, not on
+    the point's latest one."""
+    env = double.env
+    sh(bundle, "submit_all.sh", "--job", "train", env=env)
+    (old,) = double.jobs.values()
+    sh(bundle, "ctl.sh", "cancel", old.name[-5:], env=env)
+    sh(bundle, "ctl.sh", "status", env=env)
+    sh(bundle, "ctl.sh", "status", env=env)  # sees Canceled
+    sh(bundle, "ctl.sh", "resubmit", old.name[-5:], env=env)
+    (new,) = [j for j in double.jobs.values() if j.name != old.name]
+    follow = sh(bundle, "ctl.sh", "logs", old.name[-5:], "--follow", env=env).stdout
+    assert follow.startswith(f"RunId: {old.name}\n")
+    dry = sh(bundle, "ctl.sh", "--dry-run", "cancel", old.name[-5:], env=env).stdout
+    assert f"cancel -n {old.name} " in dry and new.name not in dry
+    sh(bundle, "ctl.sh", "cancel", new.name[-5:], env=env)
+    assert double.jobs[new.name].status == "CancelRequested"
+
+
+def test_monitor_leaves_out_the_points_the_run_left_out(double, bundle: Path) -> None:  # type: ignore[no-untyped-def]
+    sh(bundle, "submit_all.sh", "--job", "train", env=double.env)
+    sh(bundle, "ctl.sh", "monitor", "--once", env=double.env, code=3)
+    assert [j.display_name for j in double.jobs.values()] == ["qd-train"]
+    assert "NOT_SUBMITTED 4" in sh(bundle, "ctl.sh", "status", env=double.env).stdout
+
+
+def test_each_command_s_script_is_in_the_uploaded_code_folder(bundle: Path) -> None:
+    """Azure ML runs a command in the folder it uploaded (code:): the script it names is
+    found there."""
+    for path in yamls(bundle):
+        doc = yaml.safe_load(path.read_text())
+        line = [w for w in doc["command"].splitlines() if w.startswith("python ")][0]
+        script, code = line.split()[1], doc["code"]
+        assert (path.parent / code / script).is_file(), (path.name, code, script)
+
+
+def test_a_workspace_value_starting_with_a_dash_is_never_an_az_option(
+        double, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A leading - in a resource group is refused at build time; a secret read at run time
+    (the workspace here) reaches az as the value of its flag, whatever it starts with."""
+    folder = tmp_path / "qd"
+    shutil.copytree(PROJECTS / "azureml", folder)
+    text = (folder / "project.yaml").read_text()
+    (folder / "project.yaml").write_text(text.replace("resource_group: vision",
+                                                      "resource_group: --debug"))
+    result = build(folder / "project.yaml", folder / "out")
+    assert result.code != 0 and "project.yaml:11:" in result.stderr, result.stderr
+    assert "not starting with -" in result.stderr
+    (folder / "project.yaml").write_text(text.replace("workspace: qd-ws",
+                                                      "workspace: ${AML_SUBSCRIPTION}"))
+    assert build(folder / "project.yaml", folder / "out").code == 0
+    bundle = folder / "out" / "azureml" / "aml"
+    sh(bundle, "submit_all.sh", "--job", "train",
+       env={**double.env, "AML_SUBSCRIPTION": "-w-evil"})
+    (create,) = double.creates()
+    assert "--workspace-name=-w-evil" in create and "--subscription=-w-evil" in create
+
+
+def test_code_is_found_from_any_output_folder(double, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """-o elsewhere than out/ beside project.yaml: each job YAML's code path still leads to
+    the project's code folder."""
+    folder = tmp_path / "qd"
+    shutil.copytree(PROJECTS / "azureml", folder)
+    out = tmp_path / "elsewhere" / "bundles" / "qd"
+    assert build(folder / "project.yaml", out).code == 0
+    bundle = out / "azureml" / "aml"
+    for path in yamls(bundle):
+        code = yaml.safe_load(path.read_text())["code"]
+        assert (path.parent / code).resolve() in (folder / "src", folder / "src" / "qd"), code
+    sh(bundle, "submit_all.sh", "--job", "train", env=double.env)
+    assert len(double.creates()) == 1
+
+
+def test_an_inherited_run_id_never_starts_a_second_run(double, bundle: Path) -> None:  # type: ignore[no-untyped-def]
+    sh(bundle, "submit_all.sh", "--job", "train", env={**double.env, "RUN_ID": "r1"})
+    refused = sh(bundle, "submit_all.sh", env={**double.env, "RUN_ID": "r2"}, code=1).stderr
+    assert "latest run is r1" in refused and "--new" in refused
+    assert len(double.creates()) == 1
+    sh(bundle, "submit_all.sh", env={**double.env, "RUN_ID": "r1"})  # the same run: continued
+    assert len(double.creates()) == 5 and {r["run_id"] for r in ledger(bundle)} == {"r1"}
+    sh(bundle, "submit_all.sh", "--new", "--job", "train", env={**double.env, "RUN_ID": "r2"})
+    assert ledger(bundle)[-1]["run_id"] == "r2" and len(double.creates()) == 6
+
+
+def test_a_suffix_of_an_earlier_run_is_found_there(double, bundle: Path) -> None:  # type: ignore[no-untyped-def]
+    sh(bundle, "submit_all.sh", "--job", "train", env={**double.env, "RUN_ID": "r1"})
+    (old,) = double.jobs.values()
+    sh(bundle, "submit_all.sh", "--new", "--job", "train", env={**double.env, "RUN_ID": "r2"})
+    out = sh(bundle, "ctl.sh", "cancel", old.name[-6:], env=double.env)
+    assert "found in run r1" in out.stderr
+    assert double.jobs[old.name].status == "CancelRequested"
+    assert [j.status for j in double.jobs.values() if j.name != old.name] == ["NotStarted"]
+    assert (ledger(bundle)[-1]["run_id"], ledger(bundle)[-1]["event"]) == ("r1", "cancel")
+    nowhere = sh(bundle, "ctl.sh", "cancel", "zzzzz", env=double.env, code=1).stderr
+    assert "matches 0 jobs of run r2" in nowhere

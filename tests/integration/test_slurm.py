@@ -313,7 +313,12 @@ jobs:
     cluster: c
     resources: {nodes: 2, gpus_per_node: 2}
     launcher: mpi
-    command: *report
+    command: |
+      mkdir -p results/{{ job }} results/ompi
+      echo "$RANK $LOCAL_RANK $WORLD_SIZE $LOCAL_WORLD_SIZE $NODE_RANK" \\
+        "$SLURMD_NODENAME $MASTER_ADDR $MASTER_PORT" > "results/{{ job }}/$RANK"
+      echo "$OMPI_COMM_WORLD_RANK $OMPI_COMM_WORLD_SIZE $OMPI_COMM_WORLD_LOCAL_RANK" \\
+        "$OMPI_COMM_WORLD_LOCAL_SIZE" > "results/ompi/$RANK"
 """
 
 
@@ -324,8 +329,12 @@ def test_one_process_per_gpu_on_two_nodes(slurm, tmp_path: Path) -> None:  # typ
     assert build(tmp_path / "project.yaml", tmp_path / "out").code == 0
     folder = tmp_path / "out" / "slurm" / "c"
     assert "#SBATCH --ntasks-per-node=2" in (folder / "torch.sbatch").read_text()
-    run(folder / "submit_all.sh", env=slurm.env)
+    assert '"--mpi=$JOBPACK_SRUN_MPI"' in (folder / "mpi.sbatch").read_text()
+    run(folder / "submit_all.sh", env={**slurm.env, "JOBPACK_SRUN_MPI": "none"})
     wait_until(lambda: queue_empty(slurm), 120, "the launcher jobs to end")
+    ompi = sorted(f.read_text().split() for f in (folder / "results" / "ompi").iterdir())
+    assert ompi == [["0", "4", "0", "2"], ["1", "4", "1", "2"], ["2", "4", "0", "2"],
+                    ["3", "4", "1", "2"]]
     for job in ("torch", "mpi"):
         files = sorted((folder / "results" / job).iterdir())
         rows = sorted(tuple(f.read_text().split()) for f in files)

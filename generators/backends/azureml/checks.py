@@ -18,7 +18,8 @@ from .model import AzuremlCluster, AzuremlJob
 SECRET_REF = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
 # Azure's own rules for the names az takes (-g, -w) and the YAML names (compute, instance
 # type, experiment, datastore).
-RESOURCE_GROUP = re.compile(r"[-\w._()]{0,89}[-\w_()]")
+# A leading - is refused: az would read the value as an option.
+RESOURCE_GROUP = re.compile(r"(?!-)[-\w._()]{0,89}[-\w_()]")
 WORKSPACE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{2,32}")
 SUBSCRIPTION = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._()-]{0,99}")
 COMPUTE = re.compile(r"(azureml:)?[A-Za-z][A-Za-z0-9-]{1,31}")
@@ -72,7 +73,8 @@ def check_cluster(ck: Checker, loc: Loc, cl: AzuremlCluster) -> None:
     _named(ck, (*loc, "subscription"), cl.subscription, SUBSCRIPTION,
            "a subscription id or name", secret=True)
     _named(ck, (*loc, "resource_group"), cl.resource_group, RESOURCE_GROUP,
-           "a resource group name (letters, digits and -._(), at most 90)", secret=True)
+           "a resource group name (letters, digits and -._(), at most 90, not starting "
+           "with -)", secret=True)
     _named(ck, (*loc, "workspace"), cl.workspace, WORKSPACE,
            "a workspace name (3 to 33 letters, digits, _ and -)", secret=True)
     _named(ck, (*loc, "compute"), cl.compute, COMPUTE,

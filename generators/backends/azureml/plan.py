@@ -5,8 +5,9 @@ submission is never made twice."""
 from __future__ import annotations
 
 import hashlib
-import posixpath
+import os
 import re
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -169,9 +170,12 @@ class PointDocs:
                        "jobpack_project": self.loaded.project.project,
                        "jobpack_job": self.name}
         if self.opts.code is not None:
-            # The YAML's folder to the project's: out/ is beside project.yaml, as built.
-            up = posixpath.dirname(f"out/azureml/{self.cluster_name}/{yaml_path(self.name, key)}")
-            doc["code"] = "../" * (up.count("/") + 1) + self.opts.code.strip("/")
+            # From the YAML's folder, wherever the bundle is written (-o), to the code's.
+            root = self.loaded.root
+            out = (self.loaded.out or root / "out").resolve()
+            here = out / "azureml" / self.cluster_name / yaml_path(self.name, key)
+            doc["code"] = Path(os.path.relpath(root / self.opts.code.strip("/"),
+                                               here.parent)).as_posix()
         doc["command"] = self._exports() + command_code(self.job.command)
         image = image_ref(self.loaded, self.job)
         doc["environment"] = image if image.startswith("azureml:") else {"image": image}
@@ -265,12 +269,14 @@ def secret_sets(loaded: Loaded, name: str) -> list[str]:
 
 
 def scope_args(cl: AzuremlCluster) -> list[str]:
-    """Quoted words naming the workspace in every az call (secrets as ${NAME})."""
+    """Quoted words naming the workspace in every az call (secrets as ${NAME}), each as
+    ``--flag=VALUE``: one word, which az never reads as an option whatever VALUE (a secret
+    read at run time) starts with."""
     out: list[str] = []
-    for flag, value in (("-g", cl.resource_group), ("-w", cl.workspace),
-                        ("--subscription", cl.subscription)):
+    for flag, value in (("--resource-group", cl.resource_group),
+                        ("--workspace-name", cl.workspace), ("--subscription", cl.subscription)):
         if value is not None:
-            out += [flag, word(parse_text(value)[0], {})]
+            out.append(word(parse_text(f"{flag}={value}")[0], {}))
     return out
 
 

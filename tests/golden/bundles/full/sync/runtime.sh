@@ -42,9 +42,13 @@ jp_scrub_stream() {
   while IFS= read -r line || [[ -n $line ]]; do jp_scrub_to "$line"; printf '%s\n' "$jp_clean"; done
 }
 # jp_print WORD...: print a command as a shell line, words quoted only when they need it.
+# Each word is scrubbed before it is quoted: quoting changes how a secret is spelled (a
+# quote or a control character in it), so scrubbing the quoted line could miss one.
 jp_print() {
   local word line='+'
   for word in "$@"; do
+    jp_scrub_to "$word"
+    word=$jp_clean
     if [[ $word == *[\'[:cntrl:]]* ]]; then
       printf -v word '%q' "$word"
     elif [[ ! $word =~ ^[A-Za-z0-9_@%+=:,./-]+$ ]]; then

@@ -96,7 +96,7 @@ jp_retries=(1 2)
 jp_set_scope() {
   local -
   set +x
-  jp_scope=(-g vision -w qd-ws --subscription "${AML_SUBSCRIPTION}")
+  jp_scope=(--resource-group=vision --workspace-name=qd-ws --subscription="${AML_SUBSCRIPTION}")
 }
 jp_set_scope
 # jp_sets_POS: set jp_sets to the --set words that fill in the secrets of job POS's env at
@@ -113,30 +113,60 @@ for jp_i in "${!jp_names[@]}"; do jp_pos_of[${jp_names[jp_i]}]=$jp_i; done
 jp_final_states=" Completed Failed Canceled "
 jp_resubmit_states=" Failed "
 
-RUN_ID=${jp_run_id:-$(jp_last_run)}
+RUN_ID=${jp_run_id:-$(jp_runs | head -n 1)}
 [[ -n $RUN_ID ]] || jp_die "ledger.tsv has no run yet: run submit_all.sh first"
 export RUN_ID
+jp_latest=$RUN_ID
 jp_load "$RUN_ID"
 
-# jp_find WHICH: set jp_pos and jp_line to the one point of the run whose name, or one of
-# whose Azure ML job names, ends with WHICH; else list what matched and stop.
-jp_find() {
+# jp_find_in WHICH: add to jp_find's found and shown the points of run RUN_ID (loaded) that
+# WHICH names.
+jp_find_in() {
   local pos line name aml
-  local -a found=() shown=()
   for pos in "${!jp_names[@]}"; do
     jp_rows "$pos"
     for line in "${jp_row_list[@]}"; do
       jp_row "$line"
       name=$jp_r_name
+      aml=''
       if [[ $name != *"$1" ]]; then
-        aml=''
         for aml in ${jp_p_all[$name]:-}; do [[ $aml != *"$1" ]] || break; done
         [[ -n ${aml:-} && $aml == *"$1" ]] || continue
       fi
-      found+=("$pos"$'\t'"$line")
+      found+=("$pos"$'\t'"$aml"$'\t'"$line")
       shown+=("  $name (${jp_p_aml[$name]:-${jp_p_pend[$name]:-no job}})")
     done
   done
+}
+# jp_find WHICH: set jp_pos and jp_line to the one point of the run whose name, or one of
+# whose Azure ML job names, ends with WHICH (without --run: of the latest run, else of the
+# newest run that has one, which becomes RUN_ID); else list what matched and stop. jp_hit is the
+# Azure ML job WHICH named (an older attempt's name acts on that job), else the latest one.
+jp_find() {
+  local run
+  local -a found=() shown=() runs=()
+  if [[ $RUN_ID != "$jp_latest" ]]; then  # an earlier WHICH was found in another run
+    RUN_ID=$jp_latest
+    jp_load "$RUN_ID"
+  fi
+  jp_find_in "$1"
+  if ((${#found[@]} == 0)) && [[ -z $jp_run_id ]]; then
+    # Not in the latest run: every other run of the ledger, newest first.
+    mapfile -t runs < <(jp_runs)
+    for run in "${runs[@]}"; do
+      [[ $run != "$jp_latest" ]] || continue
+      jp_load "$run"
+      RUN_ID=$run
+      jp_find_in "$1"
+      ((${#found[@]} == 0)) || break
+    done
+    if ((${#found[@]} == 0)); then
+      RUN_ID=$jp_latest
+      jp_load "$RUN_ID"
+    else
+      printf "'%s' is not in the latest run (%s): found in run %s\n" "$1" "$jp_latest" "$RUN_ID" >&2
+    fi
+  fi
   if ((${#found[@]} != 1)); then
     printf "error: '%s' matches %s jobs of run %s%s\n" "$1" "${#found[@]}" "$RUN_ID" "${shown[*]:+:}" >&2
     ((${#shown[@]} == 0)) || printf '%s\n' "${shown[@]}" >&2
@@ -144,7 +174,12 @@ jp_find() {
   fi
   jp_pos=${found[0]%%$'\t'*}
   jp_line=${found[0]#*$'\t'}
+  jp_hit=${jp_line%%$'\t'*}
+  jp_line=${jp_line#*$'\t'}
   jp_row "$jp_line"
+  [[ -n $jp_hit ]] || jp_hit=${jp_p_aml[$jp_r_name]:-}
+  jp_hit_att=${jp_p_att[$jp_r_name]:--}
+  [[ $jp_hit == "${jp_p_aml[$jp_r_name]:-}" ]] || jp_hit_att=earlier
 }
 
 # jp_record NAME STATE: record a final state the first time it is seen (under the lock).
@@ -192,7 +227,7 @@ jp_status() {
 }
 
 jp_logs() {
-  local - aml=${jp_p_aml[$jp_r_name]:-} dir file rank0=''
+  local - aml=$jp_hit dir file rank0=''
   local -a files=()
   set +x  # the workspace may be a secret
   [[ -n $aml ]] || jp_die "$jp_r_name has no job"
@@ -220,7 +255,7 @@ jp_logs() {
   printf '== log files ==\n'
   printf '%s\n' "${files[@]#"$jp_here"/}"
   printf '== job ==\n%s: %s (attempt %s, point %s)\n' "$aml" \
-    "$(jp_state "$aml" || printf 'state unreadable')" "${jp_p_att[$jp_r_name]}" "$jp_r_name"
+    "$(jp_state "$aml" || printf 'state unreadable')" "$jp_hit_att" "$jp_r_name"
 }
 
 jp_cancel() {
@@ -230,11 +265,11 @@ jp_cancel() {
   jp_load "$RUN_ID"
   for w in "${jp_which[@]}"; do
     jp_find "$w"
-    aml=${jp_p_aml[$jp_r_name]:-}
+    aml=$jp_hit
     [[ -n $aml ]] || jp_die "$jp_r_name has no job to cancel"
     jp_az_run ml job cancel -n "$aml" "${jp_scope[@]}"
     ((jp_dry_run)) || jp_ledger_add "$RUN_ID" "${jp_names[jp_pos]}" "$jp_r_index" "$jp_r_name" \
-      "${jp_p_att[$jp_r_name]}" "$aml" cancel -
+      "$jp_hit_att" "$aml" cancel -
     ((jp_dry_run)) || jp_log "cancelled $jp_r_name ($aml)"
   done
 }
@@ -246,8 +281,12 @@ jp_resubmit() {
   ((jp_dry_run)) || jp_resolve "$RUN_ID"
   for w in "${jp_which[@]}"; do
     jp_find "$w"
+    if [[ $RUN_ID != "$jp_latest" ]] && ((jp_dry_run == 0)); then
+      jp_resolve "$RUN_ID"  # an earlier run's: its submissions cut short are looked up too
+      jp_find "$w"
+    fi
     [[ -z ${jp_p_pend[$jp_r_name]:-} ]] ||
-      jp_die "$jp_r_name: its submission as ${jp_p_pend[$jp_r_name]} has an unknown outcome (UNCONFIRMED); run ctl.sh status later"
+      jp_die "$jp_r_name: its submission as ${jp_p_pend[$jp_r_name]} has an unknown outcome (UNCONFIRMED: Azure ML could not be asked whether it exists); run ctl.sh resubmit $w again once az answers: it looks the job up first, then adopts or creates it"
     att=${jp_p_patt[$jp_r_name]:-0}
     if [[ -n ${jp_p_aml[$jp_r_name]:-} ]]; then
       st=${jp_p_state[$jp_r_name]:-}
@@ -275,6 +314,9 @@ jp_round() {
         jp_log "$name: submission ${jp_p_pend[$name]} has an unknown outcome; left alone"
         continue
       fi
+      # A point the run never tried (left out with submit_all.sh --job) is not the
+      # monitor's to start: only submit_all.sh adds points to a run.
+      [[ -n ${jp_p_job[$name]:-} ]] || continue
       if [[ -z ${jp_p_aml[$name]:-} ]]; then
         ((${jp_p_fails[$name]:-0} < 3)) || continue  # az refused it three times: ended
         jp_open=$((jp_open + 1))

@@ -42,9 +42,13 @@ jp_scrub_stream() {
   while IFS= read -r line || [[ -n $line ]]; do jp_scrub_to "$line"; printf '%s\n' "$jp_clean"; done
 }
 # jp_print WORD...: print a command as a shell line, words quoted only when they need it.
+# Each word is scrubbed before it is quoted: quoting changes how a secret is spelled (a
+# quote or a control character in it), so scrubbing the quoted line could miss one.
 jp_print() {
   local word line='+'
   for word in "$@"; do
+    jp_scrub_to "$word"
+    word=$jp_clean
     if [[ $word == *[\'[:cntrl:]]* ]]; then
       printf -v word '%q' "$word"
     elif [[ ! $word =~ ^[A-Za-z0-9_@%+=:,./-]+$ ]]; then
@@ -461,11 +465,6 @@ jp_ledger_add() {
   TZ=UTC printf -v now '%(%Y-%m-%dT%H:%M:%SZ)T' -1
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "${@:1:8}" "$now" >>"$jp_ledger"
 }
-# jp_last_run: print the run id of the ledger's last row (nothing without a ledger).
-jp_last_run() {
-  [[ -f $jp_ledger ]] || return 0
-  awk -F'\t' 'NR > 1 && $1 != "" { run = $1 } END { print run }' "$jp_ledger"
-}
 
 # jp_load RUN: the latest job of every point of the run, by point name: its Azure ML name,
 # attempt, final state (once seen), when it was created and when it was seen ending; in
@@ -565,8 +564,14 @@ jp_settle() {
     return 1
   fi
   jp_log "cannot tell whether $6 ($4) was created: left alone (ctl.sh status shows it as" \
-    "UNCONFIRMED; the next run looks it up again)"
+    "UNCONFIRMED; submit_all.sh, ctl.sh resubmit and ctl.sh monitor look it up again)"
   return 1
+}
+# jp_runs: every run of the ledger, newest first: by when each began (a later row of an
+# earlier run, a cancellation or a state seen, leaves the newest run the latest).
+jp_runs() {
+  [[ -f $jp_ledger ]] || return 0
+  awk -F'\t' 'NR > 1 && $1 != "" && !seen[$1]++ { runs[++n] = $1 } END { for (i = n; i > 0; i--) print runs[i] }' "$jp_ledger"
 }
 # jp_resolve RUN: settle every submission of the run whose outcome was never recorded,
 # then reload the ledger.

@@ -31,7 +31,8 @@ needed): a second one waits up to JOBPACK_LOCK_WAIT seconds (default 60), then s
 without creating anything. az is $AZ_CLI when set.
 
   --job NAME  create only this job's points
-  --new       start a new run (a new RUN_ID, or the RUN_ID given in the environment)
+  --new       start a new run (a new RUN_ID, or the RUN_ID given in the environment;
+              without --new, a RUN_ID in the environment must be the latest run's)
   --dry-run   print the az commands; create nothing, write nothing
   -h, --help  show this help
 USAGE
@@ -74,7 +75,7 @@ jp_retries=(1 2)
 jp_set_scope() {
   local -
   set +x
-  jp_scope=(-g vision -w qd-ws --subscription "${AML_SUBSCRIPTION}")
+  jp_scope=(--resource-group=vision --workspace-name=qd-ws --subscription="${AML_SUBSCRIPTION}")
 }
 jp_set_scope
 # jp_sets_POS: set jp_sets to the --set words that fill in the secrets of job POS's env at
@@ -94,11 +95,15 @@ jp_resubmit_states=" Failed "
 [[ -z $jp_only || -n ${jp_pos_of[$jp_only]+x} ]] ||
   jp_die "no job $jp_only on this cluster (jobs: ${jp_names[*]})"
 jp_take_lock 'nothing was created'
-jp_previous=$(jp_last_run)
+jp_previous=$(jp_runs | head -n 1)
 if ((jp_new)) || [[ -z $jp_previous ]]; then
   RUN_ID=${RUN_ID:-$(date -u +%Y%m%dT%H%M%SZ)}
 else
-  RUN_ID=${RUN_ID:-$jp_previous}
+  # A RUN_ID left in the environment (by an earlier job, a shell profile) would make a
+  # whole second run: only --new starts one.
+  [[ -z ${RUN_ID:-} || $RUN_ID == "$jp_previous" ]] ||
+    jp_die "RUN_ID=$RUN_ID is set in the environment, but the ledger's latest run is $jp_previous: unset RUN_ID to continue that run, or pass --new to start run $RUN_ID"
+  RUN_ID=$jp_previous
 fi
 [[ $RUN_ID =~ ^[A-Za-z0-9._-]+$ ]] || jp_die "RUN_ID may hold only letters, digits and ._- (got: $RUN_ID)"
 export RUN_ID
