@@ -15,7 +15,7 @@ the project (clusters, jobs, syncs, storage), so that most changes are valid.
 Each example restores, in place, a build of the original made once per test run, so it
 costs one incremental and one full build. The examples are derandomized (no database), so
 a run in CI is reproducible; INCREMENTAL_EXAMPLES=N runs N examples per project instead of
-60.
+30 (at least 300 in all).
 """
 
 from __future__ import annotations
@@ -640,11 +640,12 @@ def test_a_restored_build_is_incremental(project: str,
     assert snapshot(folder / "out") == before
 
 
-# An example costs about two builds that render (a fraction of a second when idle): 60 per
-# project, and at least 200 in all. The bugs this catches are often one key wide (a key read
-# by a template that its group's digest leaves out), so deeper runs find more.
+# An example costs about two builds that render (a fraction of a second when idle): 30 per
+# project, and at least 300 in all (12 projects: 360). The bugs this catches are often one
+# key wide (a key read by a template that its group's digest leaves out), so deeper runs
+# (INCREMENTAL_EXAMPLES) find more.
 PER_PROJECT = int(os.environ.get("INCREMENTAL_EXAMPLES", 0)) or \
-    max(60, math.ceil(200 / max(1, len(PROJECT_NAMES))))
+    max(30, math.ceil(300 / max(1, len(PROJECT_NAMES))))
 # At most this share of changes may make a project invalid: beyond it, the generator has
 # drifted from the schema and mostly tests error messages. (Job holds the keys of every
 # cluster kind, and a job takes only its own kind's: about a third of the keys added to a
