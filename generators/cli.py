@@ -115,6 +115,12 @@ def _run(command: str, paths: Paths, rest: list[str], fmt: str = "auto") -> int:
 def _doit(paths: Paths, argv: list[str]) -> int:
     from doit.cmd_base import ModuleTaskLoader
     from doit.doit_cmd import DoitMain
+    from doit.plugin import PluginDict
+
+    # The build is jobpack's tasks and reporter only: doit plugins that other packages
+    # register (for plain `doit`) are not looked for, which would read the entry points of
+    # every installed distribution on each build.
+    PluginDict._from_entry_points = lambda self, category: {}
 
     from .tasks import LAST_ERROR, config, make_tasks
 

@@ -142,8 +142,9 @@ def acquire(paths: Paths, wait: float | None = None) -> None:
     try:
         if not _try_lock(fd):
             _wait_for(fd, paths, wait)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        # The holder's pid, written in place at a fixed width (no truncate: on some file
+        # systems freeing the old blocks costs more than the whole of a no-op build).
+        os.pwrite(fd, f"{os.getpid():<20}\n".encode(), 0)
     except BaseException:
         os.close(fd)
         raise

@@ -62,13 +62,14 @@ def schema() -> Spec:
     root = describe(Project)
     clusters = {"kind": "union", "of": [describe(k.cluster_model) for k in kinds]}
     root["fields"]["clusters"]["spec"] = {"kind": "dict", "value": clusters}
-    # A job holds the common keys and the keys of every kind's options (a key of another
-    # kind than its cluster's is a change the project must refuse, in both builds alike).
-    fields = {k: v for k, v in describe(Job)["fields"].items() if k != "options"}
-    for kind in kinds:
-        fields.update(describe(kind.options_model)["fields"])
-    job = {"kind": "model", "name": "Job", "fields": fields}
-    root["fields"]["jobs"]["spec"] = {"kind": "dict", "value": job}
+    # A job holds the common keys and the keys of its kind's options: one model per kind.
+    # A job whose keys fit several kinds takes the keys of all of them (see ``resolve``), so
+    # a key of another kind than its cluster's, a change the project must refuse in both
+    # builds alike, is still drawn, without five kinds' keys drowning the valid changes.
+    common = {k: v for k, v in describe(Job)["fields"].items() if k != "options"}
+    jobs = [{"kind": "model", "name": f"Job[{kind.name}]",
+             "fields": {**common, **describe(kind.options_model)["fields"]}} for kind in kinds]
+    root["fields"]["jobs"]["spec"] = {"kind": "dict", "value": {"kind": "union", "of": jobs}}
     # Sections a backend reads (the dev nodes): a mapping of its entries.
     for key, section in KINDS.sections.items():
         if section.entry_model is not None:
@@ -647,10 +648,11 @@ def test_a_restored_build_is_incremental(project: str,
 PER_PROJECT = int(os.environ.get("INCREMENTAL_EXAMPLES", 0)) or \
     max(30, math.ceil(300 / max(1, len(PROJECT_NAMES))))
 # At most this share of changes may make a project invalid: beyond it, the generator has
-# drifted from the schema and mostly tests error messages. (Job holds the keys of every
-# cluster kind, and a job takes only its own kind's: about a third of the keys added to a
-# job are refused.)
-MAX_INVALID = 0.5
+# drifted from the schema and mostly tests error messages. (A job whose keys fit several
+# kinds may be given a key its own kind refuses; values are drawn by type, and many texts
+# are refused by the checks.) Measured: 40-50% on the NGC projects, where a share of 30
+# changes swings by about 9% from one project to the next.
+MAX_INVALID = 0.6
 
 
 @pytest.mark.parametrize("project", PROJECT_NAMES)

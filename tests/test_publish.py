@@ -349,8 +349,9 @@ def test_missing_project_file_says_so_and_creates_nothing(tmp_path: Path) -> Non
     for command in ("build", "check", "plan", "clean", "list"):
         result = jobpack(command, cwd=tmp_path)
         assert result.code == 2
-        assert result.stderr == ("project.yaml:1:1: (file): no project.yaml here (create one, "
-                                 "or pass -p)\n1 problem found; out/ was not changed\n")
+        assert result.stderr == ("project.yaml:1:1: (file): no project.yaml here (start one "
+                                 "with `jobpack init`, or pass -p)\n"
+                                 "1 problem found; out/ was not changed\n")
         assert list(tmp_path.iterdir()) == []
 
 

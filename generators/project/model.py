@@ -81,7 +81,9 @@ def seconds(every: str) -> int:
 
 
 class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    # defer_build: a model's validator is built when it first validates, so the models of
+    # kinds a project does not use cost nothing.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, defer_build=True)
 
 
 def _scalar_text(value: Any) -> str:
