@@ -6,6 +6,7 @@ names it. A backend that reads a top-level section of its own (a ``Section``) is
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -44,15 +45,25 @@ KINDS = Kinds({b.name: b for b in BACKENDS if isinstance(b, ClusterBackend)}, PL
 def load(path: Path) -> Loaded:
     """Load and validate the project at ``path`` with every registered kind; raise
     ProjectError with every problem."""
+    # pydantic looks for plugins in the entry points of every installed distribution when
+    # a model first validates (15 ms among a hundred distributions); jobpack's models are
+    # its own, and no plugin has a say in them.
+    os.environ["PYDANTIC_DISABLE_PLUGINS"] = "__all__"
     return load_project(path, KINDS)
 
 
+def used(loaded: Loaded) -> list[Backend]:
+    """The backends ``loaded`` uses, in registry order (the others plan nothing)."""
+    return [b for b in BACKENDS if b.used(loaded)]
+
+
 def plan(loaded: Loaded) -> list[Group]:
-    """Every group of every backend, then the bundle group (PLAN.md, secrets.env.example),
-    which lists the files of all the others."""
-    groups = [g for b in BACKENDS for g in b.plan(loaded)]
+    """Every group of every backend the project uses, then the bundle group (PLAN.md,
+    secrets.env.example), which lists the files of all the others."""
+    backends = used(loaded)
+    groups = [g for b in backends for g in b.plan(loaded)]
     files = sorted({f.path for g in groups for f in g.files})
-    return [*groups, bundle.plan(loaded, files, BACKENDS)]
+    return [*groups, bundle.plan(loaded, files, backends)]
 
 
 def text_kind(loc: tuple[str | int, ...]) -> str:
@@ -65,4 +76,4 @@ def plan_rows(loaded: Loaded) -> tuple[list[dict[str, Any]], dict[str, float]]:
     """PLAN.md's job rows (every backend's) and its estimated total per unit."""
     from .backends.bundle.plan import job_rows
 
-    return job_rows(loaded, BACKENDS)
+    return job_rows(loaded, used(loaded))

@@ -4,10 +4,14 @@ only inside its own folder (and on its line of the registry)."""
 from __future__ import annotations
 
 import ast
+import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
-from conftest import ROOT
+import pytest
+from conftest import PROJECTS, ROOT
 
 from generators.backends.base import ClusterBackend
 from generators.registry import BACKENDS, PLANNED
@@ -157,3 +161,41 @@ def test_naming_check_finds_a_reintroduced_name() -> None:
             "project/checker.py": 'PLATFORM = re.compile(r"(SLURMD)_[A-Z]+")\n'}
     assert len(naming(slurm, core)) == 2
     assert naming(slurm, {"backends/slurm/checks.py": "SlurmCluster\n"}) == []
+
+
+_IMPORTS = """
+import json, sys
+from pathlib import Path
+from generators import registry
+loaded = registry.load(Path(sys.argv[1]))
+loaded.out = Path(sys.argv[2])
+registry.plan(loaded)
+registry.plan_rows(loaded)
+print(json.dumps({"used": [b.name for b in registry.used(loaded)],
+                  "modules": sorted(m for m in sys.modules
+                                    if m.startswith("generators.backends."))}))
+"""
+
+
+@pytest.mark.parametrize("project", sorted(p.name for p in PROJECTS.iterdir()
+                                           if p.name not in ("invalid", "hostile")))
+def test_a_build_imports_only_the_backends_its_project_uses(project: str,
+                                                            tmp_path: Path) -> None:
+    """A backend the project does not use is imported no further than its package's
+    ``__init__``: its models, checks and plans cost the build nothing."""
+    proc = subprocess.run([sys.executable, "-c", _IMPORTS, str(PROJECTS / project / "project.yaml"),
+                           str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr
+    seen = json.loads(proc.stdout)
+    used = set(seen["used"])
+    beyond = {m.split(".")[2] for m in seen["modules"] if m.count(".") >= 3}
+    assert beyond - used - {"bundle"} == set(), f"{project} uses {sorted(used)}"
+    kinds = {b.name for b in BACKENDS if isinstance(b, ClusterBackend)}
+    assert used & kinds, f"{project} uses no cluster kind"
+
+
+def test_dev_nodes_build_on_the_kind_their_checks_require() -> None:
+    from generators.backends.dev import BACKEND, rules
+
+    assert BACKEND.builds_on == (rules.CLUSTER_KIND,)

@@ -31,6 +31,13 @@ class Backend(ABC):
     # Cluster kinds whose commands this backend's scripts run (its folder may name them).
     builds_on: tuple[str, ...] = ()
 
+    def used(self, loaded: Loaded) -> bool:
+        """Whether ``loaded`` uses this backend. A build asks only the backends a project
+        uses for files and PLAN.md entries, so that the others are never imported beyond
+        their package's ``__init__`` (which therefore imports its own modules only in the
+        methods that need them)."""
+        return True
+
     @abstractmethod
     def plan(self, loaded: Loaded) -> list[Group]:
         """The groups of files this backend writes for ``loaded``."""
@@ -70,6 +77,9 @@ class ClusterBackend(Kind, Backend):
     @abstractmethod
     def how_to_run(self, cluster: str) -> str:
         """Markdown telling how to run the bundle's files for ``cluster``."""
+
+    def used(self, loaded: Loaded) -> bool:
+        return any(c.kind == self.name for c in loaded.project.clusters.values())
 
     def jobs(self, loaded: Loaded, cluster: str) -> list[str]:
         """Names of the jobs on ``cluster``, in project.yaml order."""

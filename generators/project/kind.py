@@ -27,12 +27,14 @@ class JobScope:
 
 
 class Kind(ABC):
-    """A cluster kind as validation sees it: its models, its checks, its words."""
+    """A cluster kind as validation sees it: its models, its checks, its words.
+
+    Its words are class attributes; its models and checks are imported by a kind only when
+    asked for, so that a kind a project does not use costs a build no import.
+    """
 
     name = ""  # the value of a cluster's ``kind``
     title = ""  # how messages name it (its proper name)
-    cluster_model: type[Cluster] = Cluster
-    options_model: type[Model] = Model  # the job keys of this kind beyond the common ones
     # Environment variables the platform sets in a job: a job may refer to PREFIX_* freely.
     platform_prefixes: tuple[str, ...] = ()
     # Common job keys this kind has no use for (a job on it may not set them).
@@ -47,6 +49,16 @@ class Kind(ABC):
     own_text: frozenset[str] = frozenset()
     # Kinds of text below a job's options, as in model.TEXT_KINDS (paths under jobs.NAME).
     text_kinds: tuple[tuple[tuple[str, ...], str], ...] = ()
+
+    @property
+    def cluster_model(self) -> type[Cluster]:
+        """The model of a cluster of this kind."""
+        return Cluster
+
+    @property
+    def options_model(self) -> type[Model]:
+        """The model of the job keys of this kind beyond the common ones."""
+        return Model
 
     @abstractmethod
     def check_cluster(self, ck: Checker, loc: Loc, cluster: Any, known: set[str]) -> None:
@@ -72,11 +84,14 @@ class Section(ABC):
     knows its key and the kinds of text below it, and asks it for the rest."""
 
     section = ""  # its key in project.yaml
-    # The model of each entry, when the section maps names to entries (for tools that
-    # walk the schema of project.yaml).
-    entry_model: type[Model] | None = None
     # Kinds of text below the section, as in model.TEXT_KINDS (paths under the section).
     section_text_kinds: tuple[tuple[tuple[str, ...], str], ...] = ()
+
+    @property
+    def entry_model(self) -> type[Model] | None:
+        """The model of each entry, when the section maps names to entries (for tools that
+        walk the schema of project.yaml)."""
+        return None
 
     @abstractmethod
     def check_section(self, ck: Checker, loaded: Loaded, raw: Any) -> Any:

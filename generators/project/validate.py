@@ -125,13 +125,18 @@ def _split(ck: Checker, kinds: Kinds, loc: Loc, body: dict[str, Any],
            kind: Kind | None) -> dict[Kind, dict[str, Any]]:
     """The job keys beyond the common ones, by the kind they belong to (the job's own kind
     first); unknown keys are reported."""
-    known = COMMON | {key for k in kinds.supported.values() for key in _keys(k.options_model)}
+    own = _keys(kind.options_model) if kind else set()
     out: dict[Kind, dict[str, Any]] = {kind: {}} if kind else {}
     for key, value in body.items():
         if key in COMMON:
             continue
+        if kind and key in own:  # the usual case: no other kind's models are loaded
+            out[kind][key] = value
+            continue
         owners = _owners(kinds, key)
         if not owners:
+            known = COMMON | {k for kd in kinds.supported.values()
+                              for k in _keys(kd.options_model)}
             ck.add((*loc, key), f"unknown key {key!r}{suggest(key, known)}", key=True)
             continue
         owner = kind if kind in owners else owners[0]

@@ -5,16 +5,15 @@ restored from and backed up to the shared file system)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ...plan import Group
 from ...project import model as m
-from ...project.checker import Checker, Loaded
 from ...project.kind import Section
 from ..base import Backend
-from . import rules
-from .model import DevNode
-from .plan import plan, rows
+
+if TYPE_CHECKING:
+    from ...plan import Group
+    from ...project.checker import Checker, Loaded
 
 DESCRIPTIONS = {
     "allocate.sh": "on the login node: holds the allocation in tmux (or reuses it), prints "
@@ -32,14 +31,26 @@ DESCRIPTIONS = {
 class DevNodes(Section, Backend):
     name = "dev"
     section = "dev"
-    builds_on = (rules.CLUSTER_KIND,)
+    builds_on = ("slurm",)  # rules.CLUSTER_KIND
     section_text_kinds = ((("*", "env", "*"), m.VALUE),)
-    entry_model = DevNode
+
+    @property
+    def entry_model(self) -> type[m.Model] | None:
+        from .model import DevNode
+
+        return DevNode
+
+    def used(self, loaded: Loaded) -> bool:
+        return self.section in loaded.sections
 
     def check_section(self, ck: Checker, loaded: Loaded, raw: Any) -> Any:
+        from . import rules
+
         return rules.check(ck, loaded, raw)
 
     def plan(self, loaded: Loaded) -> list[Group]:
+        from .plan import plan
+
         return plan(loaded)
 
     def describe(self, path: str) -> str | None:
@@ -48,6 +59,8 @@ class DevNodes(Section, Backend):
         return DESCRIPTIONS.get(path.rsplit("/", 1)[-1], "")
 
     def tables(self, loaded: Loaded, backends: Sequence[Backend]) -> list[dict[str, Any]]:
+        from .plan import rows
+
         body = rows(loaded)
         if not body:
             return []

@@ -12,7 +12,8 @@ from ...project.checker import NAME_RULE, Checker, Loaded, describe, suggest
 from ...shell import Param, Var, parse_text
 from .model import HOST, DevNode
 
-# The kind of cluster a dev node is allocated on: its scripts run salloc, squeue, srun.
+# The kind of cluster a dev node is allocated on: its scripts run salloc, squeue, srun
+# (the backend's builds_on says so too).
 CLUSTER_KIND = "slurm"
 
 

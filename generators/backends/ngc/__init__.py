@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ...loader import Loc
-from ...plan import Group
 from ...project import model as m
-from ...project.checker import Checker, Loaded
-from ...project.kind import JobScope
 from ..base import ClusterBackend, Row
-from . import rules
-from .model import NgcCluster, NgcJob
-from .plan import instances, ngc_cluster, plan
+
+if TYPE_CHECKING:
+    from ...loader import Loc
+    from ...plan import Group
+    from ...project.checker import Checker, Loaded
+    from ...project.kind import JobScope
 
 DESCRIPTIONS = {
     ".points.tsv": "one row per point: its NGC job name and launch arguments",
@@ -27,26 +26,44 @@ DESCRIPTIONS = {
 class Ngc(ClusterBackend):
     name = "ngc"
     title = "NGC"
-    cluster_model = NgcCluster
-    options_model = NgcJob
     platform_prefixes = ("NGC",)
     refused_common = ("after",)
     sweep_refusal = "NGC launches one job per point"
     own_text = frozenset({"config"})
     text_kinds = ((("config", "set", "*"), m.VALUE),)
 
+    @property
+    def cluster_model(self) -> type[m.Cluster]:
+        from .model import NgcCluster
+
+        return NgcCluster
+
+    @property
+    def options_model(self) -> type[m.Model]:
+        from .model import NgcJob
+
+        return NgcJob
+
     def check_cluster(self, ck: Checker, loc: Loc, cluster: Any, known: set[str]) -> None:
+        from . import rules
+
         rules.cluster(ck, loc, cluster)
 
     def check_job(self, ck: Checker, loaded: Loaded, scope: JobScope) -> None:
+        from . import rules
+
         rules.job(ck, loaded, scope)
 
     def job_params(self, name: str, job: m.Job, cluster: Any) -> dict[str, list[str]]:
+        from . import rules
+
         if rules.options(job).config is None:
             return {}
         return {"config_path": [f"{getattr(cluster, 'configs', None) or ''}/{name}/point.py"]}
 
     def plan(self, loaded: Loaded) -> list[Group]:
+        from .plan import plan
+
         return [g for cname in self.clusters(loaded) for g in plan(loaded, cname)]
 
     def describe(self, path: str) -> str | None:
@@ -57,7 +74,9 @@ class Ngc(ClusterBackend):
         return next((text for end, text in DESCRIPTIONS.items() if path.endswith(end)), "")
 
     def rows(self, loaded: Loaded, cluster: str) -> list[Row]:
-        return [_row(loaded, cluster, n) for n in self.jobs(loaded, cluster)]
+        from .rows import row
+
+        return [row(loaded, cluster, n) for n in self.jobs(loaded, cluster)]
 
     def how_to_run(self, cluster: str) -> str:
         return (f"NGC cluster `{cluster}`: copy this folder (`out/`) to the machine that runs "
@@ -66,20 +85,6 @@ class Ngc(ClusterBackend):
                 "(in tmux or screen) to record final states\nand relaunch failed points; "
                 "`./status.sh` shows every point. Launches are recorded in\n`ledger.tsv` "
                 "beside the scripts.")
-
-
-def _row(loaded: Loaded, cluster: str, name: str) -> Row:
-    job = loaded.project.jobs[name]
-    opts = rules.options(job)
-    ladder = instances(loaded, job)
-    gpus = ladder[0].split(".")[2] if ladder[0].count(".") >= 3 else "–"
-    return {"name": name, "cluster": cluster, "nodes": 1, "gpus": gpus,
-            "launcher": "ngc " + " → ".join(ladder) + (" (interactive)" if opts.interactive
-                                                       else ""),
-            "time": (opts.total_runtime or ngc_cluster(loaded, cluster).total_runtime
-                     or "ACE default"),
-            "points": loaded.points[name].size, "throttle": None, "after": "–", "cost": "–",
-            "description": job.description or "", "estimate": None}
 
 
 BACKEND = Ngc()
