@@ -25,9 +25,11 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from . import __version__
+from .context import dump_context, load_context, sha256_text
 from .errors import JobpackError, LintError, Problem, ProjectError
 from .files import real_file, same_file, write_atomic
 from .paths import (
+    RENDER_CODE,
     STATE_FORMAT,
     Paths,
     group_file,
@@ -41,14 +43,6 @@ from .paths import (
     template_dirs,
 )
 from .plan import FileSpec, Group, file_header
-from .render import (
-    dump_context,
-    load_context,
-    make_env,
-    render_spec,
-    sha256_text,
-    template_closure,
-)
 
 MANIFEST = "MANIFEST.sha256"
 
@@ -61,6 +55,10 @@ class Built(NamedTuple):
 
 
 def _env(paths: Paths) -> Any:
+    """The Jinja environment of the project's template folders (Jinja is imported here, and
+    only by a build that renders or reads a template)."""
+    from .render import make_env
+
     return make_env(tuple(str(d) for d in template_dirs(paths.project.parent)))
 
 
@@ -90,13 +88,16 @@ def _spec_json(spec: FileSpec) -> dict[str, Any]:
             "executable": spec.executable, "lint": spec.lint}
 
 
-def _closure(env: Any, group: Group, cache: dict[str | None, list[str] | None],
+def _closure(paths: Paths, group: Group, cache: dict[str | None, list[str] | None],
              every: list[str]) -> list[str]:
     files: set[str] = set()
     for spec in group.files:
+        if not spec.template:
+            continue
         if spec.template not in cache:
-            cache[spec.template] = (template_closure(env, spec.template)
-                                    if spec.template else [])
+            from .render import template_closure
+
+            cache[spec.template] = template_closure(_env(paths), spec.template)
         found = cache[spec.template]
         files.update(every if found is None else found)
     return sorted(files)
@@ -108,7 +109,6 @@ def run_plan(paths: Paths) -> str:
     step.begin("plan")
     sources = signature(paths)  # before reading: a change while planning plans again
     loaded, groups = plan_groups(paths)
-    env = _env(paths)
     templates = paths.template_files()
     every = [str(p) for p in templates]
     known = stat_signature(templates)
@@ -128,7 +128,7 @@ def run_plan(paths: Paths) -> str:
         entries.append({"key": group.key, "file": name,
                         "files": [[s.path, s.executable, s.lint, s.verbatim]
                                   for s in group.files],
-                        "templates": _closure(env, group, cache, every)})
+                        "templates": _closure(paths, group, cache, every)})
     inputs = {str(p.relative_to(paths.project.parent)): stat_record(p)
               for p in loaded.inputs[1:]}
     write_atomic(paths.plan, json.dumps({
@@ -165,13 +165,21 @@ def plan_entries(paths: Paths) -> list[dict[str, Any]]:
     return plan.get("groups", []) if plan.get("format") == STATE_FORMAT else []
 
 
-def render_group(paths: Paths, key: str, name: str) -> str:
+def render_group(paths: Paths, key: str, name: str, templates: list[str]) -> str:
     """Task ``render:<key>``: render the group's files from its contexts into build/,
-    writing only files whose text changed, then its record (sha256, mode, linter, size and
-    mtime of each file)."""
+    writing only files whose text changed, then its record (sha256, mode, linter, size,
+    mtime and inputs digest of each file).
+
+    A file whose inputs (its spec, ``templates``, the group's template files, and the
+    render code) have the digest its last render recorded, and which is still in build/ as
+    written then, is not rendered again: rendering is a pure function of those inputs. So
+    when only a verbatim file of a group changed (a point of a sweep table), Jinja is not
+    even imported."""
     step.begin("render")
     specs = load_context((paths.contexts / name).read_text(encoding="utf-8"))
-    env = _env(paths)
+    last = read_json(paths.rendered / name)
+    base: list[Any] = []  # the digest of the templates and render code, once needed
+    env: Any = None
     build = str(paths.build)
     record: dict[str, list[Any]] = {}
     folders: set[str] = set()
@@ -183,16 +191,41 @@ def render_group(paths: Paths, key: str, name: str) -> str:
             data = spec["context"]["text"].encode("utf-8")
             record[spec["path"]] = [hashlib.sha256(data).hexdigest(), exe, None, None, None]
             continue
-        data = render_spec(env, spec["template"], spec["context"]).encode("utf-8")
+        if not base:
+            base.append(_inputs_digest(templates))
+        inputs = sha256_text(base[0] + dump_context(spec))
         target = f"{build}/{spec['path']}"
         st = _lstat(target)
+        before = last.get(spec["path"])
+        if st is not None and before is not None and len(before) == 6 and \
+                before[5] == inputs and [st.st_size, st.st_mtime_ns] == before[3:5] and \
+                stat.S_ISREG(st.st_mode) and bool(st.st_mode & stat.S_IXUSR) == exe:
+            record[spec["path"]] = before
+            continue
+        if env is None:
+            from .render import render_spec
+
+            env = _env(paths)
+        data = render_spec(env, spec["template"], spec["context"]).encode("utf-8")
         if st is None or not _holds(target, st, data, exe):
             st = _create(target, data, exe, folders)
             written += 1
         record[spec["path"]] = [hashlib.sha256(data).hexdigest(), exe, spec["lint"],
-                                st.st_size, st.st_mtime_ns]
+                                st.st_size, st.st_mtime_ns, inputs]
     write_atomic(paths.rendered / name, json.dumps(record, sort_keys=True))
     return f"render {key}: {written} of {len(specs)} file(s) changed"
+
+
+def _inputs_digest(templates: list[str]) -> str:
+    """sha256 of what a render reads besides its spec: the given template files and the
+    render code (its file_dep beyond the context file)."""
+    digest = hashlib.sha256()
+    for path in [*templates, *RENDER_CODE]:
+        with open(path, "rb") as fh:
+            data = fh.read()
+        digest.update(f"{path}\0{len(data)}\0".encode())
+        digest.update(data)
+    return digest.hexdigest()
 
 
 def is_verbatim(spec: dict[str, Any]) -> bool:
@@ -313,7 +346,7 @@ def publish(paths: Paths) -> str:
     made: set[str] = set()
     build, stage = str(paths.build), str(paths.stage)
     for rel in changed:
-        sha, exe, _lint, size, _mtime = files[rel]
+        sha, exe, _lint, size = files[rel][:4]
         if size is None:
             _create(f"{stage}/{rel}", texts(rel, sha), exe, made, fresh=True)
         else:
@@ -345,7 +378,7 @@ def _published(paths: Paths, rel: str, record: list[Any], old: list[Any] | None,
                folders: set[str], texts: _Verbatim) -> bool:
     """Whether out/ already holds this text: as recorded (same sha, size and mtime), or
     byte for byte."""
-    sha, exe, _lint, size, _mtime = record
+    sha, exe, _lint, size = record[:4]
     st = real_file(paths.out, rel, folders)
     if st is None:
         return False
@@ -365,6 +398,7 @@ def expected_files(paths: Paths) -> dict[str, Built]:
     """Every file a full build of the project would write: its text and whether it is
     executable. Rendered exactly as the build renders (from the contexts as JSON)."""
     from .manifest import manifest
+    from .render import render_spec
 
     _loaded, groups = plan_groups(paths)
     env = _env(paths)

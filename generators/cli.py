@@ -200,7 +200,7 @@ COLUMNS = (("job", "name"), ("cluster", "cluster"), ("launcher", "launcher"),
 def _plan_table(paths: Paths) -> int:
     """The jobs of PLAN.md as aligned columns, then the estimated total."""
     from .registry import load, plan_rows
-    from .render import oneline
+    from .shell import oneline
 
     rows, totals = plan_rows(load(paths.project))
     cells = [[title for title, _key in COLUMNS]]

@@ -18,6 +18,9 @@ from pathlib import Path
 from typing import Any
 
 CODE_DIR = Path(__file__).resolve().parent
+# Code a render reads besides its templates and context: the environment, its filters and
+# the context files' format.
+RENDER_CODE = [str(CODE_DIR / n) for n in ("render.py", "context.py", "shell.py", "errors.py")]
 # Names of what the scripts create beside themselves at run time (a pattern matches any
 # part of a path below out/): `jobpack check` never reports them, builds carry them over.
 RUNTIME_PATTERNS = ("ledger.tsv*", ".ledger*", "ledger.lock", "secrets.env", "logs", "*.lock")

@@ -12,8 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from .render import oneline
-from .shell import Safe
+from .shell import Safe, oneline
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,6 @@ line. A value cannot reach a generated file any other way.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Mapping
 from functools import cache
@@ -23,25 +22,13 @@ import jinja2
 from jinja2 import nodes
 
 from .errors import RenderError, visible
-from .shell import SAFE, Safe, assign, shquote, shvalue
+from .shell import SAFE, Safe, assign, oneline, shquote, shvalue
 
 _SEPARATOR = re.compile(r"[ ,:;|>-]*")
 
 
 class Unfiltered(Exception):
     """A template printed a value that did not come through a context filter."""
-
-
-def oneline(value: object) -> Safe:
-    r"""One line of prose for a ``#`` comment or a line of a quoted here-document: line breaks
-    and other control characters are shown as escapes, so nothing can start a new line.
-
-    >>> print(oneline("a\nUSAGE\ntouch x"), oneline(["two", "parts"]))
-    a\nUSAGE\ntouch x two parts
-    """
-    if isinstance(value, list | tuple):
-        value = " ".join(map(str, value))
-    return Safe(visible(str(value)))
 
 
 def heredoc(value: object) -> Safe:
@@ -210,57 +197,6 @@ def render(env: jinja2.Environment, name: str, context: Mapping[str, Any]) -> st
         raise RenderError(f"template {name}: {exc.message}") from None
     except Unfiltered as exc:
         raise RenderError(f"template {name}: {exc}") from None
-
-
-def sha256_text(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-# The key of a JSON object that stands for a shell.Safe string: no project name can hold a
-# NUL, so no context dict of the project's own can look like it.
-_SAFE_KEY = "\0safe"
-
-
-_PLAIN = frozenset((str, int, float, bool, type(None)))
-
-
-def _tagged(value: Any) -> Any:
-    if type(value) in _PLAIN:  # most values: checked first
-        return value
-    if isinstance(value, Safe):
-        return {_SAFE_KEY: str(value)}
-    if isinstance(value, dict):
-        return {str(k): _tagged(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_tagged(v) for v in value]
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    raise TypeError(f"a template context holds {type(value).__name__}, not JSON data")
-
-
-def _untagged(obj: dict[str, Any]) -> Any:
-    if len(obj) == 1 and _SAFE_KEY in obj:
-        return Safe(obj[_SAFE_KEY])
-    return obj
-
-
-def dump_context(value: Any) -> str:
-    r"""JSON for template contexts, keeping which strings are shell.Safe; key-sorted, so
-    the same context is the same text.
-
-    >>> text = dump_context({"b": Safe("'x y'"), "a": [1, "z"]})
-    >>> text
-    '{"a":[1,"z"],"b":{"\\u0000safe":"\'x y\'"}}'
-    >>> type(load_context(text)["b"]).__name__
-    'Safe'
-    """
-    return json.dumps(_tagged(value), sort_keys=True, ensure_ascii=True, separators=(",", ":"),
-                      allow_nan=False)
-
-
-def load_context(text: str) -> Any:
-    """The value dump_context wrote, Safe strings included."""
-    return json.loads(text, object_hook=_untagged)
 
 
 def render_spec(env: jinja2.Environment, template: str | None, context: Mapping[str, Any]) -> str:

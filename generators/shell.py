@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from .errors import visible
+
 # Characters that no shell, comment, here-document or table cell reads as anything but
 # themselves: a word of only these needs no quoting anywhere.
 SAFE = re.compile(r"[A-Za-z0-9_@%+=:,./-]+", re.ASCII)
@@ -32,6 +34,18 @@ class Safe(str):
     numbers, and strings of characters that are inert everywhere (see ``render``)."""
 
     __slots__ = ()
+
+
+def oneline(value: object) -> Safe:
+    r"""One line of prose for a ``#`` comment or a line of a quoted here-document: line breaks
+    and other control characters are shown as escapes, so nothing can start a new line.
+
+    >>> print(oneline("a\nUSAGE\ntouch x"), oneline(["two", "parts"]))
+    a\nUSAGE\ntouch x two parts
+    """
+    if isinstance(value, list | tuple):
+        value = " ".join(map(str, value))
+    return Safe(visible(str(value)))
 
 
 def shquote(value: str) -> Safe:
@@ -196,6 +210,12 @@ def word(parts: list[Part], static: dict[str, str]) -> Safe:
     return word_ref(out)
 
 
+def needs_escape(value: str) -> bool:
+    """Whether ``value`` is not a TSV cell as it is (``tsv_cell`` would change it); asked of
+    a whole table's text at once, it spares a call per cell of a table that needs none."""
+    return _NEEDS_ESCAPE.search(value) is not None
+
+
 def tsv_cell(value: str) -> str:
     r"""A value as one cell of a table the scripts read without ``eval``: backslash, tab, line
     breaks and other control characters escaped as ``printf %b`` reads them back.
@@ -203,8 +223,8 @@ def tsv_cell(value: str) -> str:
     >>> print(tsv_cell("a b" + chr(9) + "c" + chr(10) + "d" + chr(92) + "e" + chr(1)))
     a b\tc\nd\\e\x01
     """
-    if not _NEEDS_ESCAPE.search(value):
-        return value  # most cells: nothing to escape, and tables have many of them
+    if not needs_escape(value):
+        return value  # most cells: nothing to escape
     out = []
     for ch in value:
         if ch in _ESCAPES and ch != "'":

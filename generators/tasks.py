@@ -22,7 +22,7 @@ from doit.tools import config_changed
 
 from . import __version__
 from .paths import (
-    CODE_DIR,
+    RENDER_CODE,
     Paths,
     inputs_intact,
     outputs_intact,
@@ -36,8 +36,6 @@ after_plan: Callable[[Callable[[], Any]], Callable[[], Any]] = _create_after(exe
 
 # The last user-facing error raised inside a task, for the CLI's exit status and message.
 LAST_ERROR: list[Any] = []
-# Code a render reads besides its templates and context: the environment and its filters.
-RENDER_CODE = [str(CODE_DIR / n) for n in ("render.py", "shell.py", "errors.py")]
 
 
 def run_action(name: str, paths: Paths, *args: Any) -> Any:
@@ -118,7 +116,7 @@ def make_tasks(project: Path, out: Path) -> dict[str, Callable[[], Any]]:
         for entry in current_plan(paths):
             yield {"name": entry["key"],
                    "actions": [(run_action, ["render_group", paths, entry["key"],
-                                             entry["file"]])],
+                                             entry["file"], entry["templates"]])],
                    "file_dep": [str(paths.contexts / entry["file"]), *entry["templates"],
                                 *RENDER_CODE],
                    "targets": [str(paths.rendered / entry["file"]),

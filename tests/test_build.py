@@ -56,6 +56,47 @@ def test_changing_one_sweep_point_rewrites_only_its_table(project_copy, tmp_path
     assert _changed(before, snapshot(out)) == {"slurm/hpc/train.params.tsv", "MANIFEST.sha256"}
 
 
+_BUILD_TELLING_JINJA = """
+import sys
+from jobpack.cli import main
+code = main(["build", "-p", sys.argv[1], "-o", sys.argv[2]])
+print("jinja imported" if "jinja2" in sys.modules else "jinja not imported")
+sys.exit(code)
+"""
+
+
+def test_a_changed_point_renders_no_template(project_copy, tmp_path: Path) -> None:
+    """A render whose templated files have the inputs of their last render renders none
+    of them again: only the point table is rewritten, and Jinja is not even imported."""
+    project = project_copy("full")
+    out = tmp_path / "out"
+    assert build(project, out).code == 0
+    seqs = project.parent / "sequences.json"
+    seqs.write_text(json.dumps({**json.loads(seqs.read_text()), "seq-c": 302}))
+
+    def run() -> str:
+        proc = subprocess.run([sys.executable, "-c", _BUILD_TELLING_JINJA, str(project),
+                               str(out)], capture_output=True, text=True, check=False)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert ".  render:slurm/hpc/train" in proc.stdout
+        return proc.stdout.splitlines()[-1]
+
+    assert run() == "jinja not imported"
+    assert "seq-c\t302" in (out / "slurm/hpc/train.params.tsv").read_text()
+    # The same change with a template edited in place, its size kept: rendered again.
+    override = project.parent / "templates" / "slurm" / "job.sbatch.j2"
+    override.parent.mkdir(parents=True)
+    builtin = (ROOT / "templates/slurm/job.sbatch.j2").read_text()
+    assert "# Command\n" in builtin
+    override.write_text(builtin.replace("# Command\n", "# COMMAND\n"))
+    seqs.write_text(json.dumps({**json.loads(seqs.read_text()), "seq-c": 303}))
+    assert run() == "jinja imported"
+    assert "# COMMAND\n" in (out / "slurm/hpc/train.sbatch").read_text()
+    override.write_text(builtin.replace("# Command\n", "# CoMMAND\n"))
+    assert run() == "jinja imported"
+    assert "# CoMMAND\n" in (out / "slurm/hpc/train.sbatch").read_text()
+
+
 def test_deleted_or_edited_output_is_restored_once(project_copy, tmp_path: Path) -> None:
     project = project_copy("minimal")
     out = tmp_path / "out"

@@ -35,8 +35,9 @@ def sweep_points(ck: Checker, loaded: Loaded, loc: Loc, job: m.Job) -> Points:
     names = _param_names(ck, sloc, sources)
     if not _few_enough(ck, sloc, [s.size for s in sources]):
         return Points(tuple(names), ())
-    rows = [tuple(itertools.chain.from_iterable(combo))
-            for combo in itertools.product(*(s.rows for s in sources))]
+    rows = list(sources[0].rows) if len(sources) == 1 else [  # one source: its rows as they are
+        tuple(itertools.chain.from_iterable(combo))
+        for combo in itertools.product(*(s.rows for s in sources))]
     if not rows and len(ck.problems) == errors_before:
         ck.add(sloc, "the sweep has no points")
     numeric = tuple(sorted({n for s in sources for n in s.numeric}))
@@ -106,7 +107,7 @@ def _sequences(ck: Checker, loaded: Loaded, loc: Loc, rel: str) -> Points:
     if bad:
         ck.add(loc, f"sequences file {rel!r}: length of {_short(bad[0])} is not a "
                "non-negative integer" + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""))
-    for name in data:
+    for name in data if not "".join(data).isprintable() else ():  # printable: all fine
         if problem := text_problem(name, m.VALUE):
             ck.add(loc, f"sequences file {rel!r}: the sequence name {_short(name)} {problem}")
             return empty

@@ -14,6 +14,7 @@ from ...project.semantics import merged_env, static_params
 from ...shell import (
     Param,
     Safe,
+    needs_escape,
     parse_text,
     shquote,
     shvalue,
@@ -320,5 +321,6 @@ def params_tsv(header: list[str], points: Points) -> str:
     1|a\tb
     """
     lines = ["# " + " ".join(header), "\t".join(("index", *points.names))]
-    lines += ["\t".join((str(i), *(tsv_cell(v) for v in row))) for i, row in enumerate(points.rows)]
+    cell = tsv_cell if needs_escape("".join(v for row in points.rows for v in row)) else str
+    lines += ["\t".join((str(i), *map(cell, row))) for i, row in enumerate(points.rows)]
     return "\n".join(lines) + "\n"
