@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
     from .paths import Paths
@@ -73,6 +75,21 @@ def _paths(args: argparse.Namespace) -> Paths:
 def main(argv: list[str] | None = None) -> int:
     with _QuietPipe():
         return _main(argv)
+
+
+def run() -> NoReturn:
+    """The ``jobpack`` command: ``main()``, then the process ends at once.
+
+    Tearing the interpreter down (freeing every module and object: about 70 ms once doit
+    and pydantic are loaded, a fifth of a one-point rebuild) does nothing for a command
+    that has finished: every file it wrote is closed, the build lock goes with the process.
+    Exit handlers still run and the standard streams are flushed first."""
+    code = main()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe or stream
+            stream.flush()
+    os._exit(code)
 
 
 def _main(argv: list[str] | None) -> int:
