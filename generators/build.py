@@ -88,6 +88,17 @@ def _spec_json(spec: FileSpec) -> dict[str, Any]:
             "executable": spec.executable, "lint": spec.lint}
 
 
+def _contexts_text(specs: tuple[FileSpec, ...] | list[FileSpec]) -> str:
+    """A group's context file: its specs as ``dump_context`` writes a list of them. The
+    text of a verbatim file is a plain string, written without the walk that looks for
+    ``Safe`` strings: in a sweep of one config file per point, nearly all of the context."""
+    return "[" + ",".join(
+        json.dumps({**_spec_json(s), "context": {"text": str(s.context["text"])}},
+                   sort_keys=True, ensure_ascii=True, separators=(",", ":"))
+        if s.verbatim and set(s.context) == {"text"} else dump_context(_spec_json(s))
+        for s in specs) + "]"
+
+
 def _closure(paths: Paths, group: Group, cache: dict[str | None, list[str] | None],
              every: list[str]) -> list[str]:
     files: set[str] = set()
@@ -120,7 +131,7 @@ def run_plan(paths: Paths) -> str:
     changed = 0
     for group in groups:
         name = group_file(group.key)
-        text = dump_context([_spec_json(s) for s in group.files])
+        text = _contexts_text(group.files)
         target = paths.contexts / name
         if not (target.exists() and target.read_text(encoding="utf-8") == text):
             write_atomic(target, text)

@@ -113,6 +113,7 @@ def make_tasks(project: Path, out: Path) -> dict[str, Callable[[], Any]]:
     @after_plan
     def task_render() -> Iterator[dict[str, Any]]:
         """Render one group of files from its contexts and templates."""
+        build = str(paths.build)
         for entry in current_plan(paths):
             yield {"name": entry["key"],
                    "actions": [(run_action, ["render_group", paths, entry["key"],
@@ -120,8 +121,7 @@ def make_tasks(project: Path, out: Path) -> dict[str, Callable[[], Any]]:
                    "file_dep": [str(paths.contexts / entry["file"]), *entry["templates"],
                                 *RENDER_CODE],
                    "targets": [str(paths.rendered / entry["file"]),
-                               *(str(paths.build / p)
-                                 for p, _exe, _lint, verbatim in entry["files"]
+                               *(f"{build}/{p}" for p, _exe, _lint, verbatim in entry["files"]
                                  if not verbatim)],
                    "uptodate": [(rendered_intact, [paths, entry["file"]])],
                    "clean": True, "verbosity": 2}
@@ -142,11 +142,12 @@ def make_tasks(project: Path, out: Path) -> dict[str, Callable[[], Any]]:
         """Publish the rendered files into out/ with MANIFEST.sha256, in one step."""
         groups = current_plan(paths)
         files = sorted({p for e in groups for p, *_ in e["files"]} | {"MANIFEST.sha256"})
+        out = str(paths.out)  # no Path per file: a sweep may have one file per point
         return {"actions": [(run_action, ["publish", paths])],
                 "file_dep": [str(paths.plan),
                              *(str(paths.rendered / e["file"]) for e in groups)],
                 "task_dep": ["render", "lint"],
-                "targets": [str(paths.out / p) for p in files],
+                "targets": [f"{out}/{p}" for p in files],
                 "uptodate": [(outputs_intact, [paths])],
                 "clean": [(_clean_out, [paths])], "verbosity": 2}
 
