@@ -6,7 +6,6 @@ names it. A backend that reads a top-level section of its own (a ``Section``) is
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -45,10 +44,6 @@ KINDS = Kinds({b.name: b for b in BACKENDS if isinstance(b, ClusterBackend)}, PL
 def load(path: Path) -> Loaded:
     """Load and validate the project at ``path`` with every registered kind; raise
     ProjectError with every problem."""
-    # pydantic looks for plugins in the entry points of every installed distribution when
-    # a model first validates (15 ms among a hundred distributions); jobpack's models are
-    # its own, and no plugin has a say in them.
-    os.environ["PYDANTIC_DISABLE_PLUGINS"] = "__all__"
     return load_project(path, KINDS)
 
 
