@@ -28,6 +28,23 @@ def _options(defaults: bool) -> argparse.ArgumentParser:
     return p
 
 
+def _standard_streams() -> None:
+    """Started with a standard stream closed (``2>&-``), the command opens it on /dev/null:
+    what it prints there goes nowhere, and no file the build opens takes its number (a
+    linter's messages, written to its stderr, would land in it)."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            os.open(os.devnull, os.O_RDWR)  # the lowest free number: this one
+    # The process's own streams, open until it ends (no context manager).
+    if sys.stdout is None:
+        sys.stdout = open(1, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
+    if sys.stderr is None:
+        sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace",  # noqa: SIM115
+                          closefd=False)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="jobpack", parents=[_options(True)],
@@ -89,6 +106,7 @@ def run() -> NoReturn:
     model first validates (15 ms among a hundred distributions): this process's models are
     jobpack's own, and no plugin has a say in them. (Set here, for this process only: a
     dodo.py loads jobpack into the user's own doit process, whose plugins stay theirs.)"""
+    _standard_streams()
     os.environ["PYDANTIC_DISABLE_PLUGINS"] = "__all__"
     code = main()
     atexit._run_exitfuncs()
@@ -247,18 +265,13 @@ class _QuietPipe:
 
     def __enter__(self) -> None:
         self.real = sys.stdout
-        # Started with stdout closed (None): what it prints goes nowhere, as into a closed
-        # pipe.
-        self.null = open(os.devnull, "w", encoding="utf-8") if self.real is None else None
-        sys.stdout = _PipeWriter(self.real if self.null is None else self.null)
+        sys.stdout = _PipeWriter(self.real)
 
     def __exit__(self, *exc: object) -> None:
         try:
             sys.stdout.flush()
         finally:
             sys.stdout = self.real
-            if self.null is not None:
-                self.null.close()
 
 
 class _PipeWriter:

@@ -351,5 +351,8 @@ def test_the_command_ends_with_its_status_and_all_its_output(project_copy,
     assert sh('"$1" -m jobpack plan --format md -p "$2" > "$3" 2>&-') == 0
     assert into.read_text() == piped.stdout
     assert sh('"$1" -m jobpack schema -p "$2" >&- 2>&-') == 0
+    out = tmp_path / "out"
+    assert sh(f'"$1" -m jobpack build -p "$2" -o {out} >&- 2>&- <&-') == 0
+    assert jobpack("check", "-p", project, "-o", out).code == 0  # built whole
     project.write_text(project.read_text() + "\nbogus: 1\n")
     assert sh('"$1" -m jobpack check -p "$2" > "$3" 2>&-') == 2
