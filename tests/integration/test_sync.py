@@ -121,9 +121,15 @@ def test_interrupted_transfer_is_partial_until_completed(dav, work: Path) -> Non
     proc = subprocess.Popen(["bash", "out/sync/push.sh"], cwd=work, env=slow,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
-    time.sleep(3)
+    dest = served / "base/data/in"
+    # Killed once the first file has arrived, well before 2.5 MB at 256 kB/s have.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None and not (
+            dest.is_dir() and any(p.is_file() for p in dest.rglob("*"))):
+        time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    assert not (dest / ".jobpack-done").exists(), "the transfer ended before it was killed"
     assert sh(work, "push", "status", env=env).stdout == "partial\n"
     sh(work, "push", env=env)
     assert sh(work, "push", "status", env=env).stdout == "done\n"
@@ -151,7 +157,7 @@ def test_every_option_repeats_and_usr1_stops_with_a_final_pass(dav, work: Path) 
     served, env = dav
     bad = sh(work, "push", "--every", "10x", env=env, check=False)
     assert bad.returncode == 2 and bad.stderr.startswith("Usage: "), bad.stderr
-    proc = subprocess.Popen(["bash", "out/sync/push.sh", "--every", "1s", "--wait-first"],
+    proc = subprocess.Popen(["bash", "out/sync/push.sh", "--every", "2s", "--wait-first"],
                             cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     dest = served / "base/data/in"
