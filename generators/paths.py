@@ -6,6 +6,7 @@ doit and nothing else.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -18,9 +19,18 @@ from pathlib import Path
 from typing import Any
 
 CODE_DIR = Path(__file__).resolve().parent
-# Code a render reads besides its templates and context: the environment, its filters and
-# the context files' format.
-RENDER_CODE = [str(CODE_DIR / n) for n in ("render.py", "context.py", "shell.py", "errors.py")]
+
+
+def _jinja_version_file() -> list[str]:
+    """Jinja's ``__init__.py``, which holds its version, found without importing Jinja."""
+    spec = importlib.util.find_spec("jinja2")
+    return [spec.origin] if spec is not None and spec.origin else []
+
+
+# Code a render reads besides its templates and context: the environment, its filters, the
+# context files' format, and the Jinja release (a new one may render a template otherwise).
+RENDER_CODE = [*(str(CODE_DIR / n) for n in ("render.py", "context.py", "shell.py", "errors.py")),
+               *_jinja_version_file()]
 # Names of what the scripts create beside themselves at run time (a pattern matches any
 # part of a path below out/): `jobpack check` never reports them, builds carry them over.
 RUNTIME_PATTERNS = ("ledger.tsv*", ".ledger*", "ledger.lock", "secrets.env", "logs", "*.lock")

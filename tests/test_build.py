@@ -97,6 +97,34 @@ def test_a_changed_point_renders_no_template(project_copy, tmp_path: Path) -> No
     assert "# CoMMAND\n" in (out / "slurm/hpc/train.sbatch").read_text()
 
 
+def test_a_new_jinja_release_renders_again(project_copy, tmp_path: Path) -> None:
+    """Jinja's release is an input of every render: after an upgrade a changed point
+    renders the templated files again instead of keeping the old release's text."""
+    import jinja2
+
+    jinja = tmp_path / "site" / "jinja2"
+    shutil.copytree(Path(jinja2.__file__).parent, jinja)
+    env = {**os.environ, "PYTHONPATH": str(jinja.parent)}
+    project = project_copy("full")
+    out = tmp_path / "out"
+    seqs = project.parent / "sequences.json"
+
+    def run(point: int) -> str:
+        seqs.write_text(json.dumps({**json.loads(seqs.read_text()), "seq-c": point}))
+        proc = subprocess.run([sys.executable, "-c", _BUILD_TELLING_JINJA, str(project),
+                               str(out)], capture_output=True, text=True, check=False, env=env)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc.stdout.splitlines()[-1]
+
+    assert run(301) == "jinja imported"
+    assert run(302) == "jinja not imported"
+    init = jinja / "__init__.py"
+    init.write_text(init.read_text().replace(f'__version__ = "{jinja2.__version__}"',
+                                             '__version__ = "99.0.0"'))
+    assert '"99.0.0"' in init.read_text()
+    assert run(303) == "jinja imported"
+
+
 def test_deleted_or_edited_output_is_restored_once(project_copy, tmp_path: Path) -> None:
     project = project_copy("minimal")
     out = tmp_path / "out"
