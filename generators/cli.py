@@ -110,10 +110,9 @@ def run() -> NoReturn:
     os.environ["PYDANTIC_DISABLE_PLUGINS"] = "__all__"
     code = main()
     atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        if stream is not None:  # None: started with the stream closed
-            with contextlib.suppress(OSError, ValueError):  # a closed pipe or file
-                stream.flush()
+    for stream in (sys.stdout, sys.stderr):  # never None: _standard_streams() opened them
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe or file
+            stream.flush()
     os._exit(code)
 
 
