@@ -89,13 +89,18 @@ jp_read_secrets() {
 
 # jp_pass: one pass: the script's jp_transfer (jp_show with --dry-run), retried jp_retries
 # times with pauses of 2, 4, 8 ... seconds (a stop signal ends the retries of a periodic
-# pass: the final pass follows at once).
+# pass: the final pass follows at once). With --skip-missing, a source folder of this
+# machine that does not exist is a pass with nothing to do.
 jp_stop=0
 jp_final=0
 jp_pass() {
   local try
   if ((jp_dry_run)); then
     jp_show
+    return 0
+  fi
+  if ((jp_skip_missing)) && [[ -n $jp_local_src && ! -e $jp_local_src ]]; then
+    jp_log "$jp_name: warning: $jp_local_src does not exist on $(uname -n): nothing to transfer"
     return 0
   fi
   for ((try = 0; try <= jp_retries; try++)); do

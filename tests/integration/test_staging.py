@@ -122,3 +122,58 @@ def test_stage_in_periodic_and_signal_stage_out(slurm, tmp_path: Path) -> None: 
 def _shell_word(text: str) -> str:
     """A shell word for ``text`` (newline as $'\\n') used inside the job's command."""
     return "$'" + text.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n") + "'"
+
+
+QUIET_NODE = """
+project: quiet
+clusters:
+  hpc: {{kind: slurm, partition: debug, resources: {{mem: 100}}}}
+storage:
+  scratch: {{local: "{root}/scratch"}}
+syncs:
+  results_home:
+    from: "{root}/nodes/${{SLURMD_NODENAME}}/{{{{ run_id }}}}"
+    to: "scratch:runs/{{{{ run_id }}}}/${{SLURMD_NODENAME}}"
+jobs:
+  work:
+    cluster: hpc
+    description: Only the first node gets work and writes results; the other writes nothing.
+    resources: {{nodes: 2, ntasks_per_node: 1, time: "5"}}
+    launcher: srun
+    stage_out: [{{sync: results_home, every: 2s}}]
+    command: |
+      if [[ $SLURM_NODEID == 0 ]]; then
+        mkdir -p "{root}/nodes/$SLURMD_NODENAME/$RUN_ID"
+        echo done > "{root}/nodes/$SLURMD_NODENAME/$RUN_ID/result.txt"
+      fi
+      sleep 5
+  merge:
+    cluster: hpc
+    after: [work]
+    command: cat {root}/scratch/runs/$RUN_ID/*/result.txt > {root}/merged.txt
+"""
+
+
+def test_a_node_that_wrote_nothing_does_not_fail_the_stage_out(slurm, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A Ray or srun job need not give every node work: the stage-out of a folder a node
+    never created sends nothing from that node, says so, and the chain goes on."""
+    root = tmp_path
+    project = root / "project.yaml"
+    project.write_text(QUIET_NODE.format(root=root))
+    result = build(project, root / "out")
+    assert result.code == 0, result.stderr
+    folder = root / "out" / "slurm" / "hpc"
+    run(folder / "submit_all.sh", env=slurm.env)
+    rows = submitted(folder)
+    wait_until(lambda: queue_empty(slurm), 120, "the two jobs to end")
+    run_id, job_id = rows[0][0], rows[0][5]
+    err = (folder / "logs" / f"quiet-work_{job_id}.err").read_text()
+    states = {r[1]: subprocess.run(["scontrol", "show", "job", r[5]], env=slurm.env, text=True,
+                                   capture_output=True, check=False).stdout for r in rows}
+    assert all("JobState=COMPLETED" in s for s in states.values()), (states, err)
+    assert (root / "merged.txt").read_text() == "done\n"
+    staged = sorted(p.relative_to(root / "scratch" / "runs" / run_id).as_posix()
+                    for p in (root / "scratch" / "runs" / run_id).rglob("result.txt"))
+    assert len(staged) == 1, staged
+    assert "does not exist on" in err and "nothing to transfer" in err, err
+    assert "results_home: done" in err, err

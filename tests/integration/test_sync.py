@@ -196,3 +196,47 @@ def test_local_rclone_remote_push_pull(tmp_path: Path) -> None:
     sh(work, "pull", "--every", "0", env=env)
     assert tree(work / "back") == tree(work / "src")
     assert sh(work, "pull", "status", env=env).stdout == "done\n"
+
+
+SKIP_MISSING = """project: data
+storage:
+  disk: {rclone: disk, path: base}
+  files: {ftp: 127.0.0.1, port: PORT, path: up}
+syncs:
+  by_rclone: {from: ./missing, to: "disk:in", retries: 0}
+  by_rsync: {from: ./missing, to: ./dest, retries: 0}
+  by_lftp: {from: ./missing, to: "files:in", retries: 0}
+  from_remote: {from: "disk:absent", to: ./back, retries: 0}
+"""
+
+
+@pytest.mark.parametrize("name", ["by_rclone", "by_rsync", "by_lftp"])
+def test_skip_missing_sends_nothing_from_a_source_that_is_not_there(name: str,
+                                                                     tmp_path: Path) -> None:
+    """--skip-missing (what a job's stage-out passes on each node): a local source folder
+    that does not exist is a pass with nothing to do, with a warning; without it, a failure.
+    It never touches the destination, and a source elsewhere is not skipped."""
+    for tool in ("rclone", "rsync", "lftp"):
+        if shutil.which(tool) is None:
+            if os.environ.get("CI"):
+                pytest.fail(f"{tool} is not installed; tests/install-deps.sh installs it")
+            pytest.skip(f"{tool} is not installed; tests/install-deps.sh installs it")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    conf = tmp_path / "rclone.conf"
+    conf.write_text(f"[disk]\ntype = alias\nremote = {disk}\n")
+    env = {**os.environ, "RCLONE_CONFIG": str(conf)}
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "project.yaml").write_text(SKIP_MISSING.replace("PORT", str(_port())))
+    result = build(work / "project.yaml", work / "out")
+    assert result.code == 0, result.stderr
+
+    skipped = sh(work, name, "--skip-missing", env=env)
+    assert "warning: ./missing does not exist on" in skipped.stderr, skipped.stderr
+    assert "nothing to transfer" in skipped.stderr
+    assert not (work / "dest").exists() and not list(disk.iterdir())
+    failed = sh(work, name, env=env, check=False)
+    assert failed.returncode != 0 and "does not exist on" not in failed.stderr, failed.stderr
+    remote = sh(work, "from_remote", "--skip-missing", env=env, check=False)
+    assert remote.returncode != 0 and "nothing to transfer" not in remote.stderr, remote.stderr

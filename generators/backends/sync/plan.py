@@ -43,6 +43,13 @@ def tool(sync: m.Sync, storage: dict[str, m.Storage]) -> str:
     return "rclone" if "rclone" in kinds else "lftp" if "ftp" in kinds else "rsync"
 
 
+def local_source(sync: m.Sync, storage: dict[str, m.Storage]) -> bool:
+    """Whether the sync reads from a folder of the machine that runs it (a path, or a
+    storage of kind local), which may not exist there yet."""
+    name, _path = endpoint(sync.from_, storage)
+    return name is None or storage[name].kind == "local"
+
+
 def rsync_end(text: str, storage: dict[str, m.Storage]) -> tuple[str, str, int | None]:
     """(host or '' for here, path, ssh port) of a sync endpoint."""
     name, path = endpoint(text, storage)
@@ -140,7 +147,7 @@ def context(loaded: Loaded, name: str) -> dict[str, Any]:
     return {"header": file_header(loaded.source.file), "name": name, "sync": sync,
             "src": word(parts[0], static), "dst": word(parts[1], static),
             "src_text": display(ends[0], static), "dst_text": display(ends[1], static),
-            "filters": filters(sync),
+            "filters": filters(sync), "src_local": local_source(sync, proj.storage),
             "every": seconds(sync.every) if sync.every else None, "run_id": run_id,
             "platform": platform_vars(ends, proj.secrets), "secrets": [], "tool": "rclone"}
 
@@ -158,6 +165,7 @@ def _rsync_context(loaded: Loaded, name: str,
     return {"header": file_header(loaded.source.file), "name": name, "sync": sync, "tool": "rsync",
             "src": word(parts[0], static), "dst": word(parts[1], static),
             "src_host": src_host, "dst_host": dst_host, "port": p1 or p2,
+            "src_local": local_source(sync, proj.storage),
             "src_text": ends[0], "dst_text": ends[1], "filters": rsync_filters(sync),
             "tar_excludes": [shquote(e) for e in excludes],
             "every": seconds(sync.every) if sync.every else None, "run_id": run_id,
@@ -184,6 +192,7 @@ def _lftp_context(loaded: Loaded, name: str,
     return {"header": file_header(loaded.source.file), "name": name, "sync": sync, "tool": "lftp",
             **{k: word(v, static) for k, v in parts.items()},
             "port": place.port, "upload": upload, "secrets": used,
+            "src_local": local_source(sync, proj.storage),
             "src_text": ends[0], "dst_text": ends[1],
             "globs": [shquote(g) for g in (".jobpack-*", *sync.exclude)],
             "every": seconds(sync.every) if sync.every else None, "run_id": run_id,

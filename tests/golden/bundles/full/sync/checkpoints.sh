@@ -32,6 +32,9 @@ time(s) with growing pauses. rclone reads its remotes from its usual config
                     a repeating run makes one final pass (which also redoes a
                     transfer that the signal cut short)
   --wait-first      with --every: begin with a pause instead of a transfer
+  --skip-missing    a pass whose source folder does not exist on this machine
+                    transfers nothing and succeeds, with a warning (a job's
+                    stage-out: a node that wrote nothing has nothing to send)
   --dry-run         print the rclone commands; transfer nothing
   -h, --help        show this help
 USAGE
@@ -41,6 +44,7 @@ jp_dry_run=0
 jp_command=run
 jp_every=900
 jp_wait_first=0
+jp_skip_missing=0
 while (($#)); do
   case $1 in
     --dry-run) jp_dry_run=1 ;;
@@ -53,6 +57,7 @@ while (($#)); do
       esac
       shift ;;
     --wait-first) jp_wait_first=1 ;;
+    --skip-missing) jp_skip_missing=1 ;;
     -h|--help) usage; exit 0 ;;
     run|status) jp_command=$1 ;;
     *) printf 'unknown option: %s\n\n' "$1" >&2; usage >&2; exit 2 ;;
@@ -109,6 +114,8 @@ jp_show() {
   jp_print rclone check --one-way "${jp_filters[@]}" -- "$jp_src" "$jp_dst"
 }
 
+# The source folder when it is on this machine ('' when it is elsewhere).
+jp_local_src=$jp_src
 jp_retries=5
 
 jp_status() {

@@ -31,6 +31,9 @@ line.
                     a repeating run makes one final pass (which also redoes a
                     transfer that the signal cut short)
   --wait-first      with --every: begin with a pause instead of a transfer
+  --skip-missing    a pass whose source folder does not exist on this machine
+                    transfers nothing and succeeds, with a warning (a job's
+                    stage-out: a node that wrote nothing has nothing to send)
   --dry-run         print the lftp commands; transfer nothing
   -h, --help        show this help
 USAGE
@@ -40,6 +43,7 @@ jp_dry_run=0
 jp_command=run
 jp_every=0
 jp_wait_first=0
+jp_skip_missing=0
 while (($#)); do
   case $1 in
     --dry-run) jp_dry_run=1 ;;
@@ -52,6 +56,7 @@ while (($#)); do
       esac
       shift ;;
     --wait-first) jp_wait_first=1 ;;
+    --skip-missing) jp_skip_missing=1 ;;
     -h|--help) usage; exit 0 ;;
     run|status) jp_command=$1 ;;
     *) printf 'unknown option: %s\n\n' "$1" >&2; usage >&2; exit 2 ;;
@@ -155,6 +160,8 @@ jp_show() {
   printf '+ lftp (login from the environment) <<< %s\n' "$(jp_mirror)"
 }
 
+# The source folder when it is on this machine ('' when it is elsewhere).
+jp_local_src=''
 jp_retries=3
 
 jp_status() {
