@@ -93,9 +93,9 @@ def _contexts_text(specs: tuple[FileSpec, ...] | list[FileSpec]) -> str:
     text of a verbatim file is a plain string, written without the walk that looks for
     ``Safe`` strings: in a sweep of one config file per point, nearly all of the context."""
     return "[" + ",".join(
-        json.dumps({**_spec_json(s), "context": {"text": str(s.context["text"])}},
-                   sort_keys=True, ensure_ascii=True, separators=(",", ":"))
-        if s.verbatim and set(s.context) == {"text"} else dump_context(_spec_json(s))
+        json.dumps(_spec_json(s), sort_keys=True, ensure_ascii=True, separators=(",", ":"))
+        if s.verbatim and set(s.context) == {"text"} and type(s.context["text"]) is str
+        else dump_context(_spec_json(s))
         for s in specs) + "]"
 
 

@@ -384,3 +384,28 @@ def test_the_command_ends_with_its_status_and_all_its_output(project_copy,
     assert jobpack("check", "-p", project, "-o", out).code == 0  # built whole
     project.write_text(project.read_text() + "\nbogus: 1\n")
     assert sh('"$1" -m jobpack check -p "$2" > "$3" 2>&-') == 2
+
+
+def test_context_files_are_written_as_the_context_format_writes_them(tmp_path: Path) -> None:
+    """Verbatim files' contexts take a shortcut past the walk for Safe strings: the text
+    must be what dump_context writes, so that both read back alike."""
+    from conftest import PROJECTS
+
+    from generators.build import _contexts_text, _spec_json, plan_groups
+    from generators.context import dump_context, load_context
+    from generators.paths import Paths
+    from generators.plan import FileSpec
+    from generators.shell import Safe
+
+    verbatim = 0
+    for project in sorted(PROJECTS.glob("*/project.yaml")):
+        _loaded, groups = plan_groups(Paths(project, tmp_path / project.parent.name))
+        for group in groups:
+            want = dump_context([_spec_json(s) for s in group.files])
+            assert _contexts_text(group.files) == want, group.key
+            verbatim += sum(s.verbatim for s in group.files)
+    assert verbatim > 10  # the shortcut was taken
+    # A Safe text keeps its tag: it takes the walk.
+    safe = FileSpec("a.txt", None, {"text": Safe("'x'")})
+    assert safe.verbatim
+    assert type(load_context(_contexts_text([safe]))[0]["context"]["text"]) is Safe

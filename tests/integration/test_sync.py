@@ -1,4 +1,5 @@
-"""Generated rclone sync scripts against real rclone: a local folder and a served WebDAV."""
+"""Generated sync scripts against real rclone (a local folder and a served WebDAV), and
+--skip-missing against rclone, rsync and lftp."""
 
 from __future__ import annotations
 
@@ -30,13 +31,29 @@ def _port() -> int:
         return int(s.getsockname()[1])
 
 
+def need(*tools: str) -> None:
+    """Skip without the tools, but fail in CI, where tests/install-deps.sh installed them."""
+    for tool in tools:
+        if shutil.which(tool) is None:
+            if os.environ.get("CI"):
+                pytest.fail(f"{tool} is not installed; tests/install-deps.sh installs it")
+            pytest.skip(f"{tool} is not installed; tests/install-deps.sh installs it")
+
+
+def disk_remote(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """An rclone remote 'disk' on the local backend (an alias of a new folder), and the
+    environment naming its config."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    conf = tmp_path / "rclone.conf"
+    conf.write_text(f"[disk]\ntype = alias\nremote = {disk}\n")
+    return disk, {**os.environ, "RCLONE_CONFIG": str(conf)}
+
+
 @pytest.fixture
 def dav(tmp_path: Path):  # type: ignore[no-untyped-def]
     """rclone serving a folder over WebDAV on loopback, and a config naming it 'dav'."""
-    if shutil.which("rclone") is None:
-        if os.environ.get("CI"):
-            pytest.fail("rclone is not installed; tests/install-deps.sh installs it")
-        pytest.skip("rclone is not installed; tests/install-deps.sh installs it")
+    need("rclone")
     root = tmp_path / "served"
     root.mkdir()
     port = _port()
@@ -176,13 +193,8 @@ def test_every_option_repeats_and_usr1_stops_with_a_final_pass(dav, work: Path) 
 
 def test_local_rclone_remote_push_pull(tmp_path: Path) -> None:
     """An rclone remote on the local backend (an alias of a folder, as for a mounted disk)."""
-    if shutil.which("rclone") is None:
-        pytest.skip("rclone is not installed")
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    conf = tmp_path / "rclone.conf"
-    conf.write_text(f"[disk]\ntype = alias\nremote = {disk}\n")
-    env = {**os.environ, "RCLONE_CONFIG": str(conf)}
+    need("rclone")
+    disk, env = disk_remote(tmp_path)
     work = tmp_path / "work"
     work.mkdir()
     (work / "project.yaml").write_text(PROJECT.replace("dav: {rclone: dav", "dav: {rclone: disk"))
@@ -216,16 +228,8 @@ def test_skip_missing_sends_nothing_from_a_source_that_is_not_there(name: str,
     """--skip-missing (what a job's stage-out passes on each node): a local source folder
     that does not exist is a pass with nothing to do, with a warning; without it, a failure.
     It never touches the destination, and a source elsewhere is not skipped."""
-    for tool in ("rclone", "rsync", "lftp"):
-        if shutil.which(tool) is None:
-            if os.environ.get("CI"):
-                pytest.fail(f"{tool} is not installed; tests/install-deps.sh installs it")
-            pytest.skip(f"{tool} is not installed; tests/install-deps.sh installs it")
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    conf = tmp_path / "rclone.conf"
-    conf.write_text(f"[disk]\ntype = alias\nremote = {disk}\n")
-    env = {**os.environ, "RCLONE_CONFIG": str(conf)}
+    need("rclone", "rsync", "lftp")
+    disk, env = disk_remote(tmp_path)
     work = tmp_path / "work"
     work.mkdir()
     (work / "project.yaml").write_text(SKIP_MISSING.replace("PORT", str(_port())))
